@@ -14,12 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-TEMP_MARKER = ".tmp-parqctl-"
+TEMP_MARKER = ".parqctl-tmp-"
 
 
 def temp_path_for(target: Path) -> Path:
-    """A unique temp name in the target's directory (same filesystem, so rename is atomic)."""
-    return target.with_name(f"{target.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
+    """A unique temp name in the target's directory (same filesystem, so rename is atomic).
+
+    Hidden and not of the form ``data.parquet.tmp-*``: the collector's start-up cleanup
+    renames files matching that glob onto ``data.parquet`` even when they are partial, and
+    its readers glob for ``data.parquet`` exactly, so neither ever touches our temp files.
+    """
+    return target.with_name(f".{target.name}{TEMP_MARKER}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def is_temp_name(name: str) -> bool:

@@ -31,7 +31,9 @@ def read_bar_file(path: Path, columns: list[str] | None = None) -> pa.Table:
     try:
         return pq.read_table(path, columns=columns)
     except FileNotFoundError:
-        raise DataError(f"bar file not found: {path}", "refresh the view; it may have moved") from None
+        raise DataError(
+            f"bar file not found: {path}", "refresh the view; it may have moved"
+        ) from None
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
             f"unreadable bar file {path}: {exc}",

@@ -68,7 +68,9 @@ def sessions(calendar: str, start: date, end: date) -> SessionTable:
     Calendars are built for whole years and cached, so nearby queries share one build.
     """
     if end < start:
-        return SessionTable(calendar, *(np.array([], dtype=t) for t in ("M8[D]", "M8[ns]", "M8[ns]")))
+        return SessionTable(
+            calendar, *(np.array([], dtype=t) for t in ("M8[D]", "M8[ns]", "M8[ns]"))
+        )
     cal = _calendar(calendar, start.year, max(end.year, start.year))
     schedule = cal.schedule.loc[start.isoformat() : end.isoformat()]
     tz = cal.tz

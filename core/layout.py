@@ -31,9 +31,7 @@ def validate_ticker(ticker: str) -> str:
 
 def validate_interval(interval: str) -> str:
     if interval not in INTERVALS:
-        raise ParqctlError(
-            f"unknown interval {interval!r}", f"use one of {', '.join(INTERVALS)}"
-        )
+        raise ParqctlError(f"unknown interval {interval!r}", f"use one of {', '.join(INTERVALS)}")
     return interval
 
 
@@ -55,7 +53,9 @@ class Venue:
         market, sep, source = text.partition(":")
         market, source = market.strip().lower(), source.strip().lower()
         if not sep or not _MARKET_OR_SOURCE.match(market) or not _MARKET_OR_SOURCE.match(source):
-            raise ParqctlError(f"bad venue {text!r}", "write a venue as market:source, e.g. us:yahoo")
+            raise ParqctlError(
+                f"bad venue {text!r}", "write a venue as market:source, e.g. us:yahoo"
+            )
         return cls(market, source)
 
     @property
@@ -68,7 +68,9 @@ class Venue:
         return f"{self.market}/{self.source}"
 
 
-def legacy_dataset_dir(workspace_root: Path, interval: str, legacy_root: str = "data/legacy") -> Path:
+def legacy_dataset_dir(
+    workspace_root: Path, interval: str, legacy_root: str = "data/legacy"
+) -> Path:
     return workspace_root / legacy_root / f"{DATASET_PREFIX}{interval}"
 
 
@@ -87,4 +89,9 @@ def ticker_partition_dir(dataset_dir: Path, ticker: str) -> Path:
 
 
 def partition_file(dataset_dir: Path, ticker: str, year: int, month: int) -> Path:
-    return ticker_partition_dir(dataset_dir, ticker) / f"year={year:04d}" / f"month={month:02d}" / PARTITION_FILE
+    return (
+        ticker_partition_dir(dataset_dir, ticker)
+        / f"year={year:04d}"
+        / f"month={month:02d}"
+        / PARTITION_FILE
+    )

@@ -1,0 +1,106 @@
+"""parqctl's per-workspace settings, ``.parqctl/config.toml``; every key is optional.
+
+```toml
+[watermarks]        # percent of the filesystem used
+warn = 80
+critical = 90
+block = 95
+
+[calendars]         # market -> exchange_calendars code
+us = "XNYS"
+de = "XETR"
+
+[retention_days]    # how far back Yahoo still serves an interval
+"1m" = 7
+"1h" = 730
+```
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.calendars import DEFAULT_VENUE_CALENDARS
+from core.errors import MetadataError
+
+CONFIG_FILE = Path(".parqctl") / "config.toml"
+
+DEFAULT_RETENTION_DAYS: dict[str, int | None] = {
+    "1m": 7,
+    "2m": 60,
+    "5m": 60,
+    "15m": 60,
+    "30m": 60,
+    "60m": 730,
+    "90m": 60,
+    "1h": 730,
+    "1d": None,
+    "5d": None,
+    "1wk": None,
+    "1mo": None,
+    "3mo": None,
+}
+
+
+@dataclass(frozen=True)
+class Watermarks:
+    warn: float = 80.0
+    critical: float = 90.0
+    block: float = 95.0
+
+
+@dataclass(frozen=True)
+class Config:
+    watermarks: Watermarks = field(default_factory=Watermarks)
+    calendars: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VENUE_CALENDARS))
+    retention_days: dict[str, int | None] = field(
+        default_factory=lambda: dict(DEFAULT_RETENTION_DAYS)
+    )
+
+
+def _bad(path: Path, what: str) -> MetadataError:
+    return MetadataError(f"{path}: {what}", "fix the setting or remove it to use the default")
+
+
+def _watermarks(path: Path, table: dict[str, Any]) -> Watermarks:
+    defaults = Watermarks()
+    values = {}
+    for name in ("warn", "critical", "block"):
+        value = table.get(name, getattr(defaults, name))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+            raise _bad(path, f"watermarks.{name} must be a percentage between 0 and 100")
+        values[name] = float(value)
+    if not values["warn"] <= values["critical"] <= values["block"]:
+        raise _bad(path, "watermarks must satisfy warn <= critical <= block")
+    return Watermarks(**values)
+
+
+def load_config(workspace_root: Path) -> Config:
+    path = workspace_root / CONFIG_FILE
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise _bad(path, f"malformed TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad(path, f"cannot read it: {exc}") from None
+
+    calendars = dict(DEFAULT_VENUE_CALENDARS)
+    for market, code in data.get("calendars", {}).items():
+        if not isinstance(code, str):
+            raise _bad(path, f'calendars.{market} must be a calendar code such as "XNYS"')
+        calendars[market.lower()] = code
+    retention = dict(DEFAULT_RETENTION_DAYS)
+    for interval, days in data.get("retention_days", {}).items():
+        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
+            raise _bad(path, f"retention_days.{interval} must be a whole number of days")
+        retention[interval] = days
+    return Config(
+        watermarks=_watermarks(path, data.get("watermarks", {})),
+        calendars=calendars,
+        retention_days=retention,
+    )
