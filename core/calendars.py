@@ -12,9 +12,9 @@ from datetime import date
 
 import numpy as np
 
+from core.config import DEFAULT_VENUE_CALENDARS
 from core.errors import ParqctlError
 
-DEFAULT_VENUE_CALENDARS = {"us": "XNYS", "de": "XETR"}
 INTRADAY_MINUTES = {"1m": 1, "2m": 2, "5m": 5, "15m": 15, "30m": 30, "60m": 60, "90m": 90, "1h": 60}
 
 

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.calendars import DEFAULT_VENUE_CALENDARS
 from core.errors import MetadataError
 
 CONFIG_FILE = Path(".parqctl") / "config.toml"
+
+DEFAULT_VENUE_CALENDARS = {"us": "XNYS", "de": "XETR"}
 
 DEFAULT_RETENTION_DAYS: dict[str, int | None] = {
     "1m": 7,
