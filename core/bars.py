@@ -37,7 +37,7 @@ def read_bar_file(path: Path, columns: list[str] | None = None) -> pa.Table:
     except (pa.ArrowException, OSError) as exc:
         raise DataError(
             f"unreadable bar file {path}: {exc}",
-            "run `parqctl integrity` and quarantine it",
+            "the file is damaged or still being written; move it aside and re-fetch the ticker",
         ) from None
 
 

@@ -7,6 +7,7 @@ that need them, so ``parqctl health`` starts fast.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -41,9 +42,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from tui.commands import console, demo, health, lock
+def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """Import a command's module only when it runs, so each command pays for its own imports."""
 
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f"tui.commands.{module}"), function)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog="parqctl",
         description="Operations console for Parquet market-data stores (yf_parqed workspaces).",
@@ -60,13 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("console", help="open the console (the default)")
     p.add_argument("--theme", choices=["dark", "light"], help="colour theme")
-    p.set_defaults(run=console.run)
+    p.set_defaults(run=_command("console", "run"))
 
     p = commands.add_parser(
         "health", help="one-screen summary; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(run=health.run)
+    p.set_defaults(run=_command("health", "run"))
+
+    p = commands.add_parser("show", help="where a ticker's bars live, and their rows and range")
+    p.add_argument("ticker", metavar="TICKER", help="a Yahoo symbol, e.g. BRK-B")
+    p.add_argument("--interval", "-i", default="1d", help="bar interval (default 1d)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_command("show", "run"))
 
     p = commands.add_parser("demo", help="build a demo workspace with realistic data and problems")
     p.add_argument("dir", metavar="DIR", help="where to build it (must not exist or be empty)")
@@ -85,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stale-lock", action="store_true", help="leave a stale run lock behind")
     p.add_argument("--no-open", action="store_true", help="do not open the console afterwards")
-    p.set_defaults(run=demo.run)
+    p.set_defaults(run=_command("demo", "run"))
 
     p = commands.add_parser("lock", help="inspect or break the workspace's run lock")
     lock_commands = p.add_subparsers(
@@ -95,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="who holds the lock, and is it stale; exit 0 free, 1 held, 2 stale/unknown"
     )
     q.add_argument("--json", action="store_true", help="print one JSON object")
-    q.set_defaults(run=lock.status)
+    q.set_defaults(run=_command("lock", "status"))
     q = lock_commands.add_parser("break", help="remove a stale lock (never a live one)")
     q.add_argument(
         "--force",
@@ -103,14 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="also break a lock held from another host or of unknown owner",
     )
     q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    q.set_defaults(run=lock.break_)
+    q.set_defaults(run=_command("lock", "break_"))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    run: Callable[[argparse.Namespace], int] = getattr(args, "run", None) or _default_console(args)
+    if args.command is None:
+        args.theme = None
+    run: Callable[[argparse.Namespace], int] = getattr(args, "run", None) or _command(
+        "console", "run"
+    )
     try:
         return run(args)
     except ParqctlError as exc:
@@ -119,13 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("parqctl: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-
-def _default_console(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
-    from tui.commands import console
-
-    args.theme = None
-    return console.run
 
 
 def entry_point() -> NoReturn:

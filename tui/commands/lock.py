@@ -1,0 +1,73 @@
+"""``parqctl lock status`` and ``parqctl lock break``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core import run_lock
+from core.errors import ParqctlError
+from core.health import lock_as_dict
+from core.workspace import Workspace
+from tui.text import human_age, print_json
+
+# Monitoring convention: a live holder is normal operation; anything needing a human is 1.
+STATUS_EXIT = {
+    run_lock.LockState.FREE: 0,
+    run_lock.LockState.LIVE: 0,
+    run_lock.LockState.STALE: 1,
+    run_lock.LockState.FOREIGN: 1,
+    run_lock.LockState.UNKNOWN: 1,
+}
+
+
+def render(status: run_lock.LockStatus) -> list[str]:
+    lines = [f"lock     {status.lock_dir}", f"verdict  {status.state.name}: {status.reason}"]
+    if status.state is run_lock.LockState.FREE:
+        return lines
+    alive = {True: "alive", False: "gone", None: "cannot be checked"}[status.pid_alive]
+    same = {True: "the same process", False: "a different process", None: "unknown"}
+    lines += [
+        f"holder   pid {status.pid} on {status.host} ({alive}; {same[status.same_process]})",
+        f"writer   {status.writer or 'collector'}{f': {status.command}' if status.command else ''}",
+        f"age      {human_age(status.age_seconds)}",
+    ]
+    if status.cwd:
+        lines.append(f"cwd      {status.cwd}")
+    return lines
+
+
+def status(args: argparse.Namespace) -> int:
+    ws = Workspace.open(args.workspace)
+    result = run_lock.inspect(ws.root)
+    if args.json:
+        print_json(lock_as_dict(result))
+    else:
+        print("\n".join(render(result)))
+    return STATUS_EXIT[result.state]
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        raise ParqctlError(
+            "refusing to break the lock without confirmation", "pass --yes to confirm"
+        )
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def break_(args: argparse.Namespace) -> int:
+    ws = Workspace.open(args.workspace)
+    current = run_lock.inspect(ws.root)
+    if run_lock.break_refusal(current, args.force) is not None:
+        run_lock.break_lock(ws.root, force=args.force)  # raises, and audits the refusal
+    print("\n".join(render(current)))
+    question = (
+        f"Remove {current.lock_dir} ({current.state.name.lower()} lock of pid {current.pid} "
+        f"on {current.host})? The collector or parqctl can then take it."
+    )
+    if not args.yes and not _confirm(question):
+        print("left the lock as it is")
+        return 1
+    broken = run_lock.break_lock(ws.root, force=args.force)
+    print(f"broke the {broken.state.name.lower()} lock of pid {broken.pid} on {broken.host}")
+    return 0

@@ -1,0 +1,48 @@
+"""``parqctl show TICKER``: where a ticker's bars live and what they hold."""
+
+from __future__ import annotations
+
+import argparse
+
+from core.routing import locate, read_ticker_bars
+from core.workspace import Workspace
+from tui.text import print_json
+
+
+def run(args: argparse.Namespace) -> int:
+    ws = Workspace.open(args.workspace)
+    ws.load_all_metadata()
+    location = locate(ws, args.ticker, args.interval)
+    bars = read_ticker_bars(ws, args.ticker, args.interval)
+    dates = bars.table.column("date")
+    first = dates[0].as_py() if bars.table.num_rows else None
+    last = dates[-1].as_py() if bars.table.num_rows else None
+    result = {
+        "ticker": args.ticker,
+        "interval": args.interval,
+        "in_tickers_json": args.ticker in ws.tickers,
+        "routed_to": location.mode,
+        "decided_by": location.decided_by,
+        "read_from": bars.source,
+        "files": [str(p.relative_to(ws.root)) for p in bars.files],
+        "rows": bars.table.num_rows,
+        "first": first,
+        "last": last,
+        "columns": bars.table.column_names,
+    }
+    if args.json:
+        print_json(result)
+    else:
+        files = result["files"]
+        shown = (
+            files[0]
+            if len(files) == 1
+            else f"{len(files)} files under {location.partition_dir.relative_to(ws.root)}"
+        )
+        print(f"{args.ticker} {args.interval}: routed to {location.mode} ({location.decided_by})")
+        print(f"read from  {bars.source}: {shown if files else 'no files'}")
+        print(f"rows       {bars.table.num_rows:,}" + (f" from {first} to {last}" if first else ""))
+        print(f"columns    {', '.join(bars.table.column_names)}")
+        if not result["in_tickers_json"]:
+            print(f"note       {args.ticker} is not in tickers.json")
+    return 0 if bars.table.num_rows else 1
