@@ -122,3 +122,42 @@ def test_wrong_arguments(workspace: Path, args: list[str], expected: str):
     assert "Traceback" not in result.stderr
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_stale_lock_is_reported_by_health_and_can_be_broken(tmp_path: Path):
+    root = tmp_path / "demo"
+    built = run_cli(
+        "demo", str(root), "--tickers", "20", "--end", "2025-12-05", "--stale-lock", "--no-open"
+    )
+    assert built.returncode == 0, built.stderr
+    assert "stale_lock" in built.stdout
+
+    health = run_cli("-w", str(root), "health", "--json")
+    report = json.loads(health.stdout)
+    assert health.returncode == 1 and report["verdict"] == "WARNING"
+    assert report["lock"]["state"] == "STALE"
+    assert any("run lock" in p["text"] for p in report["problems"])
+
+    status = run_cli("-w", str(root), "lock", "status")
+    assert status.returncode == 1 and "STALE" in status.stdout and "not running" in status.stdout
+
+    unconfirmed = run_cli("-w", str(root), "lock", "break")
+    assert unconfirmed.returncode == 2 and "--yes" in _one_line_error(unconfirmed)
+    assert (root / ".run_lock").exists()
+
+    broken = run_cli("-w", str(root), "lock", "break", "--yes")
+    assert broken.returncode == 0, broken.stderr
+    assert not (root / ".run_lock").exists()
+    assert (
+        json.loads(run_cli("-w", str(root), "health", "--json").stdout)["lock"]["state"] == "FREE"
+    )
+    audit = [json.loads(line) for line in (root / ".parqctl/audit.jsonl").read_text().splitlines()]
+    assert [(r["action"], r["result"]) for r in audit][-1] == ("lock.break", "ok")
+
+
+def test_demo_refuses_a_non_empty_directory(tmp_path: Path):
+    (tmp_path / "keep.txt").write_text("mine")
+    result = run_cli("demo", str(tmp_path), "--no-open")
+    assert result.returncode == 2
+    assert "not empty" in _one_line_error(result)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

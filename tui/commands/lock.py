@@ -25,10 +25,17 @@ def render(status: run_lock.LockStatus) -> list[str]:
     lines = [f"lock     {status.lock_dir}", f"verdict  {status.state.name}: {status.reason}"]
     if status.state is run_lock.LockState.FREE:
         return lines
-    alive = {True: "alive", False: "gone", None: "cannot be checked"}[status.pid_alive]
-    same = {True: "the same process", False: "a different process", None: "unknown"}
+    if status.pid_alive is None:
+        process = "cannot be checked from this host"
+    elif not status.pid_alive:
+        process = "not running"
+    else:
+        process = {
+            True: "running, the same process",
+            False: "running, but a different process",
+        }.get(status.same_process, "running")
     lines += [
-        f"holder   pid {status.pid} on {status.host} ({alive}; {same[status.same_process]})",
+        f"holder   pid {status.pid} on {status.host} ({process})",
         f"writer   {status.writer or 'collector'}{f': {status.command}' if status.command else ''}",
         f"age      {human_age(status.age_seconds)}",
     ]
