@@ -7,6 +7,12 @@ import argparse
 from core.workspace import Workspace
 
 
+def register(commands) -> None:
+    p = commands.add_parser("console", help="open the console (the default)")
+    p.add_argument("--theme", choices=["dark", "light"], help="colour theme")
+    p.set_defaults(run=run)
+
+
 def run(args: argparse.Namespace) -> int:
     workspace = Workspace.open(args.workspace)
     workspace.load_all_metadata()

@@ -6,7 +6,29 @@ import argparse
 import sys
 from pathlib import Path
 
+from tui.arguments import iso_date, positive_int
 from tui.progress import stderr_progress
+
+
+def register(commands) -> None:
+    p = commands.add_parser("demo", help="build a demo workspace with realistic data and problems")
+    p.add_argument("dir", metavar="DIR", help="where to build it (must not exist or be empty)")
+    p.add_argument(
+        "--tickers", type=positive_int, default=300, help="how many tickers (default 300)"
+    )
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument(
+        "--end", type=iso_date, help="last session (default: the last session before today)"
+    )
+    p.add_argument(
+        "--years-1d", type=positive_int, default=5, help="years of daily bars (default 5)"
+    )
+    p.add_argument(
+        "--years-1h", type=positive_int, default=2, help="years of hourly bars (default 2)"
+    )
+    p.add_argument("--stale-lock", action="store_true", help="leave a stale run lock behind")
+    p.add_argument("--no-open", action="store_true", help="do not open the console afterwards")
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ import sys
 from core.errors import ParqctlError
 from core.health import HealthReport, Verdict, health_report
 from core.workspace import Workspace
+from tui.arguments import add_json_flag
 from tui.text import human_age, human_bytes, print_json
 
 
@@ -39,6 +40,14 @@ def render(report: HealthReport) -> list[str]:
         lines.append(f"problem    {problem.verdict.name}: {problem.text}")
     lines.append(f"verdict    {report.verdict.name}")
     return lines
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "health", help="one-screen summary; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+    )
+    add_json_flag(p)
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

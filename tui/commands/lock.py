@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from core import run_lock
-from core.errors import ParqctlError
 from core.health import lock_as_dict
 from core.workspace import Workspace
+from tui.arguments import add_json_flag
+from tui.prompt import confirm
 from tui.text import human_age, print_json
 
 # Monitoring convention: a live holder is normal operation; anything needing a human is 1.
@@ -19,6 +19,24 @@ STATUS_EXIT = {
     run_lock.LockState.FOREIGN: 1,
     run_lock.LockState.UNKNOWN: 1,
 }
+
+
+def register(commands) -> None:
+    p = commands.add_parser("lock", help="inspect or break the workspace's run lock")
+    actions = p.add_subparsers(dest="lock_command", metavar="ACTION", required=True)
+    q = actions.add_parser(
+        "status", help="who holds the lock; exit 0 free or live, 1 stale, foreign or unknown"
+    )
+    add_json_flag(q)
+    q.set_defaults(run=status)
+    q = actions.add_parser("break", help="remove a stale lock (never a live one)")
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="also break a lock held from another host or of unknown owner",
+    )
+    q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    q.set_defaults(run=break_)
 
 
 def render(status: run_lock.LockStatus) -> list[str]:
@@ -54,14 +72,6 @@ def status(args: argparse.Namespace) -> int:
     return STATUS_EXIT[result.state]
 
 
-def _confirm(question: str) -> bool:
-    if not sys.stdin.isatty():
-        raise ParqctlError(
-            "refusing to break the lock without confirmation", "pass --yes to confirm"
-        )
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-
-
 def break_(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     current = run_lock.inspect(ws.root)
@@ -72,7 +82,7 @@ def break_(args: argparse.Namespace) -> int:
         f"Remove {current.lock_dir} ({current.state.name.lower()} lock of pid {current.pid} "
         f"on {current.host})? The collector or parqctl can then take it."
     )
-    if not args.yes and not _confirm(question):
+    if not args.yes and not confirm(question, what="break the lock"):
         print("left the lock as it is")
         return 1
     broken = run_lock.break_lock(ws.root, force=args.force)

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from core.routing import locate, read_ticker_bars
 from core.workspace import Workspace
+from tui.arguments import add_json_flag
 from tui.text import print_json
 
 
+def register(commands) -> None:
+    p = commands.add_parser("show", help="where a ticker's bars live, and their rows and range")
+    p.add_argument("ticker", metavar="TICKER", help="a Yahoo symbol, e.g. BRK-B")
+    p.add_argument("--interval", "-i", default="1d", help="bar interval (default 1d)")
+    add_json_flag(p)
+    p.set_defaults(run=run)
+
+
 def run(args: argparse.Namespace) -> int:
+    from core.routing import locate, read_ticker_bars
+
     ws = Workspace.open(args.workspace)
     ws.load_all_metadata()
     location = locate(ws, args.ticker, args.interval)
