@@ -5,32 +5,37 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+
+from core.jobs import Progress, ProgressCallback, ignore_progress
+
+
+def progress_line(progress: Progress, width: int = 30) -> str:
+    filled = round(width * progress.fraction)
+    eta = f"ETA {progress.eta_s:.0f}s" if progress.eta_s is not None else "ETA -"
+    rows = f", {progress.rows_per_s:,.0f} rows/s" if progress.rows else ""
+    return (
+        f"{progress.job} [{'#' * filled}{'.' * (width - filled)}] "
+        f"{progress.done:,}/{progress.total:,} {progress.unit}{rows}, "
+        f"{progress.elapsed_s:.0f}s elapsed, {eta}"
+    )
 
 
 @contextlib.contextmanager
-def stderr_progress(label: str, unit: str) -> Iterator[Callable[[int, int], None]]:
-    """Yield a ``progress(done, total)`` callback that redraws one line at most 10 times a second."""
+def stderr_progress() -> Iterator[ProgressCallback]:
+    """Yield a callback that redraws one line on stderr, at most 10 times a second."""
     if not sys.stderr.isatty():
-        yield lambda done, total: None
+        yield ignore_progress
         return
-    started = time.monotonic()
     last_draw = 0.0
 
-    def draw(done: int, total: int) -> None:
+    def draw(progress: Progress) -> None:
         nonlocal last_draw
         now = time.monotonic()
-        if now - last_draw < 0.1 and done < total:
+        if now - last_draw < 0.1 and progress.done < progress.total:
             return
         last_draw = now
-        elapsed = now - started
-        eta = elapsed / done * (total - done) if done else 0.0
-        width = 30
-        filled = width * done // max(total, 1)
-        sys.stderr.write(
-            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {unit}"
-            f" {elapsed:.0f}s elapsed, ETA {eta:.0f}s "
-        )
+        sys.stderr.write("\r" + progress_line(progress) + " ")
         sys.stderr.flush()
 
     try:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.jobs import ProgressTracker
 from tui.arguments import iso_date, positive_int
 from tui.progress import stderr_progress
 
@@ -35,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from core.demo import build_demo
 
     root = Path(args.dir).expanduser().absolute()
-    with stderr_progress("building demo", unit="tickers") as progress:
+    with stderr_progress() as draw:
+        tracker = ProgressTracker("building demo", args.tickers, "tickers", draw)
         report = build_demo(
             root,
             tickers=args.tickers,
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             years_1d=args.years_1d,
             years_1h=args.years_1h,
             stale_lock=args.stale_lock,
-            progress=progress,
+            progress=lambda done, total: tracker.advance(),
         )
     print("\n".join(report.lines()))
     if args.no_open:
