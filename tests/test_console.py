@@ -58,3 +58,90 @@ async def test_a_workspace_broken_after_start_is_reported_not_fatal(workspace: P
         await _wait_loaded(app, pilot)
         verdict = _text(app, "#verdict")
         assert "UNKNOWN" in verdict and "tickers.json" in verdict
+
+
+LIVE_HOLDER = """
+import sys, time
+from core import run_lock
+with run_lock.hold(sys.argv[1], "test holder"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+async def test_lock_screen_refuses_a_live_holder_and_breaks_a_stale_one(workspace: Path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from tui.widgets.confirm import ConfirmScreen
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LIVE_HOLDER, str(workspace)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        app = ParqctlApp(Workspace.open(workspace), health_refresh_s=None)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await pilot.press("2")
+            await _wait_loaded(app, pilot)
+            assert "LIVE" in _text(app, "#lock-details")
+            await pilot.press("b")
+            await pilot.pause()
+            assert not isinstance(app.screen, ConfirmScreen)
+            assert (workspace / ".run_lock").exists()
+
+            holder.send_signal(signal.SIGKILL)
+            holder.wait()
+            await pilot.press("r")
+            await _wait_loaded(app, pilot)
+            assert "STALE" in _text(app, "#lock-details")
+
+            await pilot.press("b")
+            await pilot.pause()
+            assert isinstance(app.screen, ConfirmScreen)
+            body = str(app.screen.query_one("#confirm-body", Static).render())
+            assert f"pid {holder.pid}" in body and "owner.json" in body
+            await pilot.press("enter")  # the focused button is Cancel
+            await pilot.pause()
+            assert (workspace / ".run_lock").exists()
+
+            await pilot.press("b")
+            await pilot.pause()
+            await pilot.press("tab", "enter")  # to the Break lock button, and press it
+            await pilot.pause()
+            await _wait_loaded(app, pilot)
+            assert not (workspace / ".run_lock").exists()
+            assert "FREE" in _text(app, "#lock-details")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+async def test_help_and_palette_commands(workspace: Path):
+    from tui.widgets.help import HelpScreen
+
+    app = ParqctlApp(Workspace.open(workspace), health_refresh_s=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _wait_loaded(app, pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Go to Run lock" in titles and "Refresh (Dashboard)" in titles
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.current_mode == "locks"
+        await pilot.press("1")
+        await pilot.pause()
+        app.screen.query_one("#lock").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.current_mode == "locks"

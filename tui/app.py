@@ -1,27 +1,139 @@
-"""The parqctl console: a Textual app over the core engine."""
+"""The parqctl console: a Textual app over the core engine.
+
+The app owns the periodic health refresh (a thread worker re-armed only after the last
+refresh finished, so refreshes never pile up) and publishes the result in the reactive
+``health``; screens watch it. Each top-level screen is a mode, reached by its number key,
+from the command palette, or from the dashboard's panels.
+"""
 
 from __future__ import annotations
 
-from textual.app import App
-from textual.binding import Binding
+import asyncio
+import signal
+from dataclasses import dataclass
 
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+
+from core.errors import ParqctlError
+from core.health import HealthReport, health_report
 from core.workspace import Workspace
 from screens.dashboard import DashboardScreen
+from screens.locks import LocksScreen
 from themes import STYLESHEET, THEMES
+from tui.widgets.help import HelpScreen, help_markdown
+
+HEALTH_REFRESH_S = 30.0
+
+
+@dataclass(frozen=True)
+class ScreenEntry:
+    key: str
+    mode: str
+    title: str
+    screen: type[Screen]
+
+
+SCREENS = (
+    ScreenEntry("1", "dashboard", "Dashboard", DashboardScreen),
+    ScreenEntry("2", "locks", "Run lock", LocksScreen),
+)
+
+
+@dataclass(frozen=True)
+class HealthState:
+    """The latest health refresh: a report, or why there is none."""
+
+    report: HealthReport | None
+    error: str | None = None
 
 
 class ParqctlApp(App):
     TITLE = "parqctl"
     CSS_PATH = STYLESHEET
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    MODES = {entry.mode: entry.screen for entry in SCREENS}
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        *(
+            Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, show=False)
+            for entry in SCREENS
+        ),
+    ]
 
-    def __init__(self, workspace: Workspace, theme: str | None = None) -> None:
+    health: reactive[HealthState | None] = reactive(None, always_update=True)
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        theme: str | None = None,
+        health_refresh_s: float | None = HEALTH_REFRESH_S,
+    ) -> None:
         super().__init__()
         self.workspace = workspace
+        self.health_refresh_s = health_refresh_s
+        self._health_timer: Timer | None = None
         for registered in THEMES.values():
             self.register_theme(registered)
         self.theme = THEMES[theme or "dark"].name
 
     def on_mount(self) -> None:
         self.title = f"parqctl · {self.workspace.root}"
-        self.push_screen(DashboardScreen(self.workspace))
+        loop = asyncio.get_running_loop()
+        for hangup in (signal.SIGHUP, signal.SIGTERM):
+            # An SSH drop or a kill: leave through the normal exit, restoring the terminal.
+            loop.add_signal_handler(hangup, self.exit)
+        self.switch_mode("dashboard")
+        self.refresh_health()
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for hangup in (signal.SIGHUP, signal.SIGTERM):
+            loop.remove_signal_handler(hangup)
+
+    def action_refresh_health(self) -> None:
+        self.refresh_health()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="health", description="health")
+    def refresh_health(self) -> None:
+        try:
+            # A fresh Workspace each time: metadata is cached per instance and may have changed.
+            state = HealthState(health_report(Workspace(self.workspace.root)))
+        except ParqctlError as exc:
+            state = HealthState(None, exc.one_line())
+        self.call_from_thread(self._publish_health, state)
+
+    def _publish_health(self, state: HealthState) -> None:
+        self.health = state
+        verdict = state.report.verdict.name if state.report else "UNKNOWN"
+        self.sub_title = verdict
+        if self._health_timer is not None:
+            self._health_timer.stop()
+        if self.health_refresh_s:
+            self._health_timer = self.set_timer(self.health_refresh_s, self.refresh_health)
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(help_markdown(self.screen, self.BINDINGS)))
+
+    def get_system_commands(self, screen: Screen):
+        yield from super().get_system_commands(screen)
+        for entry in SCREENS:
+            yield SystemCommand(
+                f"Go to {entry.title}",
+                f"Switch to the {entry.title} screen (key {entry.key})",
+                lambda mode=entry.mode: self.switch_mode(mode),
+            )
+        yield SystemCommand("Refresh health", "Re-read the workspace now", self.refresh_health)
+        for binding in getattr(screen, "BINDINGS", []):
+            if isinstance(binding, Binding) and binding.description:
+                yield SystemCommand(
+                    f"{binding.description} ({screen.__class__.__name__.removesuffix('Screen')})",
+                    f"key {binding.key_display or binding.key}",
+                    lambda action=binding.action, target=screen: target.run_action(action),
+                )

@@ -9,7 +9,7 @@ from core.health import lock_as_dict
 from core.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.prompt import confirm
-from tui.text import human_age, print_json
+from tui.text import lock_lines, print_json
 
 # Monitoring convention: a live holder is normal operation; anything needing a human is 1.
 STATUS_EXIT = {
@@ -39,36 +39,13 @@ def register(commands) -> None:
     q.set_defaults(run=break_)
 
 
-def render(status: run_lock.LockStatus) -> list[str]:
-    lines = [f"lock     {status.lock_dir}", f"verdict  {status.state.name}: {status.reason}"]
-    if status.state is run_lock.LockState.FREE:
-        return lines
-    if status.pid_alive is None:
-        process = "cannot be checked from this host"
-    elif not status.pid_alive:
-        process = "not running"
-    else:
-        process = {
-            True: "running, the same process",
-            False: "running, but a different process",
-        }.get(status.same_process, "running")
-    lines += [
-        f"holder   pid {status.pid} on {status.host} ({process})",
-        f"writer   {status.writer or 'collector'}{f': {status.command}' if status.command else ''}",
-        f"age      {human_age(status.age_seconds)}",
-    ]
-    if status.cwd:
-        lines.append(f"cwd      {status.cwd}")
-    return lines
-
-
 def status(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     result = run_lock.inspect(ws.root)
     if args.json:
         print_json(lock_as_dict(result))
     else:
-        print("\n".join(render(result)))
+        print("\n".join(lock_lines(result)))
     return STATUS_EXIT[result.state]
 
 
@@ -77,7 +54,7 @@ def break_(args: argparse.Namespace) -> int:
     current = run_lock.inspect(ws.root)
     if run_lock.break_refusal(current, args.force) is not None:
         run_lock.break_lock(ws.root, force=args.force)  # raises, and audits the refusal
-    print("\n".join(render(current)))
+    print("\n".join(lock_lines(current)))
     question = (
         f"Remove {current.lock_dir} ({current.state.name.lower()} lock of pid {current.pid} "
         f"on {current.host})? The collector or parqctl can then take it."

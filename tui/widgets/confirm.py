@@ -1,0 +1,49 @@
+"""A confirmation dialog for destructive actions that states exactly what will change."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Dismisses with True only when the operator chooses the action button.
+
+    The safe answer is focused first, so an Enter pressed by habit cancels.
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("n", "cancel", "No", show=False)]
+    DEFAULT_CSS = """
+    ConfirmScreen { align: center middle; }
+    ConfirmScreen > Vertical {
+        width: 72; max-width: 95%; height: auto; padding: 1 2;
+        border: thick $error; background: $surface;
+    }
+    ConfirmScreen #confirm-title { text-style: bold; color: $error; margin-bottom: 1; }
+    ConfirmScreen Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
+    ConfirmScreen Button { margin-left: 2; }
+    """
+
+    def __init__(self, title: str, body: str, action_label: str) -> None:
+        super().__init__()
+        self.title_text, self.body, self.action_label = title, body, action_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.title_text, id="confirm-title")
+            yield Static(self.body, id="confirm-body")
+            with Horizontal():
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button(self.action_label, id="confirm", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "confirm")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)

@@ -1,0 +1,28 @@
+"""A bordered, focusable summary panel that leads to a screen."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.widgets import Static
+
+
+class Panel(Static, can_focus=True):
+    """Enter (or a click) opens ``target_mode``; ``None`` for a panel that leads nowhere."""
+
+    BINDINGS = [Binding("enter", "open", "Open", show=False)]
+
+    def __init__(self, title: str, target_mode: str | None = None, **kwargs) -> None:
+        super().__init__("loading…", classes="panel", **kwargs)
+        self.border_title = title
+        self.target_mode = target_mode
+
+    def set_state(self, state: str) -> None:
+        """``ok``, ``warning`` or ``critical``: the border colour; the text carries a glyph too."""
+        self.set_classes(f"panel -{state}")
+
+    def action_open(self) -> None:
+        if self.target_mode:
+            self.app.switch_mode(self.target_mode)
+
+    def on_click(self) -> None:
+        self.action_open()
