@@ -78,9 +78,9 @@ def sessions(calendar: str, start: date, end: date) -> SessionTable:
     closes = schedule["close"].dt.tz_convert(tz).dt.tz_localize(None)
     return SessionTable(
         calendar=calendar,
-        dates=schedule.index.values.astype("datetime64[D]"),
-        opens=opens.values.astype("datetime64[ns]"),
-        closes=closes.values.astype("datetime64[ns]"),
+        dates=schedule.index.to_numpy().astype("datetime64[D]"),
+        opens=opens.to_numpy().astype("datetime64[ns]"),
+        closes=closes.to_numpy().astype("datetime64[ns]"),
     )
 
 
