@@ -14,9 +14,11 @@ $(UV):
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet "uv==$(UV_VERSION)"
 
-# --inexact keeps uv itself in the venv it was bootstrapped into.
+# --inexact keeps uv itself in the venv it was bootstrapped into; --compile-bytecode
+# because environments that set PYTHONDONTWRITEBYTECODE would otherwise recompile
+# pandas and friends on every start of the command (seconds each time).
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --extra test --quiet
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact --extra test --compile-bytecode --quiet
 	touch $@
 
 demo: $(VENV)/.installed
