@@ -1,0 +1,230 @@
+"""``parqctl availability``: what bars are stored, and which sessions are missing."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from core.workspace import Workspace
+from tui.arguments import add_json_flag, iso_date
+from tui.text import print_json
+
+if TYPE_CHECKING:  # core.gaps imports numpy: not at start-up
+    from core.gaps import AvailabilityReport, Gap, IntervalAvailability, TickerAvailability
+    from core.index import RefreshStats
+
+WORST_SHOWN = 10
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "availability",
+        help="sessions present, partial and missing per ticker; exit 0 complete, 1 gaps",
+    )
+    p.add_argument(
+        "--interval",
+        "-i",
+        action="extend",
+        nargs="+",
+        metavar="IV",
+        help="only these intervals (default: all with files or in intervals.json)",
+    )
+    p.add_argument(
+        "--ticker",
+        "-t",
+        action="extend",
+        nargs="+",
+        metavar="T",
+        help="only these tickers, and list their gaps",
+    )
+    p.add_argument("--since", type=iso_date, metavar="DATE", help="count sessions from DATE")
+    p.add_argument("--until", type=iso_date, metavar="DATE", help="count sessions up to DATE")
+    p.add_argument(
+        "--before-first",
+        action="store_true",
+        help="count sessions before a ticker's first bar as missing (from --since, else "
+        "from the interval's earliest bar)",
+    )
+    p.add_argument(
+        "--today",
+        type=iso_date,
+        metavar="DATE",
+        help="judge recoverability as of DATE (default: today)",
+    )
+    p.add_argument(
+        "--refresh", action="store_true", help="re-read every bar file, not only changed ones"
+    )
+    add_json_flag(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.gaps import Window, availability
+    from core.index import refresh_index
+    from tui.progress import stderr_progress
+
+    ws = Workspace.open(args.workspace)
+    window = Window(args.since, args.until, args.before_first)
+    with stderr_progress() as draw:
+        index = refresh_index(ws.root, full=args.refresh, progress=draw)
+    report = availability(
+        ws,
+        index,
+        intervals=args.interval,
+        tickers=args.ticker,
+        window=window,
+        today=args.today,
+    )
+    if args.json:
+        print_json({**report.as_dict(), "index": _index_dict(report.index)})
+    else:
+        print("\n".join(render(report, named=bool(args.ticker))))
+    return 0 if report.clean else 1
+
+
+def _index_dict(stats: RefreshStats) -> dict[str, Any]:
+    return {
+        "files": stats.scanned,
+        "read": stats.opened,
+        "unchanged": stats.reused,
+        "removed": stats.removed,
+        "saved": stats.persisted,
+        "save_error": stats.persist_error,
+    }
+
+
+_HEADER = (
+    ("interval", "<"),
+    ("calendar", "<"),
+    ("tickers", ">"),
+    ("complete", ">"),
+    ("with gaps", ">"),
+    ("missing", ">"),
+    ("recoverable", ">"),
+    ("lost", ">"),
+    ("partial", ">"),
+    ("unreadable", ">"),
+    ("no bars", ">"),
+)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, (h, _) in enumerate(_HEADER)]
+    header = "  ".join(f"{h:{a}{w}}" for (h, a), w in zip(_HEADER, widths, strict=True))
+    body = [
+        "  ".join(f"{c:{a}{w}}" for c, (_, a), w in zip(row, _HEADER, widths, strict=True))
+        for row in rows
+    ]
+    return [header, *body]
+
+
+def render(report: AvailabilityReport, named: bool) -> list[str]:
+    stats = report.index
+    lines = [
+        f"workspace  {report.root}",
+        f"index      {stats.scanned:,} files: {stats.opened:,} read, {stats.reused:,} unchanged, "
+        f"{stats.removed:,} gone"
+        + ("" if stats.persisted else f" (not saved: {stats.persist_error})"),
+    ]
+    window = [
+        f"from {report.since}" if report.since else "",
+        f"to {report.until}" if report.until else "",
+    ]
+    if any(window) or report.before_first:
+        before = ", counting before each first bar" if report.before_first else ""
+        lines.append(f"window     {' '.join(w for w in window if w) or 'all'}{before}")
+    rows = []
+    for iv in report.intervals.values():
+        rows.append(
+            (
+                iv.interval,
+                ",".join(iv.calendars) or "-",
+                f"{len(iv.tickers):,}",
+                f"{iv.complete:,}",
+                f"{iv.with_gaps:,}",
+                f"{iv.missing_sessions:,}",
+                f"{iv.missing_sessions - iv.lost_sessions:,}",
+                f"{iv.lost_sessions:,}",
+                f"{iv.partial_sessions:,}",
+                f"{iv.unreadable_files:,}",
+                f"{len(iv.without_bars):,}",
+            )
+        )
+    lines += ["", *_table(rows)]
+    for iv in report.intervals.values():
+        lines += _problems(iv, named)
+    return lines
+
+
+def _problems(iv: IntervalAvailability, named: bool) -> list[str]:
+    lines = []
+    for ticker in iv.tickers:
+        for unreadable in ticker.unreadable:
+            lines.append(f"unreadable {iv.interval} {unreadable.path}: {unreadable.error}")
+    if iv.without_bars:
+        shown = ", ".join(iv.without_bars[:WORST_SHOWN])
+        more = len(iv.without_bars) - WORST_SHOWN
+        lines.append(
+            f"no bars    {iv.interval} {shown}" + (f" and {more:,} more" if more > 0 else "")
+        )
+    if named:
+        for ticker in iv.tickers:
+            lines += _ticker_lines(iv, ticker)
+        return lines
+    worst = sorted(
+        (t for t in iv.tickers if t.gaps or t.partial),
+        key=lambda t: (-(t.missing_sessions + len(t.partial)), t.ticker),
+    )
+    if worst:
+        shown = ", ".join(
+            f"{t.ticker} ({t.missing_sessions:,} missing"
+            + (f", {len(t.partial):,} partial" if t.partial else "")
+            + ")"
+            for t in worst[:WORST_SHOWN]
+        )
+        more = len(worst) - WORST_SHOWN
+        lines.append(
+            f"worst      {iv.interval} {shown}" + (f" and {more:,} more" if more > 0 else "")
+        )
+    return lines
+
+
+def _recoverability(gap: Gap, retention_days: int | None) -> str:
+    if retention_days is None:
+        return "recoverable (never expires)"
+    if gap.status == "lost":
+        return f"lost (older than {retention_days} days)"
+    if gap.status == "partly lost":
+        return (
+            f"{gap.lost_sessions} session(s) lost, the rest recoverable until "
+            f"{gap.recoverable_until}"
+        )
+    return f"recoverable until {gap.recoverable_until}"
+
+
+def _ticker_lines(iv: IntervalAvailability, ticker: TickerAvailability) -> list[str]:
+    if ticker.first is None:
+        return [f"{ticker.ticker} {iv.interval}: no readable bars"]
+    lines = [
+        f"{ticker.ticker} {iv.interval} ({ticker.source}, {ticker.calendar}) "
+        f"{ticker.first}..{ticker.last}: {ticker.expected_sessions:,} sessions expected, "
+        f"{ticker.present_sessions:,} present, {len(ticker.partial):,} partial, "
+        f"{ticker.missing_sessions:,} missing"
+    ]
+    for gap in ticker.gaps:
+        span = f"{gap.start}..{gap.end}" if gap.end != gap.start else str(gap.start)
+        plural = "s" if gap.sessions != 1 else ""
+        lines.append(
+            f"  gap      {span:<22} {gap.sessions:>5,} session{plural:<1}  "
+            f"{_recoverability(gap, iv.retention_days)}"
+        )
+    for partial in ticker.partial:
+        lines.append(f"  partial  {partial.session}  {partial.bars} of {partial.expected} bars")
+    if ticker.off_session_days:
+        days = ", ".join(str(d) for d in ticker.off_session_days[:WORST_SHOWN])
+        more = len(ticker.off_session_days) - WORST_SHOWN
+        lines.append(
+            f"  bars on days that are not sessions: {days}"
+            + (f" and {more:,} more" if more > 0 else "")
+        )
+    return lines
