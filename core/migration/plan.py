@@ -1,0 +1,139 @@
+"""``migrate plan``: create or extend migration_plan.json for a venue and its intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import audit, run_lock
+from core.errors import ParqctlError
+from core.layout import Venue, partition_dataset_dir, validate_interval
+from core.metadata import MigrationPlan
+from core.migration import checkpoint
+from core.migration.legacy import list_legacy
+from core.workspace import Workspace
+
+
+@dataclass
+class PlannedInterval:
+    interval: str
+    action: str  # added, kept (already planned), reset (--force)
+    legacy_path: str
+    partition_path: str
+    tickers: int
+    strays: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PlanResult:
+    path: Path
+    venue: str
+    created: bool
+    intervals: list[PlannedInterval]
+
+
+def legacy_intervals(ws: Workspace) -> list[str]:
+    """Intervals that have a legacy directory, in the order intervals.json gives."""
+    found = {d.interval for d in ws.datasets() if d.kind == "legacy"}
+    ordered = [i for i in ws.intervals if i in found]
+    return ordered + sorted(found - set(ordered))
+
+
+def plan_migration(
+    ws: Workspace, venue: Venue, intervals: list[str] | None = None, *, force: bool = False
+) -> PlanResult:
+    """Add the intervals to the plan (creating it); a planned interval is only reset with
+    ``force``, and never once it is active."""
+    names = intervals or legacy_intervals(ws)
+    if not names:
+        raise ParqctlError(f"no legacy data in {ws.root / 'data'}", "nothing to migrate")
+    sources = {}
+    for name in names:
+        validate_interval(name)
+        dataset = ws.legacy_dataset(name)
+        if dataset is None:
+            raise ParqctlError(
+                f"no legacy {name} data in {ws.root}",
+                f"expected data/legacy/stocks_{name}/ or data/stocks_{name}/",
+            )
+        sources[name] = dataset.path
+    with run_lock.hold(ws.root, "parqctl migrate plan"):
+        ws.__dict__.pop("migration_plan", None)  # re-read under the lock
+        plan = ws.migration_plan
+        created = plan is None
+        if plan is None:
+            first = sources[names[0]].relative_to(ws.root).parent.as_posix()
+            plan = MigrationPlan(
+                {
+                    "schema_version": 1,
+                    "generated_at": checkpoint.now_iso(),
+                    "created_by": checkpoint.CREATED_BY,
+                    "legacy_root": first,
+                    "venues": [],
+                }
+            )
+        record = checkpoint.venue_raw(plan, venue)
+        if record is None:
+            record = {
+                "id": venue.id,
+                "market": venue.market.upper(),
+                "source": venue.source,
+                "status": checkpoint.PENDING,
+                "last_updated": checkpoint.now_iso(),
+                "intervals": {},
+            }
+            plan.raw.setdefault("venues", []).append(record)
+        planned = [_plan_interval(ws, plan, venue, record, n, sources[n], force) for n in names]
+        checkpoint.save(ws, plan)
+        audit.append(
+            ws.root,
+            "migrate.plan",
+            "ok",
+            venue=venue.id,
+            intervals={p.interval: p.action for p in planned},
+            created=created,
+        )
+    return PlanResult(ws.root / "migration_plan.json", venue.id, created, planned)
+
+
+def _plan_interval(
+    ws: Workspace,
+    plan: MigrationPlan,
+    venue: Venue,
+    record: dict,
+    name: str,
+    legacy_dir: Path,
+    force: bool,
+) -> PlannedInterval:
+    files, strays = list_legacy(legacy_dir)
+    intervals = record.setdefault("intervals", {})
+    action = "added"
+    if name in intervals:
+        existing = checkpoint.IntervalPlan.of(plan, venue, name)
+        if not force:
+            return PlannedInterval(
+                name,
+                "kept",
+                existing.raw.get("legacy_path", ""),
+                existing.raw.get("partition_path", ""),
+                len(files),
+                [str(p) for p in strays],
+            )
+        checkpoint.require_not_activated(existing, "reset its plan")
+        action = "reset"
+    legacy_path = legacy_dir.relative_to(ws.root).as_posix()
+    partition_path = partition_dataset_dir(Path(), venue, name).as_posix()
+    intervals[name] = {
+        "legacy_path": legacy_path,
+        "partition_path": partition_path,
+        "status": checkpoint.PENDING,
+        "totals": {"legacy_rows": None, "partition_rows": None},
+        "jobs": {"total": len(files), "completed": 0},
+        "resume_token": None,
+        "verification": {"method": checkpoint.VERIFY_METHOD, "verified_at": None},
+        "backups": [],
+    }
+    checkpoint.IntervalPlan.of(plan, venue, name).touch()
+    return PlannedInterval(
+        name, action, legacy_path, partition_path, len(files), [str(p) for p in strays]
+    )

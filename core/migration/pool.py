@@ -1,0 +1,120 @@
+"""The worker processes of the migration: started safely, dying with their parent.
+
+Processes, not threads: per file the work is many small Python-level steps around short
+pyarrow calls, which threads would serialise on the GIL. The parent (lock, plan, renames)
+never imports pyarrow, so while it has a single OS thread it forks its workers (cheap);
+otherwise (the console's worker thread) it uses a fork server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any
+
+from core.jobs import CancelToken
+
+PR_SET_PDEATHSIG = 1
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _single_threaded() -> bool:
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if sys.platform.startswith("linux") and _single_threaded():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+
+
+def _init_worker(parent: int | None) -> None:
+    # Ctrl-C reaches the whole process group: only the parent decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        # A parent killed with SIGKILL cannot stop its workers: the kernel does.
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if parent is not None and os.getppid() != parent:
+            os._exit(1)  # the parent died before the line above took effect
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # One process per core already: pyarrow's own thread pools would only contend.
+    pa.set_cpu_count(1)
+    pa.set_io_thread_count(1)
+    # The first compute call imports pandas (seconds): pay it now, while the parent is
+    # still listing the work, not inside the first ticker.
+    pc.equal(pa.array([0]), pa.array([0]))
+
+
+@contextlib.contextmanager
+def start(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool of ``workers`` processes; with one worker, None: jobs run in this process."""
+    if workers <= 1:
+        yield None
+        return
+    context = _context()
+    # A forked worker's parent is this process; a fork server's child's is the server.
+    parent = os.getpid() if context.get_start_method() == "fork" else None
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(parent,)
+    ) as executor:
+        yield executor
+
+
+def run_jobs(
+    pool: ProcessPoolExecutor | None,
+    fn: Callable[[Any], Any],
+    jobs: Iterable[Any],
+    token: CancelToken | None = None,
+    in_flight: int = 8,
+) -> Iterator[Any]:
+    """Results of ``fn(job)`` in completion order, with at most ``in_flight`` jobs queued.
+
+    Once ``token`` is cancelled no new job starts; jobs already running finish and their
+    results are still yielded. A generator closed early cancels the jobs not started.
+    """
+    if pool is None:
+        for job in jobs:
+            if token and token.cancelled:
+                return
+            yield fn(job)
+        return
+    pending: set[Future] = set()
+    queue = iter(jobs)
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(pending) < in_flight and not (token and token.cancelled):
+                job = next(queue, None)
+                if job is None:
+                    exhausted = True
+                    break
+                pending.add(pool.submit(fn, job))
+            if not pending:
+                return
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            if token and token.cancelled:
+                for future in list(pending):
+                    if future.cancel():
+                        pending.discard(future)
+            for future in done:
+                if not future.cancelled():
+                    yield future.result()
+    finally:
+        for future in pending:
+            future.cancel()

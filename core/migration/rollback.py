@@ -1,0 +1,201 @@
+"""``migrate rollback``: route the collector back to the legacy files.
+
+By metadata: the storage blocks activation set are removed and the storage switches it
+changed are restored. Refused while a migrated ticker's legacy file is missing, and
+(without ``force``) while partition files changed since they were verified: the
+collector may have written bars there that the legacy files lack. With ``purge``, the
+partition files this migration created (recorded in the plan) are deleted too, and
+nothing else: a file that changed since, or that held collector rows before the
+migration merged into it, is kept and reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core import audit, run_lock
+from core.errors import ParqctlError
+from core.layout import Venue, ticker_partition_dir
+from core.metadata import MigrationPlan
+from core.migration import checkpoint, staging
+from core.migration import months as mo
+from core.migration.checkpoint import IntervalPlan
+from core.migration.legacy import list_legacy
+from core.workspace import Workspace
+
+
+@dataclass
+class PurgePlan:
+    """What ``purge`` deletes, for the confirmation."""
+
+    files: list[Path] = field(default_factory=list)
+    bytes: int = 0
+    kept_changed: list[str] = field(default_factory=list)  # tickers whose files changed
+    kept_merged: int = 0  # files that held collector rows before the migration
+
+
+@dataclass
+class RollbackResult:
+    venue: str
+    intervals: list[str]
+    blocks_removed: int
+    switch_restored: bool
+    purge: PurgePlan | None = None
+    purged: bool = False
+
+
+def rollback_migration(
+    ws: Workspace,
+    venue: Venue,
+    intervals: list[str] | None = None,
+    *,
+    purge: bool = False,
+    force: bool = False,
+    confirm_purge: Callable[[PurgePlan], bool] | None = None,
+) -> RollbackResult:
+    with run_lock.hold(ws.root, "parqctl migrate rollback"):
+        for name in ("tickers", "storage_config", "migration_plan"):
+            ws.__dict__.pop(name, None)
+        plan = checkpoint.load(ws)
+        selected = checkpoint.planned_intervals(plan, venue, intervals)
+        for interval in selected:
+            _check_legacy_present(ws, interval)
+            if interval.activation and not force:
+                _check_unchanged(ws, interval)
+        purge_plan = _purge_plan(ws, selected) if purge else None
+        wants_confirmation = purge_plan is not None and purge_plan.files
+        if wants_confirmation and (confirm_purge is None or not confirm_purge(purge_plan)):
+            raise ParqctlError("rollback cancelled", "nothing was changed")
+        removed = sum(_remove_blocks(ws, i) for i in selected)
+        ws.save_tickers()
+        restored = _restore_switch(ws, plan, venue)
+        for interval in selected:
+            interval.ours["activation"] = None
+            interval.ours["rolled_back_at"] = checkpoint.now_iso()
+            interval.touch()
+        checkpoint.save(ws, plan)
+        if purge_plan is not None:
+            _purge(ws, plan, selected, purge_plan)
+        audit.append(
+            ws.root,
+            "migrate.rollback",
+            "ok",
+            venue=venue.id,
+            intervals=[i.interval for i in selected],
+            blocks_removed=removed,
+            switch_restored=restored,
+            purged_files=len(purge_plan.files) if purge_plan else 0,
+            forced=force,
+        )
+    return RollbackResult(
+        venue.id,
+        [i.interval for i in selected],
+        removed,
+        restored,
+        purge_plan,
+        purge_plan is not None,
+    )
+
+
+def _migrated(interval: IntervalPlan) -> list[str]:
+    return sorted(t for t, r in interval.tickers.items() if r.get("state") in ("done", "promoting"))
+
+
+def _check_legacy_present(ws: Workspace, interval: IntervalPlan) -> None:
+    present = {f.ticker for f in list_legacy(interval.legacy_dir(ws.root))[0]}
+    missing = [t for t in _migrated(interval) if t not in present]
+    if missing or (interval.ours.get("legacy_deleted") and _migrated(interval)):
+        shown = ", ".join(missing[:5]) or "deleted by finalize"
+        raise ParqctlError(
+            f"the legacy data of {interval.describe()} is no longer there ({shown})",
+            "rollback would route the collector to missing files; restore them first",
+        )
+
+
+def _check_unchanged(ws: Workspace, interval: IntervalPlan) -> None:
+    dataset = interval.partition_dir(ws.root)
+    changed = [
+        t
+        for t in _migrated(interval)
+        if staging.tree_fingerprint(ticker_partition_dir(dataset, t))
+        != ((interval.tickers[t].get("verify") or {}).get("tree"))
+    ]
+    if changed:
+        shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        raise ParqctlError(
+            f"{len(changed)} tickers of {interval.describe()} have partition files written "
+            f"since verification ({shown}): their newer bars are not in the legacy files",
+            "copy them back first, or pass --force to roll back anyway",
+        )
+
+
+def _remove_blocks(ws: Workspace, interval: IntervalPlan) -> int:
+    activation = interval.activation or {}
+    removed = 0
+    for name in activation.get("blocks_set", []):
+        entry = ws.tickers.get(name)
+        block = entry.storage(interval.interval) if entry else None
+        if block is not None and block.mode == "partitioned" and block.venue == interval.venue:
+            entry.clear_storage(interval.interval)
+            removed += 1
+    return removed
+
+
+def _restore_switch(ws: Workspace, plan: MigrationPlan, venue: Venue) -> bool:
+    ours = (checkpoint.venue_raw(plan, venue) or {}).get(checkpoint.OURS) or {}
+    before = ours.pop("switch_before", None)
+    if before is None:
+        return False
+    config = ws.storage_config
+    sources = config.raw.setdefault("sources", {})
+    if before.get("source_present"):
+        sources[venue.config_key] = before.get("source")
+    else:
+        sources.pop(venue.config_key, None)
+    config.raw["partitioned"] = bool(before.get("partitioned", False))
+    ws.save_storage_config()
+    return True
+
+
+def _purge_plan(ws: Workspace, selected: list[IntervalPlan]) -> PurgePlan:
+    result = PurgePlan()
+    for interval in selected:
+        dataset = interval.partition_dir(ws.root)
+        for ticker in _migrated(interval):
+            record = interval.tickers[ticker]
+            ticker_dir = ticker_partition_dir(dataset, ticker)
+            if record.get("state") == "done" and staging.tree_fingerprint(ticker_dir) != record.get(
+                "tree"
+            ):
+                result.kept_changed.append(ticker)
+                continue
+            result.kept_merged += len(mo.expand(record.get("merged")))
+            for month in mo.expand(record.get("created")):
+                path = ticker_dir / mo.relative_file(month)
+                if path.is_file():
+                    result.files.append(path)
+                    result.bytes += path.stat().st_size
+    return result
+
+
+def _purge(
+    ws: Workspace, plan: MigrationPlan, selected: list[IntervalPlan], purge: PurgePlan
+) -> None:
+    for path in purge.files:
+        path.unlink(missing_ok=True)
+        for directory in (path.parent, path.parent.parent, path.parent.parent.parent):
+            try:
+                directory.rmdir()  # only when empty
+            except OSError:
+                break
+    kept = set(purge.kept_changed)
+    for interval in selected:
+        for ticker in _migrated(interval):
+            if ticker not in kept:
+                interval.tickers.pop(ticker, None)
+        interval.ours.pop("verify", None)
+        interval.set_verified(None)
+        interval.update_counters([f.ticker for f in list_legacy(interval.legacy_dir(ws.root))[0]])
+    checkpoint.save(ws, plan)

@@ -1,0 +1,115 @@
+"""The staging area under ``.parqctl/staging/``, and promoting staged files into the tree.
+
+A run stages each ticker as a complete ``ticker=<T>/year=/month=/data.parquet`` tree; a
+ticker without partition files yet is promoted with one directory rename, others file by
+file (each a rename over the old file). The collector never looks under ``.parqctl/``,
+and its readers only ever see complete files in the partitioned tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from core.layout import PARTITION_FILE
+
+STAGING_DIR = Path(".parqctl") / "staging"
+RUN_PREFIX = "run-"
+SAMPLE_PREFIX = "estimate-"
+
+
+def new_area(workspace_root: Path, prefix: str = RUN_PREFIX) -> Path:
+    """A fresh directory for one run (or one estimate sample)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = workspace_root / STAGING_DIR / f"{prefix}{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
+    path.mkdir(parents=True)
+    return path
+
+
+def clear_stale(workspace_root: Path) -> list[Path]:
+    """Remove what earlier runs left behind (call with the run lock held).
+
+    Run areas are only ever written under the lock, so any found now is a crashed run's;
+    an estimate's sample is left alone while the process that wrote it lives.
+    """
+    removed = []
+    base = workspace_root / STAGING_DIR
+    if not base.is_dir():
+        return removed
+    for entry in sorted(base.iterdir()):
+        if entry.name.startswith(SAMPLE_PREFIX) and _writer_alive(entry.name):
+            continue
+        if entry.name.startswith((RUN_PREFIX, SAMPLE_PREFIX)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _writer_alive(name: str) -> bool:
+    parts = name.split("-")
+    try:
+        return psutil.pid_exists(int(parts[2]))
+    except (IndexError, ValueError):
+        return False
+
+
+def discard(area: Path) -> None:
+    shutil.rmtree(area, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    files: list[Path]  # final paths now in place
+    directories: list[Path]  # directories whose entries changed (to flush without syncfs)
+
+
+def promote(staged_ticker: Path, final_ticker: Path) -> Promotion:
+    """Move a staged ticker tree into the partitioned tree."""
+    if not final_ticker.exists():
+        final_ticker.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staged_ticker, final_ticker)
+        files = sorted(final_ticker.glob(f"year=*/month=*/{PARTITION_FILE}"))
+        directories = [final_ticker.parent, final_ticker, *{f.parent.parent for f in files}]
+        return Promotion(files, directories + [f.parent for f in files])
+    files, directories = [], {final_ticker}
+    for staged in sorted(staged_ticker.glob(f"year=*/month=*/{PARTITION_FILE}")):
+        target = final_ticker / staged.relative_to(staged_ticker)
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            directories.add(target.parent.parent)
+        os.replace(staged, target)
+        files.append(target)
+        directories.add(target.parent)
+    return Promotion(files, sorted(directories))
+
+
+def tree_fingerprint(ticker_dir: Path) -> str:
+    """A digest of the ticker's partition files' names, sizes and modification times.
+
+    Renames keep a file's mtime, so it is taken once the files are in place and tells,
+    without reading them, whether anything in the ticker's tree changed since.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for year in _sorted_dirs(ticker_dir):
+        for month in _sorted_dirs(year):
+            try:
+                st = os.stat(month / PARTITION_FILE)
+            except FileNotFoundError:
+                continue
+            h.update(f"{year.name}/{month.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _sorted_dirs(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
+        return []

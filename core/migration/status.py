@@ -1,0 +1,101 @@
+"""``migrate status``: the plan, per venue and interval, as typed records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import ParqctlError
+from core.layout import Venue
+from core.migration import checkpoint
+from core.migration.checkpoint import IntervalPlan
+from core.workspace import Workspace
+
+
+@dataclass
+class IntervalStatus:
+    venue: str
+    interval: str
+    status: str  # the collector's: pending, migrating, complete
+    stage: str  # parqctl's: planned, migrating, migrated, verified, active, finalized
+    jobs_total: int
+    jobs_completed: int
+    legacy_rows: int | None
+    partition_rows: int | None
+    resume_token: str | None
+    verified_at: str | None
+    verification_method: str | None
+    done: int = 0
+    failed: int = 0
+    promoting: int = 0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    verify: dict[str, Any] | None = None
+    activated_at: str | None = None
+    legacy_deleted_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def pending(self) -> int:
+        return max(self.jobs_total - self.done - self.failed - self.promoting, 0)
+
+
+def migration_status(ws: Workspace, venue: Venue | None = None) -> list[IntervalStatus]:
+    plan = checkpoint.load(ws)
+    out = []
+    for record in plan.raw.get("venues", []):
+        try:
+            v = Venue.parse(str(record.get("id", "")))
+        except ParqctlError:  # a venue id parqctl cannot parse: not one it migrates
+            continue
+        if venue is not None and v != venue:
+            continue
+        for name in record.get("intervals", {}):
+            out.append(_status(IntervalPlan.of(plan, v, name)))
+    return out
+
+
+def _status(interval: IntervalPlan) -> IntervalStatus:
+    raw = interval.raw
+    ours = raw.get(checkpoint.OURS) or {}
+    tickers = ours.get("tickers") or {}
+    states = [r.get("state") for r in tickers.values()]
+    jobs, totals = raw.get("jobs") or {}, raw.get("totals") or {}
+    verification = raw.get("verification") or {}
+    activation = ours.get("activation") or {}
+    deleted = ours.get("legacy_deleted") or {}
+    result = IntervalStatus(
+        venue=interval.venue.id,
+        interval=interval.interval,
+        status=str(raw.get("status", "")),
+        stage="planned",
+        jobs_total=int(jobs.get("total") or 0),
+        jobs_completed=int(jobs.get("completed") or 0),
+        legacy_rows=totals.get("legacy_rows"),
+        partition_rows=totals.get("partition_rows"),
+        resume_token=raw.get("resume_token"),
+        verified_at=verification.get("verified_at"),
+        verification_method=verification.get("method"),
+        done=states.count("done"),
+        failed=states.count("failed"),
+        promoting=states.count("promoting"),
+        failures=[
+            {"ticker": t, "kind": r.get("kind"), "error": r.get("error"), "path": r.get("path")}
+            for t, r in sorted(tickers.items())
+            if r.get("state") == "failed"
+        ],
+        verify=ours.get("verify"),
+        activated_at=activation.get("at"),
+        legacy_deleted_at=deleted.get("at"),
+        updated_at=ours.get("updated_at"),
+    )
+    if deleted:
+        result.stage = "finalized"
+    elif activation:
+        result.stage = "active"
+    elif result.verified_at:
+        result.stage = "verified"
+    elif result.status == checkpoint.COMPLETE:
+        result.stage = "migrated"
+    elif states:
+        result.stage = "migrating"
+    return result

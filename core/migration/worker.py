@@ -1,0 +1,398 @@
+"""The per-ticker work of the migration, run in worker processes.
+
+Every function takes a small picklable job and returns a small picklable outcome; a bad
+file becomes an outcome with ``ok=False``, never an exception, so one ticker's problem
+never stops the run. Only a full disk is raised (``OSError`` ENOSPC): it stops the run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.bars import COMPRESSION
+from core.migration import months as mo
+from core.migration.bars_table import BarProblem, Normalised, merge_month, normalise, read_parquet
+from core.migration.digest import content_digest
+
+
+@dataclass(frozen=True)
+class TickerJob:
+    ticker: str
+    legacy_path: str
+    ticker_dir: str  # the final ticker=<T> directory, present or not
+    staging_dir: str | None = None  # where to write the staged ticker=<T> tree; None: plan only
+    own_months: tuple[int, ...] = ()  # existing files this migration wrote: replaced, not merged
+
+
+@dataclass
+class MonthFile:
+    month: int
+    rows: int
+    action: str  # new, merge (with an existing file) or replace (our own earlier output)
+    bytes: int = 0
+    existing_rows: int = 0
+
+
+@dataclass
+class TickerOutcome:
+    ticker: str
+    ok: bool = True
+    kind: str = ""  # unreadable, invalid, conflict, mismatch
+    message: str = ""
+    path: str = ""  # the file at fault
+    legacy_size: int = 0
+    legacy_mtime_ns: int = 0
+    legacy_rows: int = 0  # rows in the legacy file
+    rows: int = 0  # after exact duplicates are collapsed
+    legacy_digest: str = ""
+    first_date: str | None = None
+    last_date: str | None = None
+    collapsed: list[str] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)
+    extra_columns: list[str] = field(default_factory=list)
+    cast_columns: list[str] = field(default_factory=list)
+    added_columns: list[str] = field(default_factory=list)
+    files: list[MonthFile] = field(default_factory=list)
+    adopted_rows: int = 0  # rows of existing partition files kept in merged months
+    elapsed_s: float = 0.0
+
+    @property
+    def partition_rows(self) -> int:
+        return sum(f.rows for f in self.files)
+
+    def fail(self, kind: str, message: str, path: str = "", conflicts=None) -> TickerOutcome:
+        self.ok, self.kind, self.message, self.path = False, kind, message, path
+        self.conflicts = conflicts or []
+        return self
+
+
+class _Unreadable(Exception):
+    def __init__(self, path: Path, exc: BaseException) -> None:
+        super().__init__(f"unreadable Parquet file {path}: {exc}")
+        self.path = path
+
+
+def _read(path: Path, ticker: str) -> Normalised:
+    try:
+        table = read_parquet(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        raise _Unreadable(path, exc) from None
+    except pa.ArrowException as exc:
+        raise _Unreadable(path, exc) from None
+    return normalise(table, ticker, str(path))
+
+
+def _legacy(job: TickerJob, outcome: TickerOutcome) -> Normalised:
+    path = Path(job.legacy_path)
+    stat = path.stat()
+    outcome.legacy_size, outcome.legacy_mtime_ns = stat.st_size, stat.st_mtime_ns
+    legacy = _read(path, job.ticker)
+    outcome.legacy_rows, outcome.rows = legacy.raw_rows, legacy.table.num_rows
+    outcome.collapsed, outcome.extra_columns = legacy.collapsed, legacy.extra_columns
+    outcome.cast_columns, outcome.added_columns = legacy.cast_columns, legacy.added_columns
+    outcome.legacy_digest = content_digest(legacy.table)
+    if legacy.table.num_rows:
+        dates = legacy.table.column("date")
+        outcome.first_date = dates[0].as_py().isoformat()
+        outcome.last_date = dates[-1].as_py().isoformat()
+    return legacy
+
+
+def months_of_dates(dates_ns: np.ndarray) -> np.ndarray:
+    """Month index (``months.month_of``) of each naive nanosecond timestamp."""
+    return dates_ns.astype("datetime64[ns]").astype("datetime64[M]").astype(np.int64)
+
+
+def _month_slices(table: pa.Table) -> list[tuple[int, pa.Table]]:
+    """Contiguous per-month slices of a table sorted by date (zero-copy)."""
+    if not table.num_rows:
+        return []
+    dates = table.column("date").to_numpy().astype("datetime64[ns]").astype(np.int64)
+    month_index = months_of_dates(dates)
+    starts = np.r_[0, np.flatnonzero(month_index[1:] != month_index[:-1]) + 1]
+    ends = np.r_[starts[1:], len(month_index)]
+    return [
+        (int(month_index[s]), table.slice(int(s), int(e - s)))
+        for s, e in zip(starts, ends, strict=True)
+    ]
+
+
+def _month_span(first: str, last: str) -> range:
+    start, end = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    return range(mo.month_of(start.year, start.month), mo.month_of(end.year, end.month) + 1)
+
+
+def _in_range(table: pa.Table, first, last) -> pa.Table:
+    dates = table.column("date").to_numpy()
+    keep = (dates >= np.datetime64(first)) & (dates <= np.datetime64(last))
+    return table if keep.all() else table.filter(pa.array(keep))
+
+
+def stage_ticker(job: TickerJob) -> TickerOutcome:
+    """Split the legacy file by month, merge with existing partitions, stage and check it.
+
+    With ``staging_dir`` None nothing is written: the outcome says what would be (dry run).
+    """
+    started = time.perf_counter()
+    outcome = TickerOutcome(job.ticker)
+    try:
+        _stage(job, outcome)
+    except _Unreadable as exc:
+        outcome.fail("unreadable", str(exc), str(exc.path))
+    except BarProblem as exc:
+        outcome.fail(exc.kind, exc.message, "", exc.conflicts)
+    except FileNotFoundError as exc:
+        outcome.fail("unreadable", f"file vanished: {exc.filename}", str(exc.filename or ""))
+    outcome.elapsed_s = time.perf_counter() - started
+    return outcome
+
+
+def _stage(job: TickerJob, outcome: TickerOutcome) -> None:
+    legacy = _legacy(job, outcome)
+    existing = mo.partition_files(Path(job.ticker_dir))
+    own = set(job.own_months)
+    tables: dict[int, pa.Table] = {}
+    for month, rows in _month_slices(legacy.table):
+        path = existing.get(month)
+        if path is None or month in own:
+            tables[month] = rows
+            outcome.files.append(
+                MonthFile(month, rows.num_rows, "new" if path is None else "replace")
+            )
+            continue
+        stored = _read(path, job.ticker)
+        merged = merge_month(rows, stored.table, str(path))
+        tables[month] = merged.table
+        outcome.adopted_rows += merged.adopted
+        outcome.files.append(
+            MonthFile(month, merged.table.num_rows, "merge", existing_rows=merged.existing_rows)
+        )
+    if job.staging_dir is not None:
+        tables = _write_staged(Path(job.staging_dir), outcome.files, tables)
+    if legacy.table.num_rows:
+        _check_against_legacy(job, outcome, legacy, tables, existing)
+
+
+def _write_staged(
+    staging: Path, files: list[MonthFile], tables: dict[int, pa.Table]
+) -> dict[int, pa.Table]:
+    """Write each month to the staging tree; returns the tables read back from those bytes."""
+    read_back: dict[int, pa.Table] = {}
+    for month_file in files:
+        sink = pa.BufferOutputStream()
+        pq.write_table(tables[month_file.month], sink, compression=COMPRESSION)
+        data = sink.getvalue()
+        read_back[month_file.month] = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
+        target = staging / mo.relative_file(month_file.month)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_new_file(target, data)
+        month_file.bytes = data.size
+    return read_back
+
+
+def _write_new_file(path: Path, data: pa.Buffer) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _check_against_legacy(
+    job: TickerJob,
+    outcome: TickerOutcome,
+    legacy: Normalised,
+    tables: dict[int, pa.Table],
+    existing: dict[int, Path],
+) -> None:
+    """The ticker's partitioned rows over the legacy file's time range, as they will be after
+    promotion, must have the legacy rows' digest."""
+    first, last = outcome.first_date, outcome.last_date
+    span = _month_span(first, last)
+    parts = [tables[m] for m in span if m in tables]
+    for month in span:
+        if month not in tables and month in existing:
+            parts.append(_read(existing[month], job.ticker).table)
+    view = _in_range(_concat(parts, legacy.table.column_names), first, last)
+    if content_digest(view) == outcome.legacy_digest:
+        return
+    extra = view.num_rows - legacy.table.num_rows
+    if extra > 0:
+        raise BarProblem(
+            "mismatch",
+            f"{extra} rows already in the partitioned layout fall inside the legacy file's "
+            f"range ({first[:10]}..{last[:10]}) but are not in it; the result would not "
+            "match the legacy file: resolve by hand",
+        )
+    raise BarProblem("mismatch", "the staged rows do not match the legacy rows (digest differs)")
+
+
+def _concat(tables: list[pa.Table], columns: list[str]) -> pa.Table:
+    stripped = [t.replace_schema_metadata(None) for t in tables]
+    if not stripped:
+        return pa.table({c: [] for c in columns})
+    combined = pa.concat_tables(stripped, promote_options="permissive")
+    return combined.select([c for c in columns if c in combined.column_names])
+
+
+@dataclass(frozen=True)
+class VerifyJob:
+    ticker: str
+    legacy_path: str
+    ticker_dir: str
+
+
+@dataclass
+class VerifyOutcome:
+    ticker: str
+    problems: list[str] = field(default_factory=list)
+    legacy_size: int = 0
+    legacy_mtime_ns: int = 0
+    legacy_digest: str = ""
+    rows: int = 0
+    partition_rows: int = 0  # rows of the partition files within the legacy range
+    files: int = 0
+    collapsed: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+
+def verify_ticker(job: VerifyJob) -> VerifyOutcome:
+    """Schema, row count, unique timestamps, sessions and content digest against legacy."""
+    started = time.perf_counter()
+    result = VerifyOutcome(job.ticker)
+    try:
+        _verify(job, result)
+    except _Unreadable as exc:
+        result.problems.append(str(exc))
+    except BarProblem as exc:
+        result.problems.append(exc.message)
+    except FileNotFoundError as exc:
+        result.problems.append(f"file vanished: {exc.filename}")
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+def _verify(job: VerifyJob, result: VerifyOutcome) -> None:
+    scratch = TickerOutcome(job.ticker)
+    legacy = _legacy(job, scratch)
+    result.legacy_size, result.legacy_mtime_ns = scratch.legacy_size, scratch.legacy_mtime_ns
+    result.legacy_digest, result.rows = scratch.legacy_digest, scratch.rows
+    result.collapsed = len(scratch.collapsed)
+    if not legacy.table.num_rows:
+        return
+    files = mo.partition_files(Path(job.ticker_dir))
+    span = _month_span(scratch.first_date, scratch.last_date)
+    in_span = {m: files[m] for m in span if m in files}
+    if not in_span:
+        result.problems.append("no partition files over the legacy range (not migrated)")
+        return
+    expected = [(f.name, f.type) for f in legacy.table.schema]
+    tables = []
+    for month, path in in_span.items():
+        table = _read_raw(path)
+        rel = f"ticker={job.ticker}/{mo.relative_file(month)}"
+        found = {f.name: f.type for f in table.schema}
+        for name, dtype in expected:
+            if found.get(name) != dtype:
+                result.problems.append(f"{rel}: column {name} is {found.get(name)}, not {dtype}")
+        dates = table.column("date").to_numpy().astype("datetime64[ns]").astype(np.int64)
+        if len(dates) and (months_of_dates(dates) != month).any():
+            result.problems.append(f"{rel}: holds rows of another month")
+        tables.append(table)
+    result.files = len(tables)
+    if result.problems:
+        return
+    view = _in_range(
+        _concat(tables, legacy.table.column_names), scratch.first_date, scratch.last_date
+    )
+    result.partition_rows = view.num_rows
+    _compare(view, legacy.table, scratch.legacy_digest, result)
+
+
+def _read_raw(path: Path) -> pa.Table:
+    try:
+        return read_parquet(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise _Unreadable(path, exc) from None
+
+
+def _compare(view: pa.Table, legacy: pa.Table, digest: str, result: VerifyOutcome) -> None:
+    ours = view.column("date").to_numpy().astype("datetime64[ns]").astype(np.int64)
+    theirs = legacy.column("date").to_numpy().astype("datetime64[ns]").astype(np.int64)
+    if len(np.unique(ours)) != len(ours):
+        result.problems.append(f"{len(ours) - len(np.unique(ours))} duplicate timestamps")
+    if len(ours) != len(theirs):
+        result.problems.append(f"{len(ours)} rows in the partitions, {len(theirs)} in legacy")
+    sessions_p = set(ours.astype("datetime64[ns]").astype("datetime64[D]").tolist())
+    sessions_l = set(theirs.astype("datetime64[ns]").astype("datetime64[D]").tolist())
+    for name, missing in (("missing", sessions_l - sessions_p), ("extra", sessions_p - sessions_l)):
+        if missing:
+            shown = ", ".join(str(d) for d in sorted(missing)[:5])
+            result.problems.append(f"{len(missing)} sessions {name} in the partitions: {shown}")
+    if content_digest(view) != digest and not result.problems:
+        result.problems.append(_first_difference(view, legacy))
+
+
+def _first_difference(view: pa.Table, legacy: pa.Table) -> str:
+    """The first timestamp whose values differ, for a digest mismatch with equal dates."""
+    try:
+        merge_month(legacy, view, "partition")
+    except BarProblem as exc:
+        if exc.conflicts:
+            first = exc.conflicts[0]
+            return (
+                f"content differs from legacy: {first['date']} column {', '.join(first['columns'])}"
+            )
+    return "content differs from legacy (digest mismatch)"
+
+
+@dataclass(frozen=True)
+class FooterInfo:
+    ticker: str
+    size: int
+    rows: int = 0
+    months: int = 0  # months spanned by the dates: the partition files it becomes
+    error: str = ""
+
+
+def legacy_footer(ticker: str, path: str) -> FooterInfo:
+    """Rows and months spanned, from the Parquet footer (the date column's statistics)."""
+    size = os.stat(path).st_size
+    try:
+        meta = pq.read_metadata(path)
+        index = meta.schema.to_arrow_schema().get_field_index("date")
+        lows, highs = [], []
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(index).statistics if index >= 0 else None
+            if stats is None or not stats.has_min_max:
+                lows = []
+                break
+            lows.append(stats.min)
+            highs.append(stats.max)
+        if meta.num_rows and not lows:
+            dates = pq.read_table(path, columns=["date"]).column("date")
+            lows, highs = [min(dates.to_pylist())], [max(dates.to_pylist())]
+    except (OSError, pa.ArrowException) as exc:
+        return FooterInfo(ticker, size, error=f"unreadable Parquet file {path}: {exc}")
+    if not meta.num_rows:
+        return FooterInfo(ticker, size)
+    first, last = min(lows), max(highs)
+    months = mo.month_of(last.year, last.month) - mo.month_of(first.year, first.month) + 1
+    return FooterInfo(ticker, size, meta.num_rows, months)

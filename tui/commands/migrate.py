@@ -1,0 +1,501 @@
+"""``parqctl migrate <step>``: move a venue/interval from the legacy to the partitioned layout.
+
+plan, estimate, dry-run, run, verify, activate, rollback, finalize, status; every step
+takes ``--venue`` and ``--interval`` (repeatable; default: every planned interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from dataclasses import asdict
+
+from core.errors import ParqctlError
+from core.jobs import CancelToken
+from core.layout import Venue
+from core.workspace import Workspace
+from tui.arguments import add_json_flag, positive_int
+from tui.progress import stderr_progress
+from tui.prompt import confirm
+from tui.text import human_bytes, print_json
+
+EXIT_FAILURES = 1
+EXIT_CANCELLED = 130
+MAX_LISTED = 20
+
+
+def register(commands) -> None:
+    p = commands.add_parser("migrate", help="migrate legacy bar files to the partitioned layout")
+    steps = p.add_subparsers(dest="migrate_step", metavar="STEP", required=True)
+
+    def step(name: str, help_text: str, run, workers: bool = False) -> argparse.ArgumentParser:
+        q = steps.add_parser(name, help=help_text)
+        q.add_argument(
+            "--venue",
+            type=Venue.parse,
+            default=Venue("us", "yahoo"),
+            help="market:source (default us:yahoo)",
+        )
+        q.add_argument(
+            "--interval",
+            action="append",
+            metavar="IV",
+            help="an interval such as 1d (repeatable; default: all planned)",
+        )
+        if workers:
+            q.add_argument("--workers", type=positive_int, help="worker processes (default: cores)")
+        add_json_flag(q)
+        q.set_defaults(run=run)
+        return q
+
+    q = step("plan", "create or extend migration_plan.json", run_plan)
+    q.add_argument("--force", action="store_true", help="reset intervals already planned")
+    q = step(
+        "estimate",
+        "projected size, duration and disk level (measured on a sample)",
+        run_estimate,
+        workers=True,
+    )
+    q.add_argument(
+        "--sample",
+        type=positive_int,
+        default=12,
+        help="tickers per interval to migrate for the measurement (default 12)",
+    )
+    step(
+        "dry-run",
+        "every file a run would write, conflicts, unreadable files; writes nothing",
+        run_dry_run,
+        workers=True,
+    )
+    q = step("run", "migrate in checkpointed batches (resumable)", run_run, workers=True)
+    q.add_argument(
+        "--batch-size", type=positive_int, default=100, help="tickers per checkpoint (default 100)"
+    )
+    step(
+        "verify", "compare every ticker's partitions with its legacy file", run_verify, workers=True
+    )
+    step("activate", "route the collector to the partitioned layout (after verify)", run_activate)
+    q = step("rollback", "route the collector back to the legacy files", run_rollback)
+    q.add_argument(
+        "--purge-partitioned",
+        action="store_true",
+        help="also delete the partition files this migration created",
+    )
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="roll back even though partition files changed since verification",
+    )
+    q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    q = step(
+        "finalize",
+        "delete the legacy files after activation and a fresh verify",
+        run_finalize,
+        workers=True,
+    )
+    q.add_argument(
+        "--delete-legacy", action="store_true", required=True, help="required: what finalize does"
+    )
+    q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    step("status", "the migration plan: progress, failures, verification, activation", run_status)
+
+
+def _ws(args) -> Workspace:
+    return Workspace.open(args.workspace)
+
+
+def _intervals(args) -> list[str] | None:
+    if not args.interval:
+        return None
+    return [iv.strip() for arg in args.interval for iv in arg.split(",") if iv.strip()]
+
+
+def _hint(args, step: str) -> str:
+    ivs = "".join(f" --interval {iv}" for iv in _intervals(args) or [])
+    return f"parqctl migrate {step} --venue {args.venue.id}{ivs}"
+
+
+@contextlib.contextmanager
+def _cancellable() -> Iterator[CancelToken]:
+    """First Ctrl-C or SIGTERM asks the job to stop at a safe point; a second one aborts."""
+    token = CancelToken()
+
+    def on_signal(signum, frame) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+        print(
+            "\nparqctl: stopping after the tickers in progress (again to abort)...", file=sys.stderr
+        )
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield token
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def run_plan(args) -> int:
+    from core.migration.plan import plan_migration
+
+    result = plan_migration(_ws(args), args.venue, _intervals(args), force=args.force)
+    if args.json:
+        print_json(asdict(result))
+        return 0
+    verb = "created" if result.created else "updated"
+    print(f"{verb} {result.path} for {result.venue}")
+    for iv in result.intervals:
+        note = " (already planned; --force resets it)" if iv.action == "kept" else ""
+        print(
+            f"  {iv.interval:<4} {iv.action:<6} {iv.tickers:>6} tickers  "
+            f"{iv.legacy_path} -> {iv.partition_path}{note}"
+        )
+        for stray in iv.strays[:MAX_LISTED]:
+            print(f"       not a ticker file, left alone: {stray}")
+    print(f"next: {_hint(args, 'estimate')}")
+    return 0
+
+
+# --- estimate -----------------------------------------------------------------------------
+
+
+def run_estimate(args) -> int:
+    from core.errors import DiskSpaceError
+    from core.migration.estimate import estimate_migration
+
+    with _cancellable() as token:
+        e = estimate_migration(
+            _ws(args),
+            args.venue,
+            _intervals(args),
+            sample=args.sample,
+            workers=args.workers,
+            token=token,
+        )
+    if args.json:
+        print_json({**asdict(e), "refused": e.refused})
+    else:
+        print(
+            f"{e.venue} {', '.join(e.intervals)}: {e.tickers:,} tickers, {e.rows:,} rows, "
+            f"legacy {human_bytes(e.legacy_bytes)}"
+        )
+        if e.unreadable:
+            print(
+                f"  unreadable legacy files ({len(e.unreadable)}): {', '.join(e.unreadable[:MAX_LISTED])}"
+            )
+        print(
+            f"  output: about {e.files:,} files, {human_bytes(e.projected_bytes)} on disk "
+            f"({e.bytes_per_file:,.0f} B/file + {e.bytes_per_row:.1f} B/row, measured on "
+            f"{e.sample_tickers} tickers / {e.sample_files} files)"
+        )
+        print(
+            f"  disk: {human_bytes(e.disk_free)} free of {human_bytes(e.disk_total)}; "
+            f"{e.percent_used:.1f}% used now, {e.percent_after:.1f}% after ({e.level_after})"
+        )
+        print(f"  duration: about {e.projected_seconds:,.0f} s with {e.workers} workers")
+    if e.refused:
+        raise DiskSpaceError(
+            f"the migration would take the disk to {e.percent_after:.1f}% "
+            f"(critical watermark {e.critical:g}%)",
+            "free space first, or raise [watermarks] critical in .parqctl/config.toml",
+        )
+    return 0
+
+
+# --- dry-run ------------------------------------------------------------------------------
+
+
+def run_dry_run(args) -> int:
+    from core.migration import months as mo
+    from core.migration.dryrun import dry_run
+
+    with stderr_progress() as draw, _cancellable() as token:
+        results = dry_run(
+            _ws(args),
+            args.venue,
+            _intervals(args),
+            workers=args.workers,
+            progress=draw,
+            token=token,
+        )
+    failures = sum(len(r.failures) for r in results)
+    if args.json:
+        print_json(
+            [
+                {
+                    "venue": r.venue,
+                    "interval": r.interval,
+                    "strays": r.strays,
+                    "tickers": [_outcome_dict(o, mo) for o in r.outcomes],
+                }
+                for r in results
+            ]
+        )
+        return EXIT_FAILURES if failures else 0
+    for r in results:
+        files = sum(len(o.files) for o in r.outcomes if o.ok)
+        print(f"{r.venue} {r.interval}: {len(r.outcomes)} tickers, {files:,} partition files")
+        for o in r.outcomes:
+            if not o.ok:
+                print(f"  {o.ticker}: FAILS ({o.kind}) {o.message}")
+                for c in o.conflicts[:5]:
+                    print(f"      {c['date']}: {', '.join(c['columns'])}")
+                continue
+            for f in o.files:
+                merge = f" merge with {f.existing_rows} stored rows" if f.action == "merge" else ""
+                print(
+                    f"  ticker={o.ticker}/{mo.relative_file(f.month)}  {f.rows} rows  "
+                    f"{f.action}{merge}"
+                )
+            if o.collapsed:
+                print(f"  {o.ticker}: {len(o.collapsed)} exact duplicate rows would be collapsed")
+    print(f"{failures} tickers would fail" if failures else "no ticker would fail")
+    return EXIT_FAILURES if failures else 0
+
+
+def _outcome_dict(o, mo) -> dict:
+    d = asdict(o)
+    d["files"] = [
+        {**asdict(f), "path": f"ticker={o.ticker}/{mo.relative_file(f.month)}"} for f in o.files
+    ]
+    return d
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+def run_run(args) -> int:
+    from core.migration.run import run_migration
+
+    with stderr_progress() as draw, _cancellable() as token:
+        result = run_migration(
+            _ws(args),
+            args.venue,
+            _intervals(args),
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=draw,
+            token=token,
+        )
+    failures = result.failures
+    if args.json:
+        print_json(asdict(result))
+    else:
+        for i in result.intervals:
+            print(
+                f"{i.venue} {i.interval}: {i.migrated} tickers migrated ({i.rows:,} rows, "
+                f"{i.files:,} files, {i.merged_files} merged with existing files), "
+                f"{i.skipped} already done, {len(i.failures)} failed"
+            )
+            for ticker, stamps in sorted(i.collapsed.items()):
+                print(
+                    f"  {ticker}: collapsed {len(stamps)} exact duplicate rows "
+                    f"({', '.join(stamps[:3])})"
+                )
+            for ticker, columns in sorted(i.extra_columns.items()):
+                print(f"  {ticker}: extra columns carried: {', '.join(columns)}")
+            for f in i.failures[:MAX_LISTED]:
+                print(f"  FAILED {f.ticker} ({f.kind}): {f.message}")
+                for c in f.conflicts[:3]:
+                    print(f"      {c['date']}: {', '.join(c['columns'])}")
+                if f.kind == "unreadable" and f.path:
+                    print(
+                        f"      left in place; set it aside with `parqctl quarantine add {f.path}`"
+                    )
+        print(f"{result.elapsed_s:.1f} s")
+    if result.cancelled:
+        print(
+            f"parqctl: cancelled; the work so far is checkpointed: resume with "
+            f"`{_hint(args, 'run')}`",
+            file=sys.stderr,
+        )
+        return EXIT_CANCELLED
+    if failures:
+        print(f"parqctl: completed with {len(failures)} failures", file=sys.stderr)
+        return EXIT_FAILURES
+    if not args.json:
+        print(f"completed; next: {_hint(args, 'verify')}")
+    return 0
+
+
+# --- verify -------------------------------------------------------------------------------
+
+
+def run_verify(args) -> int:
+    from core.migration.verify import verify_migration
+
+    with stderr_progress() as draw, _cancellable() as token:
+        result = verify_migration(
+            _ws(args),
+            args.venue,
+            _intervals(args),
+            workers=args.workers,
+            progress=draw,
+            token=token,
+        )
+    if args.json:
+        print_json({**asdict(result), "ok": result.ok})
+    else:
+        for i in result.intervals:
+            verdict = "PASSED" if i.ok else f"FAILED for {len(i.failures)} tickers"
+            print(
+                f"{i.venue} {i.interval}: {i.passed}/{i.tickers} tickers pass, "
+                f"{i.files:,} files, {i.rows:,} rows: {verdict}"
+            )
+            for f in i.failures[:MAX_LISTED]:
+                print(f"  {f.ticker}: {'; '.join(f.problems[:3])}")
+            if len(i.failures) > MAX_LISTED:
+                print(f"  ... and {len(i.failures) - MAX_LISTED} more (--json lists all)")
+    if not result.ok:
+        return EXIT_FAILURES
+    if not args.json:
+        print(f"next: {_hint(args, 'activate')}")
+    return 0
+
+
+# --- activate, rollback, finalize ---------------------------------------------------------
+
+
+def run_activate(args) -> int:
+    from core.migration.activate import activate_migration
+
+    result = activate_migration(_ws(args), args.venue, _intervals(args))
+    if args.json:
+        print_json(asdict(result))
+        return 0
+    for i in result.intervals:
+        print(
+            f"{result.venue} {i.interval}: {i.action}; storage blocks set for "
+            f"{i.blocks_set} tickers"
+        )
+        if i.unregistered:
+            print(
+                f"  migrated but not in tickers.json (no block set): "
+                f"{', '.join(i.unregistered[:MAX_LISTED])}"
+            )
+    if result.switch_set:
+        print(f"storage_config.json: {result.venue} and the global switch now partitioned")
+    return 0
+
+
+def run_rollback(args) -> int:
+    from core.migration.rollback import PurgePlan, rollback_migration
+
+    def ask(plan: PurgePlan) -> bool:
+        kept = (
+            f"; keeping {plan.kept_merged} merged files and the files of "
+            f"{len(plan.kept_changed)} changed tickers"
+            if plan.kept_merged or plan.kept_changed
+            else ""
+        )
+        question = (
+            f"Delete {len(plan.files):,} partition files ({human_bytes(plan.bytes)}) "
+            f"this migration created{kept}?"
+        )
+        return args.yes or confirm(question, what="delete partition files")
+
+    result = rollback_migration(
+        _ws(args),
+        args.venue,
+        _intervals(args),
+        purge=args.purge_partitioned,
+        force=args.force,
+        confirm_purge=ask,
+    )
+    if args.json:
+        print_json(asdict(result))
+        return 0
+    print(
+        f"{result.venue} {', '.join(result.intervals)}: back to legacy; "
+        f"{result.blocks_removed} storage blocks removed"
+        + ("; storage_config.json restored" if result.switch_restored else "")
+    )
+    if result.purge is not None:
+        print(
+            f"deleted {len(result.purge.files):,} partition files "
+            f"({human_bytes(result.purge.bytes)})"
+        )
+        for ticker in result.purge.kept_changed[:MAX_LISTED]:
+            print(f"  kept {ticker}: its partition files changed since the migration")
+    return 0
+
+
+def run_finalize(args) -> int:
+    from core.migration.finalize import DeletionPlan, finalize_migration
+
+    def ask(plan: DeletionPlan) -> bool:
+        dirs = ", ".join(str(d) for d in plan.directories)
+        names = ", ".join(p.name for p in plan.files[:5])
+        more = f" and {len(plan.files) - 5} more" if len(plan.files) > 5 else ""
+        question = (
+            f"Delete {len(plan.files):,} legacy files ({human_bytes(plan.bytes)}) in "
+            f"{dirs}: {names}{more}? They cannot be recreated from here."
+        )
+        if args.yes:
+            return True
+        if args.json:
+            raise ParqctlError("refusing to delete without confirmation", "pass --yes")
+        return confirm(question, what="delete the legacy files")
+
+    with stderr_progress() as draw, _cancellable() as token:
+        result = finalize_migration(
+            _ws(args),
+            args.venue,
+            _intervals(args),
+            confirm=ask,
+            workers=args.workers,
+            progress=draw,
+            token=token,
+        )
+    if args.json:
+        print_json(asdict(result))
+    elif result.deleted:
+        print(
+            f"deleted {len(result.deletion.files):,} legacy files "
+            f"({human_bytes(result.deletion.bytes)})"
+        )
+    else:
+        print("nothing deleted")
+    return 0 if result.deleted else EXIT_FAILURES
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def run_status(args) -> int:
+    from core.migration.status import migration_status
+
+    statuses = migration_status(_ws(args), args.venue)
+    wanted = _intervals(args)
+    statuses = [s for s in statuses if not wanted or s.interval in wanted]
+    if args.json:
+        print_json([{**asdict(s), "pending": s.pending} for s in statuses])
+        return 0
+    for s in statuses:
+        rows = f"{s.legacy_rows or 0:,} legacy rows, {s.partition_rows or 0:,} partition rows"
+        print(
+            f"{s.venue} {s.interval}: {s.status} ({s.stage}); "
+            f"{s.jobs_completed}/{s.jobs_total} tickers; {rows}"
+        )
+        print(
+            f"  done {s.done}, failed {s.failed}, in promotion {s.promoting}, "
+            f"pending {s.pending}; resume at {s.resume_token or '-'}"
+        )
+        if s.verify:
+            verdict = "passed" if s.verify.get("passed") else f"failed for {s.verify.get('failed')}"
+            print(f"  verify {s.verify.get('at')}: {verdict}")
+        if s.activated_at:
+            print(f"  active since {s.activated_at}")
+        if s.legacy_deleted_at:
+            print(f"  legacy files deleted {s.legacy_deleted_at}")
+        for f in s.failures[:MAX_LISTED]:
+            print(f"  FAILED {f['ticker']} ({f['kind']}): {f['error']}")
+    return 0
