@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core import run_lock
+from core import disk_history, findings, gap_watch, quarantine, run_lock
 from core.disk import DiskStatus, Level, disk_status
+from core.disk_usage import Filesystem, workspace_filesystems
+from core.errors import ParqctlError
 from core.workspace import DatasetInventory, Workspace, inventory
+
+# A projected crossing of the critical watermark this close is worth a warning today.
+PROJECTION_WARN_DAYS = 7
 
 
 class Verdict(enum.IntEnum):
@@ -29,6 +36,21 @@ class Problem:
     text: str
 
 
+@dataclass(frozen=True)
+class MigrationProgress:
+    venue: str
+    interval: str
+    status: str
+    completed: int
+    total: int
+
+    @property
+    def ratio(self) -> float:
+        if self.total > 0:
+            return min(self.completed / self.total, 1.0)
+        return 1.0 if self.status == "complete" else 0.0
+
+
 @dataclass
 class HealthReport:
     root: Path
@@ -37,8 +59,17 @@ class HealthReport:
     datasets: list[DatasetInventory]
     storage_modes: dict[str, dict[str, int]]  # interval -> {"legacy": n, "partitioned": n}
     lock: run_lock.LockStatus
-    disk: DiskStatus
+    disk: DiskStatus  # the filesystem of the workspace root
     problems: list[Problem] = field(default_factory=list)
+    filesystems: list[Filesystem] = field(default_factory=list)
+    projections: dict[str, disk_history.Projection] = field(default_factory=dict)  # by mount
+    quarantine: quarantine.QuarantineTotals | None = None
+    integrity: findings.IntegritySummary | None = None
+    migration: list[MigrationProgress] = field(default_factory=list)
+    gaps: gap_watch.GapWatch | None = None  # None until the workspace has a file index
+    gaps_error: str | None = None
+    disk_history_error: str | None = None
+    checked_at: float = field(default_factory=time.time)
 
     @property
     def verdict(self) -> Verdict:
@@ -67,16 +98,40 @@ class HealthReport:
             ],
             "storage_modes": self.storage_modes,
             "lock": lock_as_dict(self.lock),
-            "disk": {
-                "path": str(self.disk.path),
-                "total": self.disk.total,
-                "used": self.disk.used,
-                "free": self.disk.free,
-                "percent_used": round(self.disk.percent_used, 2),
-                "level": self.disk.level.name,
-                "watermarks": vars(self.disk.watermarks),
-            },
+            "disk": disk_as_dict(self.disk),
+            "filesystems": [
+                {
+                    "mount": str(fs.mount),
+                    "holds": list(fs.labels),
+                    **disk_as_dict(fs.status),
+                    "projection": self.projections[str(fs.mount)].as_dict()
+                    if str(fs.mount) in self.projections
+                    else None,
+                }
+                for fs in self.filesystems
+            ],
+            "disk_history_error": self.disk_history_error,
+            "quarantine": dataclasses.asdict(self.quarantine) if self.quarantine else None,
+            "integrity": dataclasses.asdict(self.integrity) if self.integrity else None,
+            "migration": [
+                {**dataclasses.asdict(m), "ratio": round(m.ratio, 4)} for m in self.migration
+            ],
+            "gaps": dataclasses.asdict(self.gaps) if self.gaps else None,
+            "gaps_error": self.gaps_error,
+            "checked_at": self.checked_at,
         }
+
+
+def disk_as_dict(status: DiskStatus) -> dict[str, Any]:
+    return {
+        "path": str(status.path),
+        "total": status.total,
+        "used": status.used,
+        "free": status.free,
+        "percent_used": round(status.percent_used, 2),
+        "level": status.level.name,
+        "watermarks": vars(status.watermarks),
+    }
 
 
 def lock_as_dict(status: run_lock.LockStatus) -> dict[str, Any]:
@@ -102,10 +157,42 @@ _LOCK_PROBLEMS = {
 _DISK_PROBLEMS = {Level.WARN: Verdict.WARNING, Level.CRITICAL: Verdict.CRITICAL}
 
 
-def health_report(ws: Workspace) -> HealthReport:
-    """Gather the summary; metadata errors propagate (the caller reports UNKNOWN)."""
+def migration_progress(ws: Workspace) -> list[MigrationProgress]:
+    """Per venue and interval of migration_plan.json: jobs completed of jobs total."""
+    plan = ws.migration_plan
+    if plan is None:
+        return []
+    progress = []
+    for venue, interval, record in plan.interval_states():
+        jobs = record.get("jobs") if isinstance(record.get("jobs"), dict) else {}
+        progress.append(
+            MigrationProgress(
+                venue=venue,
+                interval=interval,
+                status=str(record.get("status", "pending")),
+                completed=_count(jobs.get("completed")),
+                total=_count(jobs.get("total")),
+            )
+        )
+    return progress
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def health_report(
+    ws: Workspace, *, record_disk_sample: bool = False, today: date | None = None
+) -> HealthReport:
+    """Gather the summary; metadata errors propagate (the caller reports UNKNOWN).
+
+    ``record_disk_sample`` appends this run's disk usage to the history the growth
+    projection is made from: the CLI's ``health`` does, a console refresh does not.
+    ``today`` is the day gap expiry is counted from.
+    """
     ws.load_all_metadata()
     datasets = [inventory(d) for d in ws.datasets()]
+    filesystems = workspace_filesystems(ws)
     report = HealthReport(
         root=ws.root,
         tickers=len(ws.tickers),
@@ -114,25 +201,94 @@ def health_report(ws: Workspace) -> HealthReport:
         storage_modes=storage_modes(ws),
         lock=run_lock.inspect(ws.root),
         disk=disk_status(ws.root, ws.config.watermarks),
+        filesystems=filesystems,
+        quarantine=quarantine.totals(ws.root),
+        integrity=findings.last_summary(ws.root),
+        migration=migration_progress(ws),
     )
+    if record_disk_sample:
+        try:
+            workspace_bytes = sum(inv.bytes for inv in datasets)
+            disk_history.record(ws.root, filesystems, "health", workspace_bytes, report.checked_at)
+        except OSError as exc:
+            report.disk_history_error = f"cannot record disk history: {exc.strerror or exc}"
+    history = disk_history.load(ws.root)
+    report.projections = {
+        str(fs.mount): disk_history.project(history, fs, report.checked_at) for fs in filesystems
+    }
+    try:
+        report.gaps = gap_watch.gap_watch(ws, today=today)
+    except ParqctlError as exc:
+        report.gaps_error = exc.one_line()
+    report.problems += _problems(report)
+    return report
+
+
+def _problems(report: HealthReport) -> list[Problem]:
+    problems = []
     if report.lock.state in _LOCK_PROBLEMS:
-        report.problems.append(
+        problems.append(
             Problem(_LOCK_PROBLEMS[report.lock.state], f"run lock: {report.lock.reason}")
         )
-    level = report.disk.level
-    if level != Level.OK:
-        verdict = _DISK_PROBLEMS.get(level, Verdict.CRITICAL)
-        report.problems.append(
-            Problem(
-                verdict,
-                f"disk {report.disk.percent_used:.1f}% used: {level.name} watermark reached",
+    for fs in report.filesystems:
+        level = fs.status.level
+        if level != Level.OK:
+            problems.append(
+                Problem(
+                    _DISK_PROBLEMS.get(level, Verdict.CRITICAL),
+                    f"disk {fs.mount} {fs.status.percent_used:.1f}% used: "
+                    f"{level.name} watermark reached",
+                )
             )
-        )
-    stray = sum(len(inv.stray_files) for inv in datasets)
+            continue
+        projection = report.projections.get(str(fs.mount))
+        soon = projection is not None and projection.critical_on is not None
+        if soon and (projection.days_to_critical or 0) <= PROJECTION_WARN_DAYS:
+            problems.append(
+                Problem(
+                    Verdict.WARNING,
+                    f"disk {fs.mount} reaches the critical watermark around "
+                    f"{projection.critical_on} at the present growth",
+                )
+            )
+    stray = sum(len(inv.stray_files) for inv in report.datasets)
     if stray:
-        report.problems.append(
+        problems.append(
             Problem(Verdict.WARNING, f"{stray} stray temp or partial file(s) in the data tree")
         )
-    if not datasets:
-        report.problems.append(Problem(Verdict.WARNING, "no bar datasets found under data/"))
-    return report
+    if not report.datasets:
+        problems.append(Problem(Verdict.WARNING, "no bar datasets found under data/"))
+    if report.integrity is not None and report.integrity.open_errors:
+        problems.append(
+            Problem(
+                Verdict.CRITICAL,
+                f"integrity: {report.integrity.open_errors} error(s) in the last check "
+                "(`parqctl integrity` lists them)",
+            )
+        )
+    if report.gaps is not None and report.gaps.expiring_sessions:
+        expiring = ", ".join(
+            f"{iv.expiring_sessions} {iv.interval}"
+            for iv in report.gaps.intervals
+            if iv.expiring_sessions
+        )
+        problems.append(
+            Problem(
+                Verdict.WARNING,
+                f"recoverable sessions expire within {report.gaps.horizon_days} days ({expiring}): "
+                "fetch them now or they are lost (`parqctl availability` lists them)",
+            )
+        )
+    if report.gaps_error:
+        problems.append(
+            Problem(Verdict.WARNING, f"gaps could not be computed: {report.gaps_error}")
+        )
+    if report.quarantine is not None and report.quarantine.pending:
+        problems.append(
+            Problem(
+                Verdict.WARNING,
+                f"{report.quarantine.pending} quarantine move(s) were interrupted: "
+                "`parqctl quarantine list` reconciles them",
+            )
+        )
+    return problems

@@ -17,7 +17,10 @@ from core.errors import ParqctlError
 from tui.arguments import OneLineArgumentParser
 
 EXIT_INTERRUPTED = 130
-COMMANDS = ("console", "health", "show", "lock", "demo")
+COMMANDS = (
+    "console", "health", "show", "lock", "demo", "integrity", "quarantine", "disk",
+    "availability", "migrate",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

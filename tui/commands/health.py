@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from core.errors import ParqctlError
 from core.health import HealthReport, Verdict, health_report
-from core.workspace import Workspace
+from core.workspace import Workspace, resolve_root
 from tui.arguments import add_json_flag
 from tui.text import human_age, human_bytes, print_json
 
@@ -36,6 +37,50 @@ def render(report: HealthReport) -> list[str]:
         f"{human_bytes(disk.free)} free: {disk.level.name} "
         f"(warn {marks.warn:g}%, critical {marks.critical:g}%, block {marks.block:g}%)"
     )
+    for fs in report.filesystems:
+        projection = report.projections.get(str(fs.mount))
+        if len(report.filesystems) > 1:
+            lines.append(
+                f"filesystem {fs.mount} ({', '.join(fs.labels)}): "
+                f"{fs.status.percent_used:.1f}% used, {fs.status.level.name}"
+            )
+        if projection is not None and projection.growth_bytes_per_day is not None:
+            when = (
+                f"critical around {projection.critical_on}"
+                if projection.critical_on
+                else projection.note
+            )
+            lines.append(
+                f"growth     {fs.mount}: {human_bytes(projection.growth_bytes_per_day)}/day; {when}"
+            )
+    if report.quarantine is not None:
+        q = report.quarantine
+        lines.append(f"quarantine {q.entries:,} file(s), {human_bytes(q.bytes)}")
+    summary = report.integrity
+    if summary is None:
+        lines.append("integrity  never checked (`parqctl integrity`)")
+    else:
+        age = human_age(report.checked_at - summary.checked_at)
+        lines.append(
+            f"integrity  {summary.open_errors:,} open error(s), {summary.warnings:,} warning(s) "
+            f"in the last full check, {age} ago"
+        )
+    if report.gaps is None:
+        lines.append(
+            "gaps       not computed: no file index yet (`parqctl availability` builds it)"
+        )
+    else:
+        for iv in report.gaps.intervals:
+            lines.append(
+                f"gaps       {iv.interval:<4} {iv.tickers_with_gaps:,} of {iv.tickers:,} tickers, "
+                f"{iv.missing_sessions:,} sessions missing ({iv.lost_sessions:,} lost, "
+                f"{iv.expiring_sessions:,} expiring within {report.gaps.horizon_days} days)"
+            )
+    for item in report.migration:
+        lines.append(
+            f"migration  {item.venue} {item.interval}: {item.status}, "
+            f"{item.completed:,}/{item.total:,} jobs ({100 * item.ratio:.0f}%)"
+        )
     for problem in report.problems:
         lines.append(f"problem    {problem.verdict.name}: {problem.text}")
     lines.append(f"verdict    {report.verdict.name}")
@@ -47,17 +92,31 @@ def register(commands) -> None:
         "health", help="one-screen summary; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
     )
     add_json_flag(p)
+    p.add_argument(
+        "--prometheus",
+        metavar="PATH",
+        type=Path,
+        help="also write the metrics for node_exporter's textfile collector (a .prom file)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        report = health_report(Workspace.open(args.workspace))
+        report = health_report(Workspace.open(args.workspace), record_disk_sample=True)
     except ParqctlError as exc:
+        if args.prometheus:
+            from core.monitoring import write_unknown
+
+            write_unknown(args.prometheus, resolve_root(args.workspace))
         if args.json:
             print_json({"verdict": Verdict.UNKNOWN.name, "error": exc.one_line()})
         print(f"parqctl: error: {exc.one_line()}", file=sys.stderr)
         return Verdict.UNKNOWN
+    if args.prometheus:
+        from core.monitoring import write_textfile
+
+        write_textfile(args.prometheus, report)
     if args.json:
         print_json(report.as_dict())
     else:

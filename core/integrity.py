@@ -1,0 +1,513 @@
+"""Integrity checks of a workspace: every bar file, the stray files beside them, the
+metadata that routes them, and the run lock. Each problem is a Finding with a severity,
+the file, and what to do.
+
+Per-file facts (readable or not, schema, rows) come from the file index (core.index), so
+a file is opened for them once per change; row-level checks (core.bar_checks) are cached
+by the same (path, size, mtime_ns). An unchanged workspace is checked without reading any
+Parquet. Stray files (core.stray_files) and the metadata and lock (core.metadata_checks)
+have modules of their own; this one runs them all and checks the schemas. Nothing here writes to the data tree: ``quarantine_errors`` moves files, under
+the run lock the caller holds.
+
+Severities: an ``error`` is a file or route that readers get wrong or cannot read (exit 1,
+and ``--quarantine`` moves the file of a file-scoped one); a ``warning`` is worth a look
+but nothing is read wrong yet; ``info`` is for the record.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from core import quarantine, run_lock
+from core.atomic import write_json
+from core.bar_checks import BarFile, ChangedWhileChecking, RowCheckCache, check_rows
+from core.bars import BAR_COLUMNS, BAR_SCHEMA
+from core.findings import LAST_REPORT, Finding, Scope, Severity
+from core.index import RefreshStats, refresh_index
+from core.jobs import CancelToken, ProgressCallback, ProgressTracker
+from core.metadata_checks import lock_findings, metadata_findings
+from core.stray_files import being_written, stray_findings
+from core.workspace import Workspace
+
+# The last report keeps this many findings of each code (with the full counts), so that a
+# workspace where every file has the same extra column does not write a huge file.
+REPORT_FINDINGS_PER_CODE = 200
+# The index columns the checks use; its per-session lists are left alone (they are large).
+_RECORD_FIELDS = [
+    "path", "kind", "interval", "ticker", "year", "month", "size", "mtime_ns", "columns",
+    "types", "error",
+]  # fmt: skip
+_CHECK_CHUNK = 64  # files between cancel checks and progress reports, per worker
+
+_EXPECTED_TYPES = {name: {str(BAR_SCHEMA.field(name).type)} for name in BAR_COLUMNS}
+_EXPECTED_TYPES["stock"] |= {"large_string", "string_view"}
+# An all-null column is written with Arrow's null type by pandas; it holds no wrong value.
+_EXPECTED_TYPES["volume"].add("null")
+_EXPECTED_TYPES["sequence"].add("null")
+# Older collector versions wrote no `sequence`; its reader recreates the column.
+_OPTIONAL_COLUMNS = {"sequence"}
+_QUARANTINE_ADVICE = "quarantine it (`parqctl integrity --quarantine`) and re-fetch the ticker"
+
+
+@dataclass
+class IntegrityReport:
+    root: Path
+    findings: list[Finding]
+    files: int  # bar files in scope
+    rows_read: int  # files whose rows were read this run
+    rows_cached: int  # files whose row checks came from the cache
+    index: RefreshStats
+    interval: str | None
+    since: date | None
+    deep: bool
+    checked_at: float
+    elapsed_s: float
+    # (size, mtime_ns) of each file with a finding when it was checked: quarantine
+    # moves a file only if it is still the one that was checked.
+    checked_stats: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    cache_error: str | None = None
+
+    @property
+    def full(self) -> bool:
+        """Whether every file was in scope (no --interval, no --since)."""
+        return self.interval is None and self.since is None
+
+    def count(self, severity: Severity) -> int:
+        return sum(f.severity is severity for f in self.findings)
+
+    @property
+    def errors(self) -> int:
+        return self.count(Severity.ERROR)
+
+    @property
+    def open_errors(self) -> int:
+        """Errors whose file has not been quarantined by this run."""
+        moved = {q["path"] for q in self.quarantined}
+        return sum(f.severity is Severity.ERROR and f.path not in moved for f in self.findings)
+
+    def counts(self) -> dict[str, int]:
+        return {s.label: self.count(s) for s in sorted(Severity, reverse=True)}
+
+    def quarantinable(self) -> dict[str, list[Finding]]:
+        """File-scoped error findings by path: what ``--quarantine`` moves."""
+        by_path: dict[str, list[Finding]] = defaultdict(list)
+        for finding in self.findings:
+            if finding.severity is Severity.ERROR and finding.scope is Scope.FILE and finding.path:
+                by_path[finding.path].append(finding)
+        return dict(by_path)
+
+    def as_dict(self, findings_per_code: int | None = None) -> dict[str, Any]:
+        kept = self.findings
+        if findings_per_code is not None:
+            seen: dict[str, int] = defaultdict(int)
+            kept = []
+            for finding in self.findings:
+                seen[finding.code] += 1
+                if seen[finding.code] <= findings_per_code:
+                    kept.append(finding)
+        by_code: dict[str, int] = defaultdict(int)
+        for finding in self.findings:
+            by_code[finding.code] += 1
+        return {
+            "workspace": str(self.root),
+            "checked_at": datetime.fromtimestamp(self.checked_at).astimezone().isoformat(),
+            "checked_at_ts": self.checked_at,
+            "scope": {
+                "interval": self.interval,
+                "since": self.since.isoformat() if self.since else None,
+                "deep": self.deep,
+            },
+            "files": self.files,
+            "rows_read": self.rows_read,
+            "rows_cached": self.rows_cached,
+            "index": {"scanned": self.index.scanned, "opened": self.index.opened},
+            "elapsed_s": round(self.elapsed_s, 3),
+            "counts": self.counts(),
+            "open_errors": self.open_errors,
+            "by_code": dict(sorted(by_code.items())),
+            "findings": [f.as_dict() for f in kept],
+            "findings_truncated": len(kept) < len(self.findings),
+            "quarantined": self.quarantined,
+        }
+
+
+def check(
+    ws: Workspace,
+    *,
+    interval: str | None = None,
+    since: date | None = None,
+    deep: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> IntegrityReport:
+    """Check every bar file in scope and the metadata; ``deep`` decodes every row group."""
+    started, started_clock = time.time(), time.perf_counter()
+    ws.load_all_metadata()
+    lock = run_lock.inspect(ws.root)
+    index = refresh_index(ws.root, progress=progress, cancel=cancel)
+    files = index.files
+    if interval is not None:
+        files = files.filter(files["interval"] == interval)
+    in_scope = _since_filter(files, since)
+    findings: list[Finding] = []
+    stats: dict[str, tuple[int, int]] = {}
+    records = in_scope.select(_RECORD_FIELDS).to_dicts()
+    bars: list[BarFile] = []
+    for record in records:
+        stats[record["path"]] = (record["size"], record["mtime_ns"])
+        file_findings = _file_findings(record, lock)
+        findings += file_findings
+        if record["error"] is None and not any(f.severity is Severity.ERROR for f in file_findings):
+            bars.append(_bar_file(record))
+    findings += _schema_consistency(in_scope)
+    bar_paths = set(index.files["path"].to_list())
+    cache = RowCheckCache.load(ws.root)
+    cache.forget_missing(bar_paths)
+    try:
+        row_findings, read, cached = _row_checks(ws.root, bars, cache, deep, progress, cancel)
+    except BaseException:
+        cache.save(ws.root)  # a cancelled run keeps what it checked
+        raise
+    findings += row_findings
+    cache_error = cache.save(ws.root) if cache.changed else None
+    stray_findings_, stray_stats = stray_findings(ws, bar_paths, interval, lock)
+    findings += stray_findings_
+    stats.update(stray_stats)
+    findings += metadata_findings(ws, files, interval)
+    findings += lock_findings(lock)
+    findings.sort(key=lambda f: (-f.severity, f.code, f.path or ""))
+    paths_with_findings = {f.path for f in findings}
+    return IntegrityReport(
+        root=ws.root,
+        findings=findings,
+        files=in_scope.height,
+        rows_read=read,
+        rows_cached=cached,
+        index=index.stats,
+        interval=interval,
+        since=since,
+        deep=deep,
+        checked_at=started,
+        elapsed_s=time.perf_counter() - started_clock,
+        checked_stats={p: s for p, s in stats.items() if p in paths_with_findings},
+        cache_error=cache_error,
+    )
+
+
+def _since_filter(files, since: date | None):
+    """Files that may hold bars on or after ``since``: partitions by their month, legacy
+    files by their last bar (unknown for an unreadable one: kept)."""
+    if since is None:
+        return files
+    import polars as pl
+
+    month_key = pl.col("year").cast(pl.Int32) * 12 + pl.col("month").cast(pl.Int32)
+    recent_partition = month_key >= since.year * 12 + since.month
+    recent_legacy = pl.col("max_date").is_null() | (
+        pl.col("max_date") >= datetime.combine(since, datetime.min.time())
+    )
+    keep = pl.when(pl.col("kind") == "partitioned").then(recent_partition).otherwise(recent_legacy)
+    return files.filter(keep.fill_null(True))
+
+
+def _bar_file(record: dict[str, Any]) -> BarFile:
+    month = record["month"]
+    valid_month = month is not None and 1 <= month <= 12
+    return BarFile(
+        path=record["path"],
+        ticker=record["ticker"],
+        interval=record["interval"],
+        year=record["year"] if valid_month else None,
+        month=month if valid_month else None,
+        size=record["size"],
+        mtime_ns=record["mtime_ns"],
+    )
+
+
+def _file_finding(
+    record: dict[str, Any], severity: Severity, code: str, message: str, advice: str
+) -> Finding:
+    return Finding(
+        severity,
+        code,
+        record["path"],
+        message,
+        advice,
+        ticker=record["ticker"],
+        interval=record["interval"],
+    )
+
+
+def _file_findings(record: dict[str, Any], lock: run_lock.LockStatus) -> list[Finding]:
+    """Findings from the index record alone: readability, the partition key, the schema."""
+    findings = []
+    if record["kind"] == "partitioned" and not 1 <= (record["month"] or 0) <= 12:
+        findings.append(
+            _file_finding(
+                record,
+                Severity.ERROR,
+                "layout.bad_partition",
+                f"month={record['month']} is not a month",
+                "no reader looks here for bars: move the rows to their month's partition",
+            )
+        )
+    if record["columns"] is None:
+        return [*findings, _unreadable(record, lock)]
+    findings += _schema_findings(record)
+    # The footer read but the index could not use the file: unless the schema explains
+    # why (no or a retyped `date`), its data does not decode.
+    if record["error"] is not None and not any(f.severity is Severity.ERROR for f in findings):
+        findings.append(_unreadable(record, lock))
+    return findings
+
+
+def _unreadable(record: dict[str, Any], lock: run_lock.LockStatus) -> Finding:
+    error = record["error"] or "unknown error"
+    if error == "changed while being read" or being_written(lock, record["mtime_ns"]):
+        return _file_finding(
+            record,
+            Severity.INFO,
+            "file.being_written",
+            f"not checked: it is being written ({error})",
+            "nothing to do; the next check reads it",
+        )
+    if record["size"] == 0:
+        return _file_finding(
+            record,
+            Severity.ERROR,
+            "file.zero_bytes",
+            "the file is empty (0 bytes)",
+            "a write was cut short and nothing of it is left: " + _QUARANTINE_ADVICE,
+        )
+    return _file_finding(
+        record,
+        Severity.ERROR,
+        "file.unreadable",
+        f"not readable Parquet ({record['size']:,} bytes): {error}",
+        "the file is truncated or damaged (the collector cannot read it either): "
+        + _QUARANTINE_ADVICE,
+    )
+
+
+def _schema_findings(record: dict[str, Any]) -> list[Finding]:
+    problems = _schema_problems(tuple(record["columns"]), tuple(record["types"]))
+    return [_file_finding(record, *problem) for problem in problems]
+
+
+_SchemaProblem = tuple[Severity, str, str, str]  # severity, code, message, advice
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_problems(
+    columns: tuple[str, ...], kinds: tuple[str, ...]
+) -> tuple[_SchemaProblem, ...]:
+    """What is wrong with a schema; the files of a workspace share a handful of them."""
+    types = dict(zip(columns, kinds, strict=True))
+    problems: list[_SchemaProblem] = []
+    missing = [c for c in BAR_COLUMNS if c not in types]
+    required_missing = [c for c in missing if c not in _OPTIONAL_COLUMNS]
+    if required_missing:
+        problems.append(
+            (
+                Severity.ERROR,
+                "schema.missing_column",
+                f"missing column(s) {', '.join(required_missing)}",
+                "the collector cannot read the file without them: " + _QUARANTINE_ADVICE,
+            )
+        )
+    if "sequence" in missing:
+        problems.append(
+            (
+                Severity.WARNING,
+                "schema.missing_column",
+                "missing column sequence (written by older collector versions)",
+                "the collector recreates it when it reads the file and writes it on its next "
+                "update; nothing to do",
+            )
+        )
+    for name in BAR_COLUMNS:
+        kind = types.get(name)
+        if kind is not None and kind not in _EXPECTED_TYPES[name]:
+            problems.append(_retyped(name, kind))
+    extra = [c for c in columns if c not in _EXPECTED_TYPES]
+    if extra:
+        shown = ", ".join(f"{c} ({types[c]})" for c in extra)
+        problems.append(
+            (
+                Severity.WARNING,
+                "schema.extra_column",
+                f"column(s) not in the format: {shown}",
+                "readers keep extra columns and parqctl never drops them; check what wrote them",
+            )
+        )
+    return tuple(problems)
+
+
+def _retyped(name: str, kind: str) -> _SchemaProblem:
+    expected = str(BAR_SCHEMA.field(name).type)
+    if name == "date" and kind.startswith("timestamp[") and "tz=" in kind:
+        return (
+            Severity.ERROR,
+            "schema.timezone",
+            f"`date` is {kind}: the format stores naive exchange-local times",
+            "zoned and naive times do not compare, so the collector's next merge of this ticker "
+            "fails: rewrite `date` as local wall time without a zone, or " + _QUARANTINE_ADVICE,
+        )
+    if name == "date" and kind.startswith("timestamp["):
+        return (
+            Severity.WARNING,
+            "schema.date_unit",
+            f"`date` is {kind}, not {expected}",
+            "readers convert it; the collector writes nanoseconds on its next update",
+        )
+    return (
+        Severity.ERROR,
+        "schema.retyped_column",
+        f"column {name} is {kind}, not {expected}",
+        "the collector's merge and parqctl's readers expect the format's type: rewrite the "
+        "column with the right type, or " + _QUARANTINE_ADVICE,
+    )
+
+
+def _schema_consistency(files) -> list[Finding]:
+    """A column whose type differs between the files of one ticker and interval."""
+    import polars as pl
+
+    readable = files.filter(pl.col("columns").is_not_null())
+    mixed = (
+        readable.group_by("ticker", "interval")
+        .agg(pl.col("schema_fingerprint").n_unique().alias("n"))
+        .filter(pl.col("n") > 1)
+    )
+    if mixed.is_empty():
+        return []
+    findings = []
+    groups = readable.join(mixed.select("ticker", "interval"), on=["ticker", "interval"])
+    for (ticker, interval), group in groups.group_by("ticker", "interval"):
+        seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+        for path, names, kinds in group.select("path", "columns", "types").iter_rows():
+            for name, kind in zip(names, kinds, strict=True):
+                seen[name][kind].append(path)
+        for name, by_type in sorted(seen.items()):
+            if len(by_type) < 2:
+                continue
+            shown = "; ".join(
+                f"{kind} in {len(paths):,} file(s), e.g. {paths[0]}"
+                for kind, paths in by_type.items()
+            )
+            findings.append(
+                Finding(
+                    Severity.WARNING,
+                    "schema.inconsistent",
+                    min(p for paths in by_type.values() for p in paths),
+                    f"column {name} of {ticker} {interval} has {len(by_type)} types: {shown}",
+                    "concatenating these files promotes or fails on this column: rewrite the "
+                    "odd files with one type",
+                    scope=Scope.TICKER,
+                    ticker=ticker,
+                    interval=interval,
+                )
+            )
+    return findings
+
+
+def _row_checks(
+    root: Path,
+    bars: list[BarFile],
+    cache: RowCheckCache,
+    deep: bool,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> tuple[list[Finding], int, int]:
+    """Row-level findings of every readable file: cached ones reused, the rest read."""
+    findings: list[Finding] = []
+    todo = []
+    for bar in bars:
+        cached = cache.get(bar, deep)
+        if cached is None:
+            todo.append(bar)
+        else:
+            findings += cached
+    workers = os.cpu_count() or 1
+    tracker = ProgressTracker("checking rows", len(todo), "files", progress)
+
+    def one(bar: BarFile) -> list[Finding] | None:
+        try:
+            return check_rows(root, bar, deep=deep)
+        except ChangedWhileChecking:
+            return None
+
+    read = 0
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        step = _CHECK_CHUNK * workers
+        for start in range(0, len(todo), step):
+            if cancel is not None:
+                cancel.raise_if_cancelled("run it again: files checked so far are cached")
+            chunk = todo[start : start + step]
+            for bar, result in zip(chunk, pool.map(one, chunk), strict=True):
+                if result is None:
+                    findings.append(
+                        Finding(
+                            Severity.INFO,
+                            "file.being_written",
+                            bar.path,
+                            "not checked: it changed while being checked",
+                            "nothing to do; the next check reads it",
+                            ticker=bar.ticker,
+                            interval=bar.interval,
+                        )
+                    )
+                    continue
+                cache.put(bar, deep, result)
+                findings += result
+                read += 1
+            tracker.advance(len(chunk))
+    return findings, read, len(bars) - len(todo)
+
+
+# --- acting on a report -------------------------------------------------------------------
+
+
+def quarantine_errors(
+    ws: Workspace, report: IntegrityReport, *, lock: run_lock.RunLock
+) -> list[dict[str, Any]]:
+    """Move the file of every file-scoped error into quarantine (caller holds the lock).
+
+    A file that changed or vanished since it was checked is left where it is and reported
+    as skipped. Returns one record per file, also added to ``report.quarantined``.
+    """
+    quarantine.reconcile(ws.root, lock=lock)
+    outcomes = []
+    for path, findings in sorted(report.quarantinable().items()):
+        outcome: dict[str, Any] = {"path": path, "codes": sorted({f.code for f in findings})}
+        try:
+            st = os.stat(ws.root / path)
+        except FileNotFoundError:
+            outcomes.append({**outcome, "skipped": "it is gone"})
+            continue
+        if (st.st_size, st.st_mtime_ns) != report.checked_stats.get(path):
+            outcomes.append({**outcome, "skipped": "it changed since it was checked"})
+            continue
+        reason = "integrity: " + "; ".join(f"{f.code}: {f.message}" for f in findings)
+        entry = quarantine.add(
+            ws.root, ws.root / path, reason, lock=lock, finding=findings[0].as_dict()
+        )
+        outcome["id"] = entry.id
+        outcomes.append(outcome)
+        report.quarantined.append(outcome)
+    return outcomes
+
+
+def save_report(root: Path, report: IntegrityReport) -> None:
+    """Keep a full run's result for ``health`` and the console; filtered runs are not kept."""
+    if report.full:
+        write_json(root / LAST_REPORT, report.as_dict(findings_per_code=REPORT_FINDINGS_PER_CODE))
