@@ -88,7 +88,7 @@ async def test_lock_screen_refuses_a_live_holder_and_breaks_a_stale_one(workspac
         assert holder.stdout.readline().strip() == "held"
         app = ParqctlApp(Workspace.open(workspace), health_refresh_s=None)
         async with app.run_test(size=(120, 36)) as pilot:
-            await pilot.press("2")
+            await pilot.press("3")
             await _wait_loaded(app, pilot)
             assert "LIVE" in _text(app, "#lock-details")
             await pilot.press("b")
@@ -136,7 +136,7 @@ async def test_help_and_palette_commands(workspace: Path):
         await pilot.pause()
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Go to Run lock" in titles and "Refresh (Dashboard)" in titles
-        await pilot.press("2")
+        await pilot.press("3")
         await pilot.pause()
         assert app.current_mode == "locks"
         await pilot.press("1")

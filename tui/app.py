@@ -23,7 +23,11 @@ from core.errors import ParqctlError
 from core.health import HealthReport, health_report
 from core.workspace import Workspace
 from screens.dashboard import DashboardScreen
+from screens.disk import DiskScreen
+from screens.heatmap import HeatmapScreen
+from screens.integrity import IntegrityScreen
 from screens.locks import LocksScreen
+from screens.quarantine import QuarantineScreen
 from themes import STYLESHEET, THEMES
 from tui.widgets.help import HelpScreen, help_markdown
 
@@ -40,7 +44,11 @@ class ScreenEntry:
 
 SCREENS = (
     ScreenEntry("1", "dashboard", "Dashboard", DashboardScreen),
-    ScreenEntry("2", "locks", "Run lock", LocksScreen),
+    ScreenEntry("2", "heatmap", "Availability", HeatmapScreen),
+    ScreenEntry("3", "locks", "Run lock", LocksScreen),
+    ScreenEntry("4", "quarantine", "Quarantine", QuarantineScreen),
+    ScreenEntry("5", "disk", "Disk", DiskScreen),
+    ScreenEntry("6", "integrity", "Integrity", IntegrityScreen),
 )
 
 
@@ -56,6 +64,8 @@ class ParqctlApp(App):
     TITLE = "parqctl"
     CSS_PATH = STYLESHEET
     MODES = {entry.mode: entry.screen for entry in SCREENS}
+    # Side panels give way to the main view on narrow terminals (80x24 over SSH).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark,f1", "help", "Help", key_display="?"),

@@ -11,14 +11,17 @@ class Panel(Static, can_focus=True):
 
     BINDINGS = [Binding("enter", "open", "Open", show=False)]
 
-    def __init__(self, title: str, target_mode: str | None = None, **kwargs) -> None:
-        super().__init__("loading…", classes="panel", **kwargs)
+    def __init__(
+        self, title: str, target_mode: str | None = None, classes: str = "", **kwargs
+    ) -> None:
+        super().__init__("loading…", classes=f"panel {classes}".strip(), **kwargs)
+        self.base_classes = classes
         self.border_title = title
         self.target_mode = target_mode
 
     def set_state(self, state: str) -> None:
         """``ok``, ``warning`` or ``critical``: the border colour; the text carries a glyph too."""
-        self.set_classes(f"panel -{state}")
+        self.set_classes(f"panel {self.base_classes} -{state}".replace("  ", " "))
 
     def action_open(self) -> None:
         if self.target_mode:

@@ -1,0 +1,196 @@
+"""Integrity: findings by severity with file and advice; run a check; quarantine a file."""
+
+from __future__ import annotations
+
+import os
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
+
+from core import quarantine, run_lock
+from core.errors import ParqctlError
+from core.findings import Finding, Scope, Severity
+from core.integrity import IntegrityReport, check, save_report
+from core.jobs import CancelToken, JobCancelled, Progress
+from core.workspace import Workspace
+from tui.widgets.confirm import ConfirmScreen
+
+SEVERITY_GLYPH = {Severity.ERROR: "✗ error", Severity.WARNING: "! warning", Severity.INFO: "· info"}
+
+
+class CheckProgress(Message):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CheckProgress)
+
+
+class CheckFinished(Message):
+    def __init__(self, report: IntegrityReport | None, error: str | None = None) -> None:
+        super().__init__()
+        self.report, self.error = report, error
+
+
+class IntegrityScreen(Screen):
+    HELP = """# Integrity
+
+Every bar file checked against the format: readable (footer, truncation, zero bytes),
+schema, duplicate timestamps, rows outside their partition's month, `stock` not matching
+the file, time zones, price sanity; stray temp and partial files; and the metadata
+(tickers without data, data without tickers, storage blocks pointing nowhere).
+
+`c` runs a check (unchanged files come from the index and cache, so a second run is
+fast); `escape` cancels it. `Q` moves the selected finding's file into quarantine, after
+a confirmation: only errors about one file can be quarantined.
+"""
+    BINDINGS = [
+        Binding("c", "run_check", "Check"),
+        Binding("escape", "cancel_check", "Cancel check"),
+        Binding("Q", "quarantine", "Quarantine file", key_display="Q"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.findings: list[Finding] = []
+        self.report: IntegrityReport | None = None
+        self.cancel_token: CancelToken | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("no check run yet: press c", id="integrity-summary")
+        yield ProgressBar(id="integrity-progress", show_eta=True)
+        yield DataTable(id="integrity-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="integrity-advice")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ProgressBar).display = False
+        self.query_one(DataTable).add_columns("severity", "code", "file", "message")
+
+    def action_run_check(self) -> None:
+        if self.cancel_token is not None:
+            return
+        self.cancel_token = CancelToken()
+        bar = self.query_one(ProgressBar)
+        bar.update(total=None, progress=0)
+        bar.display = True
+        self.query_one("#integrity-summary", Static).update("checking…")
+        self.run_check(self.cancel_token)
+
+    def action_cancel_check(self) -> None:
+        if self.cancel_token is not None:
+            self.cancel_token.cancel()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="integrity-check")
+    def run_check(self, token: CancelToken) -> None:
+        workspace = Workspace(self.app.workspace.root)
+        try:
+            report = check(
+                workspace, progress=lambda p: self.post_message(CheckProgress(p)), cancel=token
+            )
+            save_report(workspace.root, report)
+        except JobCancelled:
+            self.post_message(CheckFinished(None, "check cancelled; files read so far are kept"))
+            return
+        except ParqctlError as exc:
+            self.post_message(CheckFinished(None, exc.one_line()))
+            return
+        self.post_message(CheckFinished(report))
+
+    def on_check_progress(self, message: CheckProgress) -> None:
+        p = message.progress
+        self.query_one(ProgressBar).update(total=p.total, progress=p.done)
+        self.query_one("#integrity-summary", Static).update(
+            f"{p.job}: {p.done:,}/{p.total:,} {p.unit}"
+        )
+
+    def on_check_finished(self, message: CheckFinished) -> None:
+        self.cancel_token = None
+        self.query_one(ProgressBar).display = False
+        if message.report is None:
+            self.query_one("#integrity-summary", Static).update(f"! {message.error}")
+            return
+        self.report = report = message.report
+        self.findings = sorted(report.findings, key=lambda f: (-f.severity, f.code, f.path or ""))
+        table = self.query_one(DataTable)
+        table.clear()
+        for i, finding in enumerate(self.findings):
+            table.add_row(
+                SEVERITY_GLYPH[finding.severity],
+                finding.code,
+                finding.path or "-",
+                finding.message,
+                key=str(i),
+            )
+        counts = report.counts()
+        verdict = "✗" if report.errors else "✓"
+        self.query_one("#integrity-summary", Static).update(
+            f"{verdict} {counts.get('error', 0)} error(s), {counts.get('warning', 0)} warning(s), "
+            f"{counts.get('info', 0)} info · {report.files:,} files, {report.rows_read:,} read, "
+            f"{report.rows_cached:,} from cache · {report.elapsed_s:.1f} s"
+        )
+        self.app.refresh_health()
+
+    def selected(self) -> Finding | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return self.findings[table.cursor_coordinate.row]
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        finding = self.selected()
+        if finding is not None:
+            self.query_one("#integrity-advice", Static).update(
+                f"{finding.path or finding.code}: {finding.message}\nwhat to do: {finding.advice}"
+            )
+
+    def action_quarantine(self) -> None:
+        finding = self.selected()
+        if finding is None or self.report is None:
+            return
+        if (
+            finding.scope is not Scope.FILE
+            or finding.severity is not Severity.ERROR
+            or not finding.path
+        ):
+            self.notify("only an error about one file can be quarantined", severity="warning")
+            return
+        body = (
+            f"Move {finding.path}\ninto .parqctl/quarantine/ with a manifest (path, size, "
+            f"sha256, reason, who, when).\n\nReason: {finding.code}: {finding.message}\n\n"
+            "The collector stops seeing the file; `parqctl quarantine restore` puts it back."
+        )
+        self.app.push_screen(
+            ConfirmScreen("Quarantine this file?", body, "Quarantine"),
+            lambda ok: ok and self.quarantine_file(finding),
+        )
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="integrity-quarantine")
+    def quarantine_file(self, finding: Finding) -> None:
+        root = self.app.workspace.root
+        checked = self.report.checked_stats.get(finding.path) if self.report else None
+        try:
+            st = os.stat(root / finding.path)
+            if checked is not None and (st.st_size, st.st_mtime_ns) != checked:
+                raise ParqctlError(
+                    f"{finding.path} changed since it was checked", "run the check again"
+                )
+            with run_lock.hold(root, "parqctl console: quarantine add") as lock:
+                entry = quarantine.add(
+                    root,
+                    root / finding.path,
+                    f"integrity: {finding.code}: {finding.message}",
+                    lock=lock,
+                    finding=finding.as_dict(),
+                )
+        except (ParqctlError, FileNotFoundError) as exc:
+            text = exc.one_line() if isinstance(exc, ParqctlError) else f"{finding.path} is gone"
+            self.app.call_from_thread(self.notify, text, severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self.notify, f"quarantined {finding.path} as {entry.id}")

@@ -1,0 +1,154 @@
+"""Quarantine: what was moved aside, why and when; restore it, or purge it for good."""
+
+from __future__ import annotations
+
+import time
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from core import quarantine, run_lock
+from core.errors import ParqctlError
+from core.quarantine import QuarantineEntry
+from tui.text import human_age, human_bytes
+from tui.widgets.confirm import ConfirmScreen
+
+CONDITION_GLYPH = {"ok": "✓", "missing": "✗"}
+
+
+class EntriesLoaded(Message):
+    def __init__(self, entries: list[QuarantineEntry], note: str | None = None) -> None:
+        super().__init__()
+        self.entries, self.note = entries, note
+
+
+class QuarantineScreen(Screen):
+    HELP = """# Quarantine
+
+Files moved aside by `parqctl quarantine add` or `parqctl integrity --quarantine`, each
+with a manifest: where it came from, its size and sha256, why, who and when. Nothing
+here is deleted unless you purge it, and purge asks first, naming the file.
+
+- `u` restores the selected file to where it was (refused if that path is taken now).
+- `p` purges it: the only way anything leaves the quarantine.
+"""
+    BINDINGS = [
+        Binding("r", "refresh", "Refresh"),
+        Binding("u", "restore", "Restore"),
+        Binding("p", "purge", "Purge"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[str, QuarantineEntry] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="quarantine-summary")
+        yield DataTable(id="quarantine-table", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("id", "", "age", "size", "original path", "reason")
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="quarantine-list")
+    def load(self, note: str | None = None) -> None:
+        self.post_message(EntriesLoaded(quarantine.entries(self.app.workspace.root), note))
+
+    def on_entries_loaded(self, message: EntriesLoaded) -> None:
+        if message.note:
+            self.notify(message.note)
+        table = self.query_one(DataTable)
+        selected = self.selected()
+        table.clear()
+        self.entries = {entry.id: entry for entry in message.entries}
+        now = time.time()
+        for entry in message.entries:
+            table.add_row(
+                entry.id,
+                CONDITION_GLYPH.get(entry.condition, "!") + " " + entry.condition,
+                human_age(now - entry.quarantined_at),
+                human_bytes(entry.size),
+                entry.original_path,
+                entry.reason,
+                key=entry.id,
+            )
+        total = sum(e.size for e in message.entries)
+        pending = sum(e.pending for e in message.entries)
+        self.query_one("#quarantine-summary", Static).update(
+            f"{len(message.entries)} file(s), {human_bytes(total)}"
+            + (
+                f" · ! {pending} interrupted move(s): run `parqctl quarantine list` to finish them"
+                if pending
+                else ""
+            )
+            if message.entries
+            else "✓ nothing in quarantine"
+        )
+        if selected is not None and selected.id in self.entries:
+            table.move_cursor(row=table.get_row_index(selected.id))
+
+    def selected(self) -> QuarantineEntry | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return self.entries.get(key)
+
+    def action_restore(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            return
+        body = (
+            f"Move {entry.stored_path}\nback to {entry.original_path}\n\n"
+            f"{human_bytes(entry.size)}, sha256 {entry.sha256[:16]}…, quarantined "
+            f"{entry.when} because: {entry.reason}\n\n"
+            "Refused if that path is taken now. The collector will read the file again."
+        )
+        self.app.push_screen(
+            ConfirmScreen(f"Restore {entry.id}?", body, "Restore"),
+            lambda ok: ok and self.change(entry.id, "restore"),
+        )
+
+    def action_purge(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            return
+        body = (
+            f"Delete for good:\n  {entry.stored_path}\n  (was {entry.original_path}, "
+            f"{human_bytes(entry.size)}, sha256 {entry.sha256[:16]}…)\n\n"
+            "This cannot be undone. The manifest goes too; the audit log keeps the record."
+        )
+        self.app.push_screen(
+            ConfirmScreen(f"Purge {entry.id}?", body, "Purge"),
+            lambda ok: ok and self.change(entry.id, "purge"),
+        )
+
+    # Its own group: the listing started when the dialog closes must not cancel it.
+    @work(thread=True, exclusive=True, exit_on_error=False, group="quarantine-change")
+    def change(self, entry_id: str, what: str) -> None:
+        root = self.app.workspace.root
+        try:
+            with run_lock.hold(root, f"parqctl console: quarantine {what}") as lock:
+                if what == "restore":
+                    quarantine.restore(root, entry_id, lock=lock)
+                else:
+                    quarantine.purge(root, [entry_id], lock=lock)
+        except ParqctlError as exc:
+            self.app.call_from_thread(self.notify, exc.one_line(), severity="error", timeout=10)
+            self.load()
+            return
+        done = "restored" if what == "restore" else "purged"
+        self.load(note=f"{entry_id} {done}")
