@@ -279,7 +279,7 @@ each can still be fetched from Yahoo (and until when) or is lost for good.
             "ticker": "jump to ticker",
             "date": "jump to date, YYYY-MM-DD",
         }[kind]
-        prompt.value = self.pattern or "" if kind == "filter" else ""
+        prompt.value = (self.pattern or "") if kind == "filter" else ""
         prompt.display = True
         prompt.focus()
 

@@ -1,0 +1,183 @@
+"""The heatmap, quarantine, disk and integrity screens driven with the Pilot."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from core import quarantine, run_lock
+from core.demo import build_demo
+from core.heatmap import CellState
+from core.workspace import Workspace
+from screens.heatmap_grid import HeatmapGrid
+from tui.app import ParqctlApp
+from tui.widgets.confirm import ConfirmScreen
+
+END = date(2025, 12, 5)
+
+
+@pytest.fixture(scope="module")
+def demo_template(tmp_path_factory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("demo") / "ws"
+    report = build_demo(root, tickers=20, seed=3, end=END, years_1d=2, years_1h=1)
+    return root, report
+
+
+@pytest.fixture
+def demo(demo_template, tmp_path: Path):
+    """A fresh copy of the module's demo, and where its injections are in the copy."""
+    root, report = demo_template
+    copy = tmp_path / "ws"
+    shutil.copytree(root, copy)
+    injections = [
+        replace(i, path=copy / i.path.relative_to(root)) if i.path else i for i in report.injections
+    ]
+    return copy, replace(report, root=copy, injections=injections)
+
+
+def _text(app: ParqctlApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+async def _settle(app: ParqctlApp, pilot) -> None:
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def test_heatmap_zoom_filter_sort_and_jump(demo):
+    root, report = demo
+    gap = next(i for i in report.injections if i.kind == "gap" and i.interval == "1d")
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("2")
+        await _settle(app, pilot)
+        grid = app.screen.query_one(HeatmapGrid)
+        assert grid.heatmap.interval == "1d" and grid.heatmap.zoom == "week"
+        weeks = grid.columns
+
+        await pilot.press("z")
+        await _settle(app, pilot)
+        assert grid.heatmap.zoom == "day" and grid.columns > weeks
+        await pilot.press("x", "x")
+        await _settle(app, pilot)
+        assert grid.heatmap.zoom == "month" and grid.columns < weeks
+
+        await pilot.press("g")
+        await _settle(app, pilot)
+        assert gap.ticker in grid.heatmap.tickers
+        assert len(grid.heatmap.tickers) < grid.heatmap.total_tickers
+        assert "only with gaps" in _text(app, "#heatmap-status")
+
+        await pilot.press("g", "z", "z", "slash", *gap.ticker, "enter")
+        await _settle(app, pilot)
+        assert grid.heatmap.tickers == [gap.ticker] and grid.heatmap.zoom == "day"
+
+        await pilot.press("d", *gap.dates[0].isoformat(), "enter")
+        await pilot.pause()
+        ticker, day, state = grid.current()
+        assert (ticker, day, state) == (gap.ticker, gap.dates[0], CellState.MISSING)
+        detail = _text(app, "#heatmap-detail")
+        assert gap.ticker in detail and "missing" in detail and "gaps" in detail
+
+        await pilot.press("slash", "ctrl+u", "enter", "s")
+        await _settle(app, pilot)
+        assert len(grid.heatmap.tickers) == grid.heatmap.total_tickers
+        assert "sort worst coverage" in _text(app, "#heatmap-status")
+        coverage = [c for c in grid.heatmap.row_coverage.tolist() if c == c]
+        assert coverage == sorted(coverage) and coverage[0] < 1
+
+        await pilot.press("t", *"AAPL", "enter", "down", "pagedown", "end", "home")
+        await pilot.pause()
+        assert grid.current()[0] == grid.heatmap.tickers[0]
+
+        await pilot.press("i")
+        await _settle(app, pilot)
+        assert grid.heatmap.interval != "1d"
+
+
+async def test_heatmap_at_80x24_hides_the_side_panel(demo):
+    root, _ = demo
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await _settle(app, pilot)
+        assert not app.screen.query_one("#heatmap-detail").display
+        grid = app.screen.query_one(HeatmapGrid)
+        assert grid.visible_columns == 80 - grid.label_width
+
+
+async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
+    root, report = demo
+    truncated = next(i for i in report.injections if i.kind == "truncated")
+    relative = str(truncated.path.relative_to(root))
+    original = truncated.path.read_bytes()
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("6", "c")
+        await _settle(app, pilot)
+        summary = _text(app, "#integrity-summary")
+        assert "error(s)" in summary and summary.startswith("✗")
+        table = app.screen.query_one(DataTable)
+        files = [table.get_row_at(i)[2] for i in range(table.row_count)]
+        table.move_cursor(row=files.index(relative))
+        table.focus()
+        await pilot.press("Q")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("tab", "enter")
+        await _settle(app, pilot)
+        assert not truncated.path.exists()
+        [entry] = quarantine.entries(root)
+        assert entry.original_path == relative
+
+        await pilot.press("4")
+        await _settle(app, pilot)
+        assert (
+            entry.id in _text(app, "#quarantine-summary")
+            or app.screen.query_one(DataTable).row_count == 1
+        )
+        await pilot.press("u")
+        await pilot.pause()
+        assert "back to" in str(app.screen.query_one("#confirm-body", Static).render())
+        await pilot.press("tab", "enter")
+        await _settle(app, pilot)
+        assert truncated.path.read_bytes() == original
+        assert quarantine.entries(root) == []
+        assert not (root / ".run_lock").exists()
+
+    # Purge: quarantine it again from the CLI's engine, purge it from the console.
+    with run_lock.hold(root, "test") as lock:
+        entry = quarantine.add(root, truncated.path, "test", lock=lock)
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("4")
+        await _settle(app, pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        body = str(app.screen.query_one("#confirm-body", Static).render())
+        assert entry.original_path in body and "cannot be undone" in body
+        await pilot.press("enter")  # Cancel is focused: nothing goes
+        await _settle(app, pilot)
+        assert entry.stored_path.exists()
+        await pilot.press("p", "tab", "enter")
+        await _settle(app, pilot)
+        assert not entry.stored_path.exists() and quarantine.entries(root) == []
+
+
+async def test_disk_screen_shows_filesystem_and_breakdown(demo):
+    root, _ = demo
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("5")
+        await _settle(app, pilot)
+        breakdown = _text(app, "#disk-breakdown")
+        assert "legacy 1d" in breakdown and "legacy 1h" in breakdown
+        panels = app.screen.query(".filesystem")
+        assert len(panels) >= 1
+        assert "warn 80%" in str(panels.first().render())
