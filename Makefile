@@ -8,7 +8,7 @@ UV := $(VENV)/bin/uv
 DEMO_DIR ?= demo-workspace
 DEMO_TICKERS ?= 300
 
-.PHONY: demo test lint bench clean-demo
+.PHONY: demo test lint
 
 $(UV):
 	$(PYTHON) -m venv $(VENV)

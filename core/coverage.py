@@ -246,7 +246,12 @@ def _block(
         zip(ticker_begins.tolist(), ticker_ends.tolist(), lo.tolist(), strict=True)
     ):
         stop = start_session + end - begin
-        if in_order and stop <= n and np.array_equal(days[begin:end], runs[start_session:stop]):
+        # (bytes compare: a memcmp, several times cheaper per call than array_equal)
+        if (
+            in_order
+            and stop <= n
+            and days[begin:end].tobytes() == runs[start_session:stop].tobytes()
+        ):
             counts[row, start_session:stop] = bars[begin:end]
         else:
             irregular.append(row)

@@ -34,7 +34,7 @@ from core.layout import validate_interval, validate_ticker
 from core.workspace import Workspace
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Gap:
     start: date
     end: date
@@ -59,14 +59,14 @@ class Gap:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartialSession:
     session: date
     bars: int
     expected: int
 
 
-@dataclass
+@dataclass(slots=True)  # thousands are made per report
 class TickerAvailability:
     ticker: str
     calendar: str | None

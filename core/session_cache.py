@@ -19,7 +19,7 @@ import pyarrow.feather as feather
 
 from core.atomic import atomic_path
 from core.calendars import SessionTable, sessions
-from core.index import INDEX_DIR
+from core.index import INDEX_DIR, numpy_values
 
 CALENDAR_DIR = INDEX_DIR / "calendars"
 _SCHEMA = pa.schema(
@@ -46,9 +46,9 @@ def _load(path: Path, version: str) -> tuple[date, date, SessionTable] | None:
         calendar = meta[b"calendar"].decode()
         found = SessionTable(
             calendar,
-            table["date"].to_numpy().astype("datetime64[D]"),
-            table["open"].to_numpy(),
-            table["close"].to_numpy(),
+            numpy_values(table["date"].combine_chunks(), np.int32).astype("datetime64[D]"),
+            numpy_values(table["open"].combine_chunks(), np.int64).view("datetime64[ns]"),
+            numpy_values(table["close"].combine_chunks(), np.int64).view("datetime64[ns]"),
         )
     except (OSError, pa.ArrowException, KeyError, ValueError):
         return None
