@@ -182,14 +182,21 @@ def _count(value: Any) -> int:
 
 
 def health_report(
-    ws: Workspace, *, record_disk_sample: bool = False, today: date | None = None
+    ws: Workspace,
+    *,
+    record_disk_sample: bool = False,
+    today: date | None = None,
+    now: float | None = None,
 ) -> HealthReport:
     """Gather the summary; metadata errors propagate (the caller reports UNKNOWN).
 
     ``record_disk_sample`` appends this run's disk usage to the history the growth
     projection is made from: the CLI's ``health`` does, a console refresh does not.
-    ``today`` is the day gap expiry is counted from.
+    ``now`` (epoch seconds, default the clock) is the time of the report: the lock's age
+    and the disk projection count from it; ``today`` (default the day of ``now``) is the
+    day gap expiry is counted from.
     """
+    now = time.time() if now is None else now
     ws.load_all_metadata()
     datasets = [inventory(d) for d in ws.datasets()]
     filesystems = workspace_filesystems(ws)
@@ -199,12 +206,13 @@ def health_report(
         intervals=list(ws.intervals),
         datasets=datasets,
         storage_modes=storage_modes(ws),
-        lock=run_lock.inspect(ws.root),
+        lock=run_lock.inspect(ws.root, now=now),
         disk=disk_status(ws.root, ws.config.watermarks),
         filesystems=filesystems,
         quarantine=quarantine.totals(ws.root),
         integrity=findings.last_summary(ws.root),
         migration=migration_progress(ws),
+        checked_at=now,
     )
     if record_disk_sample:
         try:
@@ -217,7 +225,7 @@ def health_report(
         str(fs.mount): disk_history.project(history, fs, report.checked_at) for fs in filesystems
     }
     try:
-        report.gaps = gap_watch.gap_watch(ws, today=today)
+        report.gaps = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(now))
     except ParqctlError as exc:
         report.gaps_error = exc.one_line()
     report.problems += _problems(report)

@@ -20,6 +20,7 @@ import functools
 import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -148,11 +149,18 @@ def check(
     deep: bool = False,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> IntegrityReport:
-    """Check every bar file in scope and the metadata; ``deep`` decodes every row group."""
-    started, started_clock = time.time(), time.perf_counter()
+    """Check every bar file in scope and the metadata; ``deep`` decodes every row group.
+
+    ``clock`` replaces both the wall clock (``checked_at``, the lock's age) and the timer
+    of ``elapsed_s``, for tests that need a fixed time.
+    """
+    started = time.time() if clock is None else clock()
+    timer = time.perf_counter if clock is None else clock
+    started_clock = timer()
     ws.load_all_metadata()
-    lock = run_lock.inspect(ws.root)
+    lock = run_lock.inspect(ws.root, now=started)
     index = refresh_index(ws.root, progress=progress, cancel=cancel)
     files = index.files
     if interval is not None:
@@ -197,7 +205,7 @@ def check(
         since=since,
         deep=deep,
         checked_at=started,
-        elapsed_s=time.perf_counter() - started_clock,
+        elapsed_s=timer() - started_clock,
         checked_stats={p: s for p, s in stats.items() if p in paths_with_findings},
         cache_error=cache_error,
     )

@@ -211,9 +211,11 @@ def add(
     *,
     lock: RunLock,
     finding: dict[str, Any] | None = None,
+    now: float | None = None,
 ) -> QuarantineEntry:
     """Move ``path`` (a file under ``data/``; relative to the workspace root unless
-    absolute) into quarantine; returns its entry."""
+    absolute) into quarantine; returns its entry. ``now`` (epoch seconds, default the
+    clock) is the recorded time of the move, which the entry's id starts with."""
     _check_lock(root, lock)
     if not reason.strip():
         raise ParqctlError("a quarantine needs a reason", "pass --reason TEXT")
@@ -226,8 +228,8 @@ def add(
             f"{source} is on another filesystem than {base}",
             "quarantine moves files by rename; move it by hand or put .parqctl on that filesystem",
         )
-    now = datetime.now(UTC)
-    entry_id = f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    moment = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+    entry_id = f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     directory = base / entry_id
     entry = QuarantineEntry(
         id=entry_id,
@@ -239,8 +241,8 @@ def add(
         reason=reason,
         finding=finding,
         who=_who(lock),
-        when=now.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        quarantined_at=now.timestamp(),
+        when=moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        quarantined_at=moment.timestamp(),
         directory=directory,
     )
     (directory / PAYLOAD).mkdir(parents=True)

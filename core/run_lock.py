@@ -130,9 +130,12 @@ def format_age(seconds: float) -> str:
 # --- inspecting ---------------------------------------------------------------------------
 
 
-def inspect(workspace_root: Path | str) -> LockStatus:
-    """Judge the run lock of a workspace: FREE, LIVE, STALE, FOREIGN or UNKNOWN."""
-    return _judge(Path(workspace_root) / LOCK_DIR_NAME, time.time())
+def inspect(workspace_root: Path | str, *, now: float | None = None) -> LockStatus:
+    """Judge the run lock of a workspace: FREE, LIVE, STALE, FOREIGN or UNKNOWN.
+
+    ``now`` (epoch seconds, default the clock) is what the lock's age is counted to.
+    """
+    return _judge(Path(workspace_root) / LOCK_DIR_NAME, time.time() if now is None else now)
 
 
 class _MalformedOwner(ValueError):

@@ -93,7 +93,10 @@ from the samples `parqctl health` and `parqctl disk` record.
         except ParqctlError as exc:
             self.post_message(DiskLoaded(None, exc.one_line()))
             return
-        projections = {str(fs.mount): disk_history.project(history, fs) for fs in usage.filesystems}
+        now = self.app.now()
+        projections = {
+            str(fs.mount): disk_history.project(history, fs, now) for fs in usage.filesystems
+        }
         self.post_message(DiskLoaded(DiskView(usage, projections)))
 
     async def on_disk_loaded(self, message: DiskLoaded) -> None:

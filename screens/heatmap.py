@@ -174,7 +174,7 @@ each can still be fetched from Yahoo (and until when) or is lost for good.
             )
             grid = coverage_grid(workspace, index, chosen)
             availability = interval_availability(
-                grid, Window(), date.today(), workspace.config.retention_days.get(chosen)
+                grid, Window(), self.app.today(), workspace.config.retention_days.get(chosen)
             )
             data = IntervalData(
                 chosen, HeatmapSource(grid), {t.ticker: t for t in availability.tickers}

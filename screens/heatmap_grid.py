@@ -11,6 +11,7 @@ from datetime import date
 
 import numpy as np
 from rich.segment import Segment
+from rich.style import Style
 from textual.binding import Binding
 from textual.events import MouseScrollDown, MouseScrollUp, Resize
 from textual.geometry import Size
@@ -43,6 +44,11 @@ def bucket_label(day: date, zoom: str) -> str:
     if zoom == "month":
         return f"{day:%Y-%m}"
     return f"{day:%Y-%m-%d}"
+
+
+def label_width(tickers: list[str]) -> int:
+    """The ticker column: the longest name, 6 to 12 cells, and a space."""
+    return min(max(max((len(t) for t in tickers), default=6), 6), 12) + 1
 
 
 class HeatmapGrid(Widget, can_focus=True):
@@ -94,6 +100,7 @@ class HeatmapGrid(Widget, can_focus=True):
         self.heatmap: Heatmap | None = None
         self.top_row = 0
         self.left_col = 0
+        self.label_width = label_width([])
 
     # --- data ------------------------------------------------------------------------
 
@@ -102,6 +109,7 @@ class HeatmapGrid(Widget, can_focus=True):
     ) -> None:
         """Display a new matrix, keeping the cursor on the same ticker and date if present."""
         self.heatmap = heatmap
+        self.label_width = label_width(heatmap.tickers)
         row = heatmap.tickers.index(keep_ticker) if keep_ticker in heatmap.tickers else 0
         col = self.column_of(keep_day) if keep_day is not None else len(heatmap.bucket_starts) - 1
         self.set_cursor(row, col)
@@ -123,11 +131,6 @@ class HeatmapGrid(Widget, can_focus=True):
     @property
     def columns(self) -> int:
         return len(self.heatmap.bucket_starts) if self.heatmap else 0
-
-    @property
-    def label_width(self) -> int:
-        longest = max((len(t) for t in self.heatmap.tickers), default=6) if self.heatmap else 6
-        return min(max(longest, 6), 12) + 1
 
     @property
     def visible_rows(self) -> int:
@@ -152,6 +155,9 @@ class HeatmapGrid(Widget, can_focus=True):
     def set_cursor(self, row: int, col: int) -> None:
         row = min(max(row, 0), max(self.rows - 1, 0))
         col = min(max(col, 0), max(self.columns - 1, 0))
+        # A view that grew (the side panel hidden on a narrow terminal) is filled again.
+        self.top_row = min(self.top_row, max(self.rows - self.visible_rows, 0))
+        self.left_col = min(self.left_col, max(self.columns - self.visible_columns, 0))
         if row < self.top_row:
             self.top_row = row
         elif row >= self.top_row + self.visible_rows:
@@ -192,12 +198,12 @@ class HeatmapGrid(Widget, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if self.heatmap is None:
-            return Strip.blank(width)
+            return Strip.blank(width, self.rich_style)
         if y < HEADER_ROWS:
             return self._header_line(width)
         row = self.top_row + y - HEADER_ROWS
         if row >= self.rows:
-            return Strip.blank(width)
+            return Strip.blank(width, self.rich_style)
         return self._row_line(row, width)
 
     def _header_line(self, width: int) -> Strip:
@@ -234,7 +240,11 @@ class HeatmapGrid(Widget, can_focus=True):
             if i < len(states) and states[i] == states[start] and i != cursor and i - 1 != cursor:
                 continue
             state = CellState(int(states[start]))
-            style = styles[state] + cursor_style if start == cursor else styles[state]
+            style = styles[state]
+            if start == cursor:
+                style += cursor_style
+                if state is CellState.COMPLETE:  # a full block shows its colour only
+                    style += Style(color=cursor_style.bgcolor)
             segments.append(Segment(GLYPHS[state] * (i - start), style))
             start = i
-        return Strip(segments).extend_cell_length(width).crop(0, width)
+        return Strip(segments).extend_cell_length(width, self.rich_style).crop(0, width)

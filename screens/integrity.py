@@ -92,7 +92,10 @@ a confirmation: only errors about one file can be quarantined.
         workspace = Workspace(self.app.workspace.root)
         try:
             report = check(
-                workspace, progress=lambda p: self.post_message(CheckProgress(p)), cancel=token
+                workspace,
+                progress=lambda p: self.post_message(CheckProgress(p)),
+                cancel=token,
+                clock=self.app.clock,
             )
             save_report(workspace.root, report)
         except JobCancelled:

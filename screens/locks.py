@@ -99,7 +99,9 @@ never runs beside the collector's updater. The verdict:
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="lock-inspect")
     def inspect_lock(self) -> None:
-        self.post_message(LockInspected(run_lock.inspect(self.app.workspace.root)))
+        self.post_message(
+            LockInspected(run_lock.inspect(self.app.workspace.root, now=self.app.now()))
+        )
 
     def on_lock_inspected(self, message: LockInspected) -> None:
         if message.error:
@@ -137,10 +139,12 @@ never runs beside the collector's updater. The verdict:
         try:
             broken = run_lock.break_lock(root, force=force)
         except ParqctlError as exc:
-            self.post_message(LockInspected(run_lock.inspect(root), exc.one_line()))
+            self.post_message(
+                LockInspected(run_lock.inspect(root, now=self.app.now()), exc.one_line())
+            )
             return
         self.app.call_from_thread(
             self.notify, f"Broke the {broken.state.name.lower()} lock of pid {broken.pid}."
         )
-        self.post_message(LockInspected(run_lock.inspect(root)))
+        self.post_message(LockInspected(run_lock.inspect(root, now=self.app.now())))
         self.app.call_from_thread(self.app.refresh_health)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -74,7 +72,7 @@ here is deleted unless you purge it, and purge asks first, naming the file.
         selected = self.selected()
         table.clear()
         self.entries = {entry.id: entry for entry in message.entries}
-        now = time.time()
+        now = self.app.now()
         for entry in message.entries:
             table.add_row(
                 entry.id,

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -82,10 +85,14 @@ class ParqctlApp(App):
         workspace: Workspace,
         theme: str | None = None,
         health_refresh_s: float | None = HEALTH_REFRESH_S,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` (epoch seconds) fixes the time the screens count ages, expiry and
+        projections from, and times a check with; tests inject one, None is the real clock."""
         super().__init__()
         self.workspace = workspace
         self.health_refresh_s = health_refresh_s
+        self.clock = clock
         self._health_timer: Timer | None = None
         for registered in THEMES.values():
             self.register_theme(registered)
@@ -105,6 +112,12 @@ class ParqctlApp(App):
         for hangup in (signal.SIGHUP, signal.SIGTERM):
             loop.remove_signal_handler(hangup)
 
+    def now(self) -> float:
+        return time.time() if self.clock is None else self.clock()
+
+    def today(self) -> date:
+        return date.fromtimestamp(self.now())
+
     def action_refresh_health(self) -> None:
         self.refresh_health()
 
@@ -112,7 +125,7 @@ class ParqctlApp(App):
     def refresh_health(self) -> None:
         try:
             # A fresh Workspace each time: metadata is cached per instance and may have changed.
-            state = HealthState(health_report(Workspace(self.workspace.root)))
+            state = HealthState(health_report(Workspace(self.workspace.root), now=self.now()))
         except ParqctlError as exc:
             state = HealthState(None, exc.one_line())
         self.call_from_thread(self._publish_health, state)

@@ -1,0 +1,171 @@
+"""SVG snapshots of every console screen in both themes (pytest-textual-snapshot).
+
+Made deterministic: the demo workspace comes from a seed, sits at a fixed path (the header
+shows it) on a small tmpfs of its own (so the disk figures are real and the same on every
+machine), and the clock, file times, time zone and host name are fixed. When a snapshot
+changes, look at it (`pytest --snapshot-report=...` or the SVG itself) before accepting it
+with `--snapshot-update`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from core import disk_history, quarantine, run_lock
+from core.atomic import write_json
+from core.config import Watermarks
+from core.demo import build_demo
+from core.disk import DiskStatus
+from core.disk_usage import Filesystem
+from core.workspace import Workspace
+from tui.app import ParqctlApp
+
+# Friday 2025-12-05 after the New York close: the demo's last session is today.
+NOW = datetime(2025, 12, 5, 21, 30, tzinfo=UTC).timestamp()
+MOUNT = Path("/tmp/parqctl-console-snapshots")
+ROOT = MOUNT / "ws"
+TMPFS_BYTES = 8 * 1024 * 1024
+HOST = "ops-console"
+COLLECTOR_HOST = "collector-02"
+
+
+@pytest.fixture(scope="module")
+def snapshot_disk() -> Iterator[Path]:
+    """A tmpfs of its own at MOUNT, for the length of this module.
+
+    The path is fixed, so concurrent test runs on the machine take turns on a lock file.
+    """
+    with open(f"{MOUNT}.lock", "w") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        MOUNT.mkdir(exist_ok=True)
+        if os.path.ismount(MOUNT):  # left by a run that was killed
+            subprocess.run(["umount", str(MOUNT)], check=False)
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(MOUNT)],
+            capture_output=True,
+            text=True,
+        )
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or 'mount refused'}")
+        try:
+            yield MOUNT
+        finally:
+            subprocess.run(["umount", str(MOUNT)], check=False)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """The demo plus what an operator meets: a quarantined file, the collector's lock held
+    from another host, and two weeks of disk history."""
+    root = tmp_path_factory.mktemp("snapshot") / "ws"
+    report = build_demo(root, tickers=20, seed=3, end=date(2025, 12, 5), years_1d=2, years_1h=1)
+    by_kind = {i.kind: i for i in report.injections}
+
+    # The collector's temp file is named after a real pid and the build time: fix both.
+    temp = by_kind["temp_file"].path
+    target, _, rest = temp.name.partition(".tmp-")
+    random_part = rest.rsplit("-", 1)[1]
+    temp.rename(temp.with_name(f"{target}.tmp-4242-{int((NOW - 3600) * 1000)}-{random_part}"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(quarantine, "secrets", SimpleNamespace(token_hex=lambda n: "5eed00"[: 2 * n]))
+        with run_lock.hold(root, "parqctl quarantine add") as lock:
+            quarantine.add(
+                root,
+                by_kind["truncated"].path,
+                "truncated by a full disk during the nightly run",
+                lock=lock,
+                now=NOW - 2 * 86400 - 3 * 3600,
+            )
+
+    (root / ".run_lock").mkdir()
+    write_json(
+        root / ".run_lock" / "owner.json",
+        {"pid": 4242, "host": COLLECTOR_HOST, "ts": NOW - 5400, "cwd": "/srv/collector"},
+    )
+
+    marks = Watermarks()
+    for days_ago in range(14, 0, -1):
+        used = 1_500_000 + (14 - days_ago) * 45_000
+        status = DiskStatus(MOUNT, TMPFS_BYTES, used, TMPFS_BYTES - used, marks)
+        filesystem = Filesystem(MOUNT, status, ("workspace",))
+        disk_history.record(root, [filesystem], "health", used, NOW - days_ago * 86400)
+    return root
+
+
+@pytest.fixture
+def snapshot_workspace(snapshot_disk: Path, template: Path, monkeypatch) -> Iterator[Path]:
+    """A fresh copy of the template at ROOT, every file time set to an hour before NOW."""
+    monkeypatch.setattr(socket, "gethostname", lambda: HOST)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    shutil.rmtree(ROOT, ignore_errors=True)
+    shutil.copytree(template, ROOT, symlinks=True)
+    for directory, _dirs, names in os.walk(ROOT):
+        for name in [*names, "."]:
+            os.utime(os.path.join(directory, name), (NOW - 3600, NOW - 3600))
+    yield ROOT
+    monkeypatch.undo()
+    time.tzset()
+
+
+def console(theme: str) -> ParqctlApp:
+    return ParqctlApp(Workspace.open(ROOT), theme=theme, health_refresh_s=None, clock=lambda: NOW)
+
+
+async def settle(pilot) -> None:
+    """Until no worker runs: a finished worker's message may start the next one."""
+    app = pilot.app
+    for _ in range(20):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(worker.is_running for worker in app.workers):
+            return
+
+
+def keys(*pressed: str):
+    """A run_before pressing each key in turn, every worker finished after each."""
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+
+    return run_before
+
+
+THEMES = ["dark", "light"]
+SCREENS = {
+    "dashboard": (),
+    # Worst coverage first: the panel shows the gaps of the ticker under the cursor.
+    "heatmap": ("2", "s", "home"),
+    "locks": ("3",),
+    "quarantine": ("4",),
+    "disk": ("5",),
+    "integrity": ("6", "c"),
+}
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_screen_at_120x36(snap_compare, snapshot_workspace, screen: str, theme: str):
+    assert snap_compare(console(theme), terminal_size=(120, 36), run_before=keys(*SCREENS[screen]))
+
+
+@pytest.mark.parametrize("theme", THEMES)
+@pytest.mark.parametrize("screen", ["dashboard", "heatmap"])
+def test_screen_at_80x24(snap_compare, snapshot_workspace, screen: str, theme: str):
+    pressed = () if screen == "dashboard" else ("2",)
+    assert snap_compare(console(theme), terminal_size=(80, 24), run_before=keys(*pressed))
