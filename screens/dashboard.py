@@ -51,11 +51,18 @@ def gauge(percent: float, width: int = 30) -> str:
 
 def describe_disk(report: HealthReport) -> str:
     disk, marks = report.disk, report.disk.watermarks
-    return (
-        f"{gauge(disk.percent_used)} {disk.percent_used:.1f}%  {disk.level.name}\n"
+    lines = [
+        f"{gauge(disk.percent_used)} {disk.percent_used:.1f}%  {disk.level.name}",
         f"{human_bytes(disk.free)} free of {human_bytes(disk.total)}; "
-        f"warn {marks.warn:g}% · critical {marks.critical:g}% · block {marks.block:g}%"
-    )
+        f"warn {marks.warn:g}% · critical {marks.critical:g}% · block {marks.block:g}%",
+    ]
+    for mount, projection in report.projections.items():
+        where = f"{mount}: " if len(report.projections) > 1 else ""
+        if projection.critical_on is not None:
+            lines.append(f"{where}critical {marks.critical:g}% around {projection.critical_on}")
+        else:
+            lines.append(f"{where}{projection.note}")
+    return "\n".join(lines)
 
 
 def describe_datasets(report: HealthReport) -> str:
@@ -72,11 +79,64 @@ def describe_datasets(report: HealthReport) -> str:
     return "\n".join(lines)
 
 
+def describe_coverage(report: HealthReport) -> tuple[str, str]:
+    if report.gaps is None:
+        reason = report.gaps_error or "no file index yet: open the heatmap (2) to build it"
+        return f"? {reason}", "warning"
+    lines, state = [], "ok"
+    for iv in report.gaps.intervals:
+        glyph = "✓" if not iv.tickers_with_gaps else "!"
+        expiring = f", ⏳ {iv.expiring_sessions:,} expiring" if iv.expiring_sessions else ""
+        lost = f", ✗ {iv.lost_sessions:,} lost" if iv.lost_sessions else ""
+        lines.append(
+            f"{glyph} {iv.interval:<4} {iv.tickers - iv.tickers_with_gaps:,}/{iv.tickers:,} complete, "
+            f"{iv.missing_sessions:,} sessions missing{lost}{expiring}"
+        )
+        if iv.expiring_sessions:
+            state = "warning"
+    return "\n".join(lines) or "no intervals", state
+
+
+def describe_integrity(report: HealthReport, now: float) -> tuple[str, str]:
+    summary = report.integrity
+    if summary is None:
+        return "? never checked: press c on the integrity screen (6)", "warning"
+    glyph, state = ("✗", "critical") if summary.open_errors else ("✓", "ok")
+    return (
+        f"{glyph} {summary.open_errors} open error(s), {summary.warnings} warning(s)\n"
+        f"last full check {human_age(now - summary.checked_at)} ago",
+        state,
+    )
+
+
+def describe_quarantine(report: HealthReport) -> tuple[str, str]:
+    totals = report.quarantine
+    if totals is None or not totals.entries:
+        return "✓ empty", "ok"
+    pending = f"\n! {totals.pending} interrupted move(s)" if totals.pending else ""
+    return f"{totals.entries} file(s), {human_bytes(totals.bytes)}{pending}", (
+        "warning" if totals.pending else "ok"
+    )
+
+
+def describe_migration(report: HealthReport) -> tuple[str, str]:
+    if not report.migration:
+        return "no migration planned (`parqctl migrate plan`)", "ok"
+    lines = [
+        f"{m.venue} {m.interval:<4} {m.status:<10} {gauge(100 * m.ratio, 20)} "
+        f"{m.completed:,}/{m.total:,}"
+        for m in report.migration
+    ]
+    return "\n".join(lines), "ok"
+
+
 class DashboardScreen(Screen):
     HELP = """# Dashboard
 
 The workspace at a glance: the overall verdict and its reasons, the collector's run lock,
-the disk against its watermarks, and the datasets on disk. Panels refresh every 30 s and
+the disk against its watermarks, coverage per interval (tickers complete, sessions
+missing, lost for good, and about to expire), the last integrity check, the quarantine,
+migration progress, and the datasets on disk. Panels refresh every 30 s and
 on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads to.
 """
     BINDINGS = [Binding("r", "refresh", "Refresh")]
@@ -86,7 +146,11 @@ on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads t
         with VerticalScroll(id="panels"):
             yield Panel("Health", id="verdict")
             yield Panel("Run lock", target_mode="locks", id="lock")
-            yield Panel("Disk", id="disk")
+            yield Panel("Disk", target_mode="disk", id="disk")
+            yield Panel("Coverage", target_mode="heatmap", id="coverage")
+            yield Panel("Integrity", target_mode="integrity", id="integrity")
+            yield Panel("Quarantine", target_mode="quarantine", id="quarantine")
+            yield Panel("Migration", id="migration")
             yield Panel("Datasets", id="datasets")
         yield Footer()
 
@@ -115,3 +179,12 @@ on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads t
         disk.update(describe_disk(report))
         disk.set_state({0: "ok", 1: "warning"}.get(int(report.disk.level), "critical"))
         self.query_one("#datasets", Panel).update(describe_datasets(report))
+        for panel_id, (text, panel_state) in (
+            ("coverage", describe_coverage(report)),
+            ("integrity", describe_integrity(report, self.app.now())),
+            ("quarantine", describe_quarantine(report)),
+            ("migration", describe_migration(report)),
+        ):
+            panel = self.query_one(f"#{panel_id}", Panel)
+            panel.update(text)
+            panel.set_state(panel_state)
