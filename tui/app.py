@@ -9,6 +9,7 @@ from the command palette, or from the dashboard's panels.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import time
 from collections.abc import Callable
@@ -25,12 +26,6 @@ from textual.timer import Timer
 from core.errors import ParqctlError
 from core.health import HealthReport, health_report
 from core.workspace import Workspace
-from screens.dashboard import DashboardScreen
-from screens.disk import DiskScreen
-from screens.heatmap import HeatmapScreen
-from screens.integrity import IntegrityScreen
-from screens.locks import LocksScreen
-from screens.quarantine import QuarantineScreen
 from themes import STYLESHEET, THEMES
 from tui.widgets.help import HelpScreen, help_markdown
 
@@ -39,19 +34,26 @@ HEALTH_REFRESH_S = 30.0
 
 @dataclass(frozen=True)
 class ScreenEntry:
+    """A top-level screen; its module is imported when the screen is first shown, so the
+    console starts without loading what the heatmap or integrity screens need."""
+
     key: str
     mode: str
     title: str
-    screen: type[Screen]
+    module: str
+    class_name: str
+
+    def make(self) -> Screen:
+        return getattr(importlib.import_module(self.module), self.class_name)()
 
 
 SCREENS = (
-    ScreenEntry("1", "dashboard", "Dashboard", DashboardScreen),
-    ScreenEntry("2", "heatmap", "Availability", HeatmapScreen),
-    ScreenEntry("3", "locks", "Run lock", LocksScreen),
-    ScreenEntry("4", "quarantine", "Quarantine", QuarantineScreen),
-    ScreenEntry("5", "disk", "Disk", DiskScreen),
-    ScreenEntry("6", "integrity", "Integrity", IntegrityScreen),
+    ScreenEntry("1", "dashboard", "Dashboard", "screens.dashboard", "DashboardScreen"),
+    ScreenEntry("2", "heatmap", "Availability", "screens.heatmap", "HeatmapScreen"),
+    ScreenEntry("3", "locks", "Run lock", "screens.locks", "LocksScreen"),
+    ScreenEntry("4", "quarantine", "Quarantine", "screens.quarantine", "QuarantineScreen"),
+    ScreenEntry("5", "disk", "Disk", "screens.disk", "DiskScreen"),
+    ScreenEntry("6", "integrity", "Integrity", "screens.integrity", "IntegrityScreen"),
 )
 
 
@@ -66,7 +68,7 @@ class HealthState:
 class ParqctlApp(App):
     TITLE = "parqctl"
     CSS_PATH = STYLESHEET
-    MODES = {entry.mode: entry.screen for entry in SCREENS}
+    MODES = {entry.mode: entry.make for entry in SCREENS}
     # Side panels give way to the main view on narrow terminals (80x24 over SSH).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
