@@ -114,6 +114,7 @@ def test_a_corrupt_bar_file_is_one_line(workspace: Path):
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["show", "AAPL", "--interval", "7x"], "unknown interval '7x'"),
         (["lock"], "the following arguments are required"),
+        (["migrate", "run", "--venue", "bad"], "bad venue 'bad'"),
     ],
 )
 def test_wrong_arguments(workspace: Path, args: list[str], expected: str):

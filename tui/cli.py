@@ -43,12 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command is None:
-        from tui.commands import console
-
-        args.theme, args.run = None, console.run
     try:
+        # Inside the try: argument types (a venue, a ticker) may raise ParqctlError too.
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            from tui.commands import console
+
+            args.theme, args.run = None, console.run
         return args.run(args)
     except ParqctlError as exc:
         print(f"parqctl: error: {exc.one_line()}", file=sys.stderr)
