@@ -79,9 +79,14 @@ async def launch(root) -> None:
             await asyncio.sleep(0.002)
         await pilot.pause()
         painted = time.perf_counter() - started
+        while app.health.gaps_pending:
+            await asyncio.sleep(0.002)
+        await pilot.pause()
+        with_coverage = time.perf_counter() - started
         verdict = app.health.report.verdict.name if app.health.report else app.health.error
     print(f"launch: first frame (panels loading)      {ms(first_frame)}")
-    print(f"launch: dashboard complete ({verdict})   {ms(painted)}   target < 1500 ms")
+    print(f"launch: every panel painted but coverage  {ms(painted)}   target < 1500 ms")
+    print(f"launch: coverage panel painted ({verdict})  {ms(with_coverage)}")
 
 
 async def pilot_press(pilot, key: str) -> float:

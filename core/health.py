@@ -187,8 +187,13 @@ def health_report(
     record_disk_sample: bool = False,
     today: date | None = None,
     now: float | None = None,
+    gaps: bool = True,
 ) -> HealthReport:
     """Gather the summary; metadata errors propagate (the caller reports UNKNOWN).
+
+    ``gaps=False`` leaves out the gap summary, the one slow part (it loads the file index
+    and builds coverage grids); ``with_gaps`` adds it later, so a screen can show the rest
+    first.
 
     ``record_disk_sample`` appends this run's disk usage to the history the growth
     projection is made from: the CLI's ``health`` does, a console refresh does not.
@@ -224,12 +229,21 @@ def health_report(
     report.projections = {
         str(fs.mount): disk_history.project(history, fs, report.checked_at) for fs in filesystems
     }
-    try:
-        report.gaps = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(now))
-    except ParqctlError as exc:
-        report.gaps_error = exc.one_line()
-    report.problems += _problems(report)
+    if gaps:
+        return with_gaps(report, ws, today)
+    report.problems = _problems(report)
     return report
+
+
+def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) -> HealthReport:
+    """A copy of ``report`` with the gap summary and the problems it brings."""
+    full = dataclasses.replace(report)
+    try:
+        full.gaps = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(report.checked_at))
+    except ParqctlError as exc:
+        full.gaps_error = exc.one_line()
+    full.problems = _problems(full)
+    return full
 
 
 def _problems(report: HealthReport) -> list[Problem]:

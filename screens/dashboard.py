@@ -79,7 +79,9 @@ def describe_datasets(report: HealthReport) -> str:
     return "\n".join(lines)
 
 
-def describe_coverage(report: HealthReport) -> tuple[str, str]:
+def describe_coverage(report: HealthReport, pending: bool = False) -> tuple[str, str]:
+    if pending:
+        return "… computing coverage from the file index", "ok"
     if report.gaps is None:
         reason = report.gaps_error or "no file index yet: open the heatmap (2) to build it"
         return f"? {reason}", "warning"
@@ -180,7 +182,7 @@ on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads t
         disk.set_state({0: "ok", 1: "warning"}.get(int(report.disk.level), "critical"))
         self.query_one("#datasets", Panel).update(describe_datasets(report))
         for panel_id, (text, panel_state) in (
-            ("coverage", describe_coverage(report)),
+            ("coverage", describe_coverage(report, state.gaps_pending)),
             ("integrity", describe_integrity(report, self.app.now())),
             ("quarantine", describe_quarantine(report)),
             ("migration", describe_migration(report)),

@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from core.errors import ParqctlError
-from core.health import HealthReport, health_report
+from core.health import HealthReport, health_report, with_gaps
 from core.workspace import Workspace
 from themes import STYLESHEET, THEMES
 from tui.widgets.help import HelpScreen, help_markdown
@@ -63,6 +63,7 @@ class HealthState:
 
     report: HealthReport | None
     error: str | None = None
+    gaps_pending: bool = False  # the gap summary is still being computed
 
 
 class ParqctlApp(App):
@@ -125,9 +126,13 @@ class ParqctlApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="health", description="health")
     def refresh_health(self) -> None:
+        # A fresh Workspace each time: metadata is cached per instance and may have changed.
+        workspace = Workspace(self.workspace.root)
         try:
-            # A fresh Workspace each time: metadata is cached per instance and may have changed.
-            state = HealthState(health_report(Workspace(self.workspace.root), now=self.now()))
+            # The fast parts first, then the gap summary, which loads the file index.
+            report = health_report(workspace, now=self.now(), gaps=False)
+            self.call_from_thread(self._publish_health, HealthState(report, gaps_pending=True))
+            state = HealthState(with_gaps(report, workspace))
         except ParqctlError as exc:
             state = HealthState(None, exc.one_line())
         self.call_from_thread(self._publish_health, state)
@@ -136,6 +141,8 @@ class ParqctlApp(App):
         self.health = state
         verdict = state.report.verdict.name if state.report else "UNKNOWN"
         self.sub_title = verdict
+        if state.gaps_pending:
+            return
         if self._health_timer is not None:
             self._health_timer.stop()
         if self.health_refresh_s:
