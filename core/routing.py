@@ -89,8 +89,16 @@ def read_ticker_bars(ws: Workspace, ticker: str, interval: str) -> TickerBars:
         order.reverse()
     for source, files in order:
         if files:
-            table = concat_bar_tables([read_bar_file(f) for f in files])
-            return TickerBars(table.sort_by("date"), source, files)
+            tables = [read_bar_file(f) for f in files]
+            try:
+                table = concat_bar_tables(tables).sort_by("date")
+            except (pa.ArrowException, KeyError) as exc:
+                where = files[0] if len(files) == 1 else location.partition_dir
+                raise DataError(
+                    f"the {interval} bars of {ticker} in {where} do not fit the format: {exc}",
+                    "run `parqctl integrity` to see which file is off",
+                ) from None
+            return TickerBars(table, source, files)
     return TickerBars(concat_bar_tables([]), "none", [])
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import ticker_entry, write_bars, write_tickers
+from conftest import bar_table, ticker_entry, write_bars, write_tickers
 
 from core.atomic import write_json
 from core.errors import DataError, UnsafeTickerError
@@ -85,3 +85,24 @@ def test_unreadable_file_is_a_data_error(mixed: Path):
     with pytest.raises(DataError, match="unreadable bar file") as err:
         read_ticker_bars(Workspace.open(mixed), "MSFT", "1d")
     assert "MSFT.parquet" in err.value.message
+
+
+def test_files_that_do_not_fit_the_format_are_one_data_error(mixed: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        pa.table({"stock": ["MSFT"], "close": [1.0]}), mixed / "data/legacy/stocks_1d/MSFT.parquet"
+    )
+    with pytest.raises(DataError, match="do not fit the format") as err:
+        read_ticker_bars(Workspace.open(mixed), "MSFT", "1d")
+    assert "MSFT.parquet" in err.value.message
+
+    aware = bar_table("AAPL", [datetime(2025, 3, 3)]).set_column(
+        1, "date", pa.array([datetime(2025, 3, 3)], pa.timestamp("ns", tz="UTC"))
+    )
+    month_file = mixed / PART.format(t="AAPL", m=3)
+    month_file.parent.mkdir(parents=True)
+    pq.write_table(aware, month_file)
+    with pytest.raises(DataError, match="ticker=AAPL"):
+        read_ticker_bars(Workspace.open(mixed), "AAPL", "1d")
