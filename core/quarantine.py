@@ -178,12 +178,21 @@ def _load(directory: Path) -> QuarantineEntry | None:
     if not manifest_path.exists():
         return None
     raw = load_json(manifest_path)
+    unreadable = DataError(
+        f"{manifest_path} is not a quarantine manifest parqctl can read",
+        "inspect it by hand; nothing was changed",
+    )
     if not isinstance(raw, dict) or raw.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(
-            f"{manifest_path} is not a quarantine manifest parqctl can read",
-            "inspect it by hand; nothing was changed",
-        )
-    entry = QuarantineEntry(
+        raise unreadable
+    try:
+        entry = _entry_from_manifest(raw, directory)
+    except (KeyError, TypeError, ValueError):
+        raise unreadable from None
+    return replace(entry, payload_present=os.path.lexists(entry.stored_path))
+
+
+def _entry_from_manifest(raw: dict[str, Any], directory: Path) -> QuarantineEntry:
+    return QuarantineEntry(
         id=str(raw["id"]),
         state=str(raw["state"]),
         original_path=str(raw["original_path"]),
@@ -198,7 +207,6 @@ def _load(directory: Path) -> QuarantineEntry | None:
         directory=directory,
         restore_to=raw.get("restore_to"),
     )
-    return replace(entry, payload_present=os.path.lexists(entry.stored_path))
 
 
 # --- writing ------------------------------------------------------------------------------

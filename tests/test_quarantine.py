@@ -303,3 +303,18 @@ def test_a_full_disk_refuses_before_moving(tmp_path: Path):
         assert target.exists() and quarantine.entries(mount) == []
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_malformed_manifest_is_one_line(tmp_path):
+    import json as _json
+
+    from conftest import run_cli
+
+    root = tmp_path / "ws"
+    (root / "data").mkdir(parents=True)
+    entry = root / ".parqctl/quarantine/20250101-000000-abcdef"
+    entry.mkdir(parents=True)
+    (entry / "manifest.json").write_text(_json.dumps({"schema_version": 1, "id": "x"}))
+    result = run_cli("-w", str(root), "quarantine", "list")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "is not a quarantine manifest" in result.stderr
