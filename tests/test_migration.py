@@ -250,6 +250,49 @@ def test_one_changed_value_in_a_partition_file_fails_verify(clean: Path, column:
         activate_migration(_ws(clean), US, ["1h"])
 
 
+def _aapl_1h_month_files(root: Path) -> list[Path]:
+    return sorted((root / "data/us/yahoo/stocks_1h/ticker=AAPL").rglob("data.parquet"))
+
+
+def _only_failure(root: Path) -> list[str]:
+    result = verify_migration(_ws(root), US, ["1h"], workers=1)
+    [failure] = result.intervals[0].failures
+    assert failure.ticker == "AAPL"
+    return failure.problems
+
+
+def test_verify_names_a_file_holding_rows_of_another_month(clean: Path):
+    _migrate(clean, ["1h"])
+    first, second = _aapl_1h_month_files(clean)[4:6]
+    moved = pq.read_table(second).slice(0, 1)
+    pq.write_table(pa.concat_tables([pq.read_table(first), moved]), first, compression="gzip")
+    pq.write_table(pq.read_table(second).slice(1), second, compression="gzip")
+    relative = first.relative_to(clean / "data/us/yahoo/stocks_1h").as_posix()
+    assert _only_failure(clean) == [f"{relative}: holds rows of another month"]
+
+
+def test_verify_reports_a_column_of_another_type_in_one_file(clean: Path):
+    _migrate(clean, ["1h"])
+    path = _aapl_1h_month_files(clean)[7]
+    table = pq.read_table(path)
+    i = table.column_names.index("volume")
+    table = table.set_column(i, "volume", table.column("volume").cast(pa.float64()))
+    pq.write_table(table, path, compression="gzip")
+    [problem] = _only_failure(clean)
+    assert problem.endswith("column volume is double, not int64")
+
+
+def test_verify_names_a_session_missing_from_the_partitions(clean: Path):
+    _migrate(clean, ["1h"])
+    path = _aapl_1h_month_files(clean)[3]
+    table = pq.read_table(path)
+    day = table.column("date")[0].as_py().date()
+    keep = [d.date() != day for d in table.column("date").to_pylist()]
+    pq.write_table(table.filter(pa.array(keep)), path, compression="gzip")
+    problems = _only_failure(clean)
+    assert f"1 sessions missing in the partitions: {day.isoformat()}" in problems
+
+
 def test_activation_refuses_when_legacy_changed_since_verify(clean: Path):
     _migrate(clean, ["1d"])
     verify_migration(_ws(clean), US, workers=1)

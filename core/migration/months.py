@@ -30,32 +30,39 @@ def parse_label(text: str) -> int:
     return month_of(int(year), int(month))
 
 
+def relative_dirs(index: int) -> tuple[str, str]:
+    """``("year=2024", "month=01")``: the month's directory names below the ticker's."""
+    year, month = year_month(index)
+    return f"year={year:04d}", f"month={month:02d}"
+
+
 def relative_file(index: int) -> str:
     """``year=2024/month=01/data.parquet`` below the ticker's directory."""
-    year, month = year_month(index)
-    return f"year={year:04d}/month={month:02d}/{PARTITION_FILE}"
+    return "/".join((*relative_dirs(index), PARTITION_FILE))
 
 
 def partition_files(ticker_dir: Path) -> dict[int, Path]:
     """The ticker's ``year=*/month=*/data.parquet`` files by month (exact names only)."""
     found: dict[int, Path] = {}
-    for year_dir in _subdirs(ticker_dir, "year="):
-        for month_dir in _subdirs(year_dir, "month="):
-            path = month_dir / PARTITION_FILE
+    for year_name, year_path in _subdirs(str(ticker_dir), "year="):
+        for month_name, month_path in _subdirs(year_path, "month="):
+            path = os.path.join(month_path, PARTITION_FILE)
             try:
-                year, month = int(year_dir.name[5:]), int(month_dir.name[6:])
+                year, month = int(year_name[5:]), int(month_name[6:])
             except ValueError:
                 continue
-            if 1 <= month <= 12 and path.is_file():
-                found[month_of(year, month)] = path
+            if 1 <= month <= 12 and os.path.isfile(path):
+                found[month_of(year, month)] = Path(path)
     return found
 
 
-def _subdirs(path: Path, prefix: str) -> list[Path]:
+def _subdirs(path: str, prefix: str) -> list[tuple[str, str]]:
+    """(name, path) of the subdirectories named ``prefix...``, by name (plain strings:
+    this runs for every month of every ticker)."""
     try:
         with os.scandir(path) as entries:
             return sorted(
-                Path(e.path)
+                (e.name, e.path)
                 for e in entries
                 if e.name.startswith(prefix) and e.is_dir(follow_symlinks=False)
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.abc
 import multiprocessing
 import os
 import signal
@@ -50,15 +51,30 @@ def _init_worker(parent: int | None) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if parent is not None and os.getppid() != parent:
             os._exit(1)  # the parent died before the line above took effect
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _WithoutPandas())
     import pyarrow as pa
     import pyarrow.compute as pc
 
     # One process per core already: pyarrow's own thread pools would only contend.
     pa.set_cpu_count(1)
     pa.set_io_thread_count(1)
-    # The first compute call imports pandas (seconds): pay it now, while the parent is
-    # still listing the work, not inside the first ticker.
+    # Load the compute kernels now, while the parent is still listing the work.
     pc.equal(pa.array([0]), pa.array([0]))
+
+
+class _WithoutPandas(importlib.abc.MetaPathFinder):
+    """Makes ``import pandas`` fail in a worker, as if pandas were not installed.
+
+    pyarrow imports pandas on its first conversion of Python or NumPy values, only to ask
+    whether they are pandas objects. The workers never use pandas, and importing it costs
+    more CPU than importing pyarrow, in every worker of every step.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"no pandas in migration workers ({name})", name=name)
+        return None
 
 
 @contextlib.contextmanager

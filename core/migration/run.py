@@ -273,11 +273,11 @@ class _Batches:
         if not batch:
             self._checkpoint()
             return
-        staged = [
+        staged = (  # listed only where each file is fsynced (no syncfs)
             self.staging / f"ticker={o.ticker}" / mo.relative_file(f.month)
             for o in batch
             for f in o.files
-        ]
+        )
         flush.flush(files=staged)
         failpoint("batch-flushed")
         for o in batch:
@@ -295,7 +295,9 @@ class _Batches:
             staged_dir = self.staging / f"ticker={o.ticker}"
             if staged_dir.is_dir():
                 promotion = staging.promote(
-                    staged_dir, ticker_partition_dir(self.dataset, o.ticker)
+                    staged_dir,
+                    ticker_partition_dir(self.dataset, o.ticker),
+                    list_changes=not flush.whole_filesystem,
                 )
                 changed += promotion.directories
             failpoint("ticker-promoted")

@@ -70,11 +70,17 @@ class Promotion:
     directories: list[Path]  # directories whose entries changed (to flush without syncfs)
 
 
-def promote(staged_ticker: Path, final_ticker: Path) -> Promotion:
-    """Move a staged ticker tree into the partitioned tree."""
+def promote(staged_ticker: Path, final_ticker: Path, *, list_changes: bool = True) -> Promotion:
+    """Move a staged ticker tree into the partitioned tree.
+
+    ``list_changes`` False: a whole-tree rename does not list the files and directories it
+    moved (only an fsync-per-file flush needs them; syncfs covers everything).
+    """
     if not final_ticker.exists():
         final_ticker.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staged_ticker, final_ticker)
+        if not list_changes:
+            return Promotion([], [])
         files = sorted(final_ticker.glob(f"year=*/month=*/{PARTITION_FILE}"))
         directories = [final_ticker.parent, final_ticker, *{f.parent.parent for f in files}]
         return Promotion(files, directories + [f.parent for f in files])
@@ -97,19 +103,20 @@ def tree_fingerprint(ticker_dir: Path) -> str:
     without reading them, whether anything in the ticker's tree changed since.
     """
     h = hashlib.blake2b(digest_size=16)
-    for year in _sorted_dirs(ticker_dir):
-        for month in _sorted_dirs(year):
+    for year_name, year_path in _sorted_dirs(str(ticker_dir)):
+        for month_name, month_path in _sorted_dirs(year_path):
             try:
-                st = os.stat(month / PARTITION_FILE)
+                st = os.stat(os.path.join(month_path, PARTITION_FILE))
             except FileNotFoundError:
                 continue
-            h.update(f"{year.name}/{month.name} {st.st_size} {st.st_mtime_ns}\n".encode())
+            h.update(f"{year_name}/{month_name} {st.st_size} {st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
-def _sorted_dirs(path: Path) -> list[Path]:
+def _sorted_dirs(path: str) -> list[tuple[str, str]]:
+    """(name, path) of the subdirectories, by name (plain strings: called per file)."""
     try:
         with os.scandir(path) as entries:
-            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+            return sorted((e.name, e.path) for e in entries if e.is_dir(follow_symlinks=False))
     except (FileNotFoundError, NotADirectoryError):
         return []

@@ -19,8 +19,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.bars import COMPRESSION
+from core.layout import PARTITION_FILE
 from core.migration import months as mo
-from core.migration.bars_table import BarProblem, Normalised, merge_month, normalise, read_parquet
+from core.migration.bars_table import (
+    BarProblem,
+    Normalised,
+    decode_parquet,
+    merge_month,
+    normalise,
+    read_parquet,
+)
 from core.migration.digest import content_digest
 
 
@@ -187,21 +195,31 @@ def _stage(job: TickerJob, outcome: TickerOutcome) -> None:
 def _write_staged(
     staging: Path, files: list[MonthFile], tables: dict[int, pa.Table]
 ) -> dict[int, pa.Table]:
-    """Write each month to the staging tree; returns the tables read back from those bytes."""
+    """Write each month to the staging tree; returns the tables decoded from those bytes."""
     read_back: dict[int, pa.Table] = {}
+    root = str(staging)
+    os.makedirs(root, exist_ok=True)
+    years_made: set[str] = set()
     for month_file in files:
         sink = pa.BufferOutputStream()
         pq.write_table(tables[month_file.month], sink, compression=COMPRESSION)
         data = sink.getvalue()
-        read_back[month_file.month] = pq.ParquetFile(pa.BufferReader(data)).read(use_threads=False)
-        target = staging / mo.relative_file(month_file.month)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write_new_file(target, data)
+        read_back[month_file.month] = decode_parquet(data)
+        # Plain string paths and one mkdir per new directory: per file, pathlib and
+        # ``mkdir(parents=True)`` retries cost more than writing the file itself.
+        year_name, month_name = mo.relative_dirs(month_file.month)
+        year_dir = os.path.join(root, year_name)
+        if year_dir not in years_made:
+            os.makedirs(year_dir, exist_ok=True)
+            years_made.add(year_dir)
+        month_dir = os.path.join(year_dir, month_name)
+        os.mkdir(month_dir)
+        _write_new_file(os.path.join(month_dir, PARTITION_FILE), data)
         month_file.bytes = data.size
     return read_back
 
 
-def _write_new_file(path: Path, data: pa.Buffer) -> None:
+def _write_new_file(path: str, data: pa.Buffer) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -304,19 +322,20 @@ def _verify(job: VerifyJob, result: VerifyOutcome) -> None:
         result.problems.append("no partition files over the legacy range (not migrated)")
         return
     expected = [(f.name, f.type) for f in legacy.table.schema]
+    schemas_passed: set[pa.Schema] = set()  # a ticker's files nearly always share one
     tables = []
     for month, path in in_span.items():
         table = _read_raw(path)
-        rel = f"ticker={job.ticker}/{mo.relative_file(month)}"
-        found = {f.name: f.type for f in table.schema}
-        for name, dtype in expected:
-            if found.get(name) != dtype:
-                result.problems.append(f"{rel}: column {name} is {found.get(name)}, not {dtype}")
-        dates = table.column("date").to_numpy().astype("datetime64[ns]").astype(np.int64)
-        if len(dates) and (months_of_dates(dates) != month).any():
-            result.problems.append(f"{rel}: holds rows of another month")
+        if table.schema not in schemas_passed:
+            problems = _schema_problems(table.schema, expected, _relative(job.ticker, month))
+            result.problems += problems
+            if not problems:
+                schemas_passed.add(table.schema)
         tables.append(table)
     result.files = len(tables)
+    if result.problems:
+        return
+    result.problems += _misplaced_rows(job.ticker, list(in_span), tables)
     if result.problems:
         return
     view = _in_range(
@@ -324,6 +343,35 @@ def _verify(job: VerifyJob, result: VerifyOutcome) -> None:
     )
     result.partition_rows = view.num_rows
     _compare(view, legacy.table, scratch.legacy_digest, result)
+
+
+def _relative(ticker: str, month: int) -> str:
+    return f"ticker={ticker}/{mo.relative_file(month)}"
+
+
+def _misplaced_rows(ticker: str, months: list[int], tables: list[pa.Table]) -> list[str]:
+    """Files holding rows of another month (one pass over all the ticker's files)."""
+    sizes = [t.num_rows for t in tables]
+    dates = np.concatenate(
+        [t.column("date").to_numpy().astype("datetime64[ns]").astype(np.int64) for t in tables]
+    )
+    wrong = months_of_dates(dates) != np.repeat(np.array(months, dtype=np.int64), sizes)
+    if not wrong.any():
+        return []
+    file_of_row = np.repeat(np.arange(len(months)), sizes)
+    return [
+        f"{_relative(ticker, months[i])}: holds rows of another month"
+        for i in np.unique(file_of_row[wrong])
+    ]
+
+
+def _schema_problems(schema: pa.Schema, expected: list[tuple[str, pa.DataType]], rel: str):
+    found = {f.name: f.type for f in schema}
+    return [
+        f"{rel}: column {name} is {found.get(name)}, not {dtype}"
+        for name, dtype in expected
+        if found.get(name) != dtype
+    ]
 
 
 def _read_raw(path: Path) -> pa.Table:
@@ -340,11 +388,14 @@ def _compare(view: pa.Table, legacy: pa.Table, digest: str, result: VerifyOutcom
         result.problems.append(f"{len(ours) - len(np.unique(ours))} duplicate timestamps")
     if len(ours) != len(theirs):
         result.problems.append(f"{len(ours)} rows in the partitions, {len(theirs)} in legacy")
-    sessions_p = set(ours.astype("datetime64[ns]").astype("datetime64[D]").tolist())
-    sessions_l = set(theirs.astype("datetime64[ns]").astype("datetime64[D]").tolist())
-    for name, missing in (("missing", sessions_l - sessions_p), ("extra", sessions_p - sessions_l)):
-        if missing:
-            shown = ", ".join(str(d) for d in sorted(missing)[:5])
+    sessions_p = np.unique(ours.astype("datetime64[ns]").astype("datetime64[D]"))
+    sessions_l = np.unique(theirs.astype("datetime64[ns]").astype("datetime64[D]"))
+    for name, missing in (
+        ("missing", np.setdiff1d(sessions_l, sessions_p, assume_unique=True)),
+        ("extra", np.setdiff1d(sessions_p, sessions_l, assume_unique=True)),
+    ):
+        if len(missing):
+            shown = ", ".join(str(d) for d in missing[:5])
             result.problems.append(f"{len(missing)} sessions {name} in the partitions: {shown}")
     if content_digest(view) != digest and not result.problems:
         result.problems.append(_first_difference(view, legacy))
