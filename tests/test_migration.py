@@ -16,7 +16,7 @@ from migration_support import build_source, copy_workspace, legacy_hashes
 
 from core import audit
 from core.bars import write_bar_file
-from core.errors import ParqctlError
+from core.errors import DiskSpaceError, ParqctlError
 from core.layout import Venue
 from core.metadata import StorageBlock
 from core.migration import months as mo
@@ -388,3 +388,14 @@ def test_months_listed_in_the_plan_match_the_files(clean: Path):
     record = plan["venues"][0]["intervals"]["1h"]["parqctl"]["tickers"]["AAPL"]
     on_disk = mo.partition_files(clean / "data/us/yahoo/stocks_1h/ticker=AAPL")
     assert sorted(on_disk) == mo.expand(record["created"])
+
+
+def test_run_refuses_to_start_past_the_critical_watermark(demo: Path):
+    plan_migration(_ws(demo), US, IVS)
+    (demo / ".parqctl" / "config.toml").write_text(
+        "[watermarks]\nwarn = 1\ncritical = 2\nblock = 99\n"
+    )
+    with pytest.raises(DiskSpaceError, match="past the critical watermark"):
+        run_migration(_ws(demo), US, workers=1)
+    assert not (demo / "data" / "us").exists()
+    assert not (demo / ".run_lock").exists()

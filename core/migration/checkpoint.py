@@ -29,7 +29,11 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def load(ws: Workspace) -> MigrationPlan:
+def load(ws: Workspace, *, fresh: bool = False) -> MigrationPlan:
+    """The plan; ``fresh`` re-reads it from disk (do so once the lock is held, since a
+    concurrent activate or rollback may have rewritten it since it was first read)."""
+    if fresh:
+        ws.__dict__.pop("migration_plan", None)
     plan = ws.migration_plan
     if plan is None:
         raise ParqctlError(

@@ -85,19 +85,19 @@ def run_migration(
 ) -> RunResult:
     """Migrate the planned intervals; returns what was done, failures included.
 
-    Raises LockHeldError (lock held), DiskSpaceError (at the block watermark, or the disk
+    Raises LockHeldError (lock held), DiskSpaceError (past the critical watermark at the
+    start, at the block watermark during the run, or the disk
     filled: the batch in progress is dropped and the run can be resumed).
     """
     started = time.perf_counter()
     token = token or CancelToken()
     workers = workers or pool.default_workers()
-    plan = checkpoint.load(ws)
-    selected = checkpoint.planned_intervals(plan, venue, intervals)
-    for interval in selected:
-        checkpoint.require_not_activated(interval, "migrate it again")
+    _selected_for_run(checkpoint.load(ws), venue, intervals)  # fail before locking
     with run_lock.hold(ws.root, "parqctl migrate run"):
         failpoint("locked")
-        _refuse_at_block(ws)
+        plan = checkpoint.load(ws, fresh=True)
+        selected = _selected_for_run(plan, venue, intervals)
+        _refuse_past_critical(ws)
         staging.clear_stale(ws.root)
         area = staging.new_area(ws.root)
         result = RunResult(venue.id, area.name)
@@ -138,13 +138,23 @@ def run_migration(
     return result
 
 
-def _refuse_at_block(ws: Workspace) -> None:
+def _selected_for_run(
+    plan: MigrationPlan, venue: Venue, intervals: list[str] | None
+) -> list[IntervalPlan]:
+    selected = checkpoint.planned_intervals(plan, venue, intervals)
+    for interval in selected:
+        checkpoint.require_not_activated(interval, "migrate it again")
+    return selected
+
+
+def _refuse_past_critical(ws: Workspace) -> None:
+    """A run starts only below the critical watermark (it then stops at block)."""
     status = disk_status(ws.root, ws.config.watermarks)
-    if status.level >= Level.BLOCK:
+    if status.level >= Level.CRITICAL:
         raise DiskSpaceError(
-            f"the disk holding {ws.root} is {status.percent_used:.1f}% full, at the block "
-            f"watermark ({ws.config.watermarks.block:g}%)",
-            "free space first; the migration needs room for the partitioned copy",
+            f"the disk holding {ws.root} is {status.percent_used:.1f}% full, past the critical "
+            f"watermark ({ws.config.watermarks.critical:g}%)",
+            "free space first; `parqctl migrate estimate` tells how much the copy needs",
         )
 
 

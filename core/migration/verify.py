@@ -65,9 +65,10 @@ def verify_migration(
     progress: ProgressCallback | None = None,
     token: CancelToken | None = None,
 ) -> VerifyResult:
-    plan = checkpoint.load(ws)
-    selected = checkpoint.planned_intervals(plan, venue, intervals)
+    checkpoint.planned_intervals(checkpoint.load(ws), venue, intervals)  # fail before locking
     with run_lock.hold(ws.root, "parqctl migrate verify"):
+        plan = checkpoint.load(ws, fresh=True)
+        selected = checkpoint.planned_intervals(plan, venue, intervals)
         result = verify_locked(ws, plan, selected, workers, progress, token)
     return result
 
