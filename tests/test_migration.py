@@ -399,3 +399,24 @@ def test_run_refuses_to_start_past_the_critical_watermark(demo: Path):
         run_migration(_ws(demo), US, workers=1)
     assert not (demo / "data" / "us").exists()
     assert not (demo / ".run_lock").exists()
+
+
+def test_bars_that_cannot_be_combined_fail_that_ticker_only(clean: Path):
+    legacy = _legacy_rows(clean, "1d", "AAPL")
+    last = legacy.column("date")[-1].as_py()
+    stored = bar_table("AAPL", [last + timedelta(days=1)], 500.0)
+    stored = stored.append_column("note", pa.array([{"a": 1}], pa.struct([("a", pa.int64())])))
+    write_bar_file(_partition_file(clean, "1d", "AAPL", last.year, last.month), stored)
+    (clean / "data/legacy/stocks_1d/AAPL.parquet").write_bytes(
+        _with_note_column(_legacy_rows(clean, "1d", "AAPL"))
+    )
+
+    result = _migrate(clean, ["1d"])
+    assert [f.ticker for f in result.failures] == ["AAPL"]
+    assert (clean / "data/us/yahoo/stocks_1d/ticker=MSFT").is_dir()
+
+
+def _with_note_column(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.append_column("note", pa.array(["x"] * table.num_rows)), sink)
+    return sink.getvalue().to_pybytes()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core import audit, run_lock
 from core.disk import Level, disk_status
-from core.errors import DiskSpaceError
+from core.errors import DiskSpaceError, ParqctlError
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
 from core.layout import Venue, ticker_partition_dir
 from core.metadata import MigrationPlan
@@ -130,7 +130,13 @@ def run_migration(
                     f"the disk is full ({exc.strerror}): the batch in progress was dropped",
                     "free space, then run `parqctl migrate run` again to resume",
                 ) from None
-            raise
+            outcome = f"failed: {exc.strerror or exc}"
+            raise ParqctlError(
+                f"cannot write {exc.filename or 'the partitioned tree'}: {exc.strerror or exc}; "
+                "the batch in progress was dropped",
+                "fix the cause (permissions, a read-only or failing disk), then run "
+                "`parqctl migrate run` again to resume",
+            ) from None
         finally:
             staging.discard(area)
             result.elapsed_s = time.perf_counter() - started

@@ -162,6 +162,9 @@ def stage_ticker(job: TickerJob) -> TickerOutcome:
         outcome.fail(exc.kind, exc.message, "", exc.conflicts)
     except FileNotFoundError as exc:
         outcome.fail("unreadable", f"file vanished: {exc.filename}", str(exc.filename or ""))
+    except pa.ArrowException as exc:
+        # e.g. an extra column whose type differs between months: this ticker, not the run.
+        outcome.fail("format", f"its bars cannot be combined: {exc}", job.legacy_path)
     outcome.elapsed_s = time.perf_counter() - started
     return outcome
 
@@ -303,6 +306,8 @@ def verify_ticker(job: VerifyJob) -> VerifyOutcome:
         result.problems.append(exc.message)
     except FileNotFoundError as exc:
         result.problems.append(f"file vanished: {exc.filename}")
+    except pa.ArrowException as exc:
+        result.problems.append(f"its bars cannot be combined: {exc}")
     result.elapsed_s = time.perf_counter() - started
     return result
 
