@@ -420,3 +420,26 @@ def _with_note_column(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table.append_column("note", pa.array(["x"] * table.num_rows)), sink)
     return sink.getvalue().to_pybytes()
+
+
+def test_purge_keeps_a_crashed_promotion_the_collector_wrote_into(clean: Path):
+    _migrate(clean, ["1d"])
+    plan_path = clean / "migration_plan.json"
+    plan = json.loads(plan_path.read_text())
+    record = plan["venues"][0]["intervals"]["1d"]["parqctl"]["tickers"]["AAPL"]
+    record["state"] = "promoting"  # as a run killed between its renames and its checkpoint
+    record.pop("tree", None)
+    plan_path.write_text(json.dumps(plan))
+    aapl_files = sorted((clean / "data/us/yahoo/stocks_1d/ticker=AAPL").rglob("data.parquet"))
+    newest = aapl_files[-1]
+    table = pq.read_table(newest)
+    collector_row = bar_table("AAPL", [table.column("date")[-1].as_py() + timedelta(hours=1)])
+    write_bar_file(newest, pa.concat_tables([table, collector_row.select(table.column_names)]))
+    kept_bytes = newest.read_bytes()
+
+    result = rollback_migration(
+        _ws(clean), US, purge=True, force=True, confirm_purge=lambda p: True
+    )
+    assert "AAPL" in result.purge.kept_changed
+    assert newest.read_bytes() == kept_bytes
+    assert not (clean / "data/us/yahoo/stocks_1d/ticker=MSFT").exists()

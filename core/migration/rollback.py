@@ -166,9 +166,11 @@ def _purge_plan(ws: Workspace, selected: list[IntervalPlan]) -> PurgePlan:
         for ticker in _migrated(interval):
             record = interval.tickers[ticker]
             ticker_dir = ticker_partition_dir(dataset, ticker)
-            if record.get("state") == "done" and staging.tree_fingerprint(ticker_dir) != record.get(
-                "tree"
-            ):
+            # Only a tree exactly as a run or a verify recorded it is ours to delete: a
+            # ticker whose run crashed mid-promotion has no recorded tree, and the collector
+            # may have written into it since, so it is kept.
+            recorded = {record.get("tree"), (record.get("verify") or {}).get("tree")} - {None}
+            if staging.tree_fingerprint(ticker_dir) not in recorded:
                 result.kept_changed.append(ticker)
                 continue
             result.kept_merged += len(mo.expand(record.get("merged")))
