@@ -119,6 +119,21 @@ def _hint(args, step: str) -> str:
     return f"parqctl migrate {step} --venue {args.venue.id}{ivs}"
 
 
+def _run_step(args, step, **options):
+    """Run a long migration step on the chosen venue and intervals, with a progress line
+    and Ctrl-C / SIGTERM stopping it at a safe point."""
+    with stderr_progress() as draw, _cancellable() as token:
+        return step(
+            _ws(args),
+            args.venue,
+            _intervals(args),
+            workers=args.workers,
+            progress=draw,
+            token=token,
+            **options,
+        )
+
+
 @contextlib.contextmanager
 def _cancellable() -> Iterator[CancelToken]:
     """First Ctrl-C or SIGTERM asks the job to stop at a safe point; a second one aborts."""
@@ -217,15 +232,7 @@ def run_dry_run(args) -> int:
     from core.migration import months as mo
     from core.migration.dryrun import dry_run
 
-    with stderr_progress() as draw, _cancellable() as token:
-        results = dry_run(
-            _ws(args),
-            args.venue,
-            _intervals(args),
-            workers=args.workers,
-            progress=draw,
-            token=token,
-        )
+    results = _run_step(args, dry_run)
     failures = sum(len(r.failures) for r in results)
     if args.json:
         print_json(
@@ -275,16 +282,7 @@ def _outcome_dict(o, mo) -> dict:
 def run_run(args) -> int:
     from core.migration.run import run_migration
 
-    with stderr_progress() as draw, _cancellable() as token:
-        result = run_migration(
-            _ws(args),
-            args.venue,
-            _intervals(args),
-            batch_size=args.batch_size,
-            workers=args.workers,
-            progress=draw,
-            token=token,
-        )
+    result = _run_step(args, run_migration, batch_size=args.batch_size)
     failures = result.failures
     if args.json:
         print_json(asdict(result))
@@ -332,15 +330,7 @@ def run_run(args) -> int:
 def run_verify(args) -> int:
     from core.migration.verify import verify_migration
 
-    with stderr_progress() as draw, _cancellable() as token:
-        result = verify_migration(
-            _ws(args),
-            args.venue,
-            _intervals(args),
-            workers=args.workers,
-            progress=draw,
-            token=token,
-        )
+    result = _run_step(args, verify_migration)
     if args.json:
         print_json({**asdict(result), "ok": result.ok})
     else:
@@ -445,16 +435,7 @@ def run_finalize(args) -> int:
             raise ParqctlError("refusing to delete without confirmation", "pass --yes")
         return confirm(question, what="delete the legacy files")
 
-    with stderr_progress() as draw, _cancellable() as token:
-        result = finalize_migration(
-            _ws(args),
-            args.venue,
-            _intervals(args),
-            confirm=ask,
-            workers=args.workers,
-            progress=draw,
-            token=token,
-        )
+    result = _run_step(args, finalize_migration, confirm=ask)
     if args.json:
         print_json(asdict(result))
     elif result.deleted:
