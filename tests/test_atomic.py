@@ -23,7 +23,7 @@ target = Path(sys.argv[1])
 n = 0
 while True:
     n += 1
-    body = (f"version {n}\\n".encode() * 200_000)
+    body = (f"version {n}\\n".encode() * 2_000_000)
     write_bytes(target, body + hashlib.sha256(body).hexdigest().encode())
     print(n, flush=True)
 """
@@ -51,7 +51,7 @@ def test_temp_names_are_not_the_collectors_glob(tmp_path: Path):
 
 
 def test_a_writer_killed_mid_write_leaves_old_or_new_file(tmp_path: Path):
-    """SIGKILL a process that rewrites a 3 MB file in a loop, at 20 seeded moments."""
+    """SIGKILL a process that rewrites a 20 MB file in a loop (so most kills land mid-write), at 20 seeded moments."""
     rng = random.Random(20251121)
     target = tmp_path / "target.bin"
     atomic.write_bytes(target, b"x" * 10 + hashlib.sha256(b"x" * 10).hexdigest().encode())
@@ -61,7 +61,7 @@ def test_a_writer_killed_mid_write_leaves_old_or_new_file(tmp_path: Path):
             [sys.executable, "-c", WRITER, str(target)], cwd=REPO, stdout=subprocess.PIPE, text=True
         )
         writer.stdout.readline()  # at least one full write done: kill during a later one
-        time.sleep(rng.uniform(0, 0.05))
+        time.sleep(rng.uniform(0, 0.5))
         writer.send_signal(signal.SIGKILL)
         writer.wait()
         data = target.read_bytes()
