@@ -96,3 +96,16 @@ def test_exception_inside_writer_keeps_the_old_file(tmp_path: Path):
         raise RuntimeError("boom")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["a.bin"]
+
+
+def test_json_is_indented_with_deep_records_on_one_line(tmp_path: Path):
+    record = {"state": "done", "legacy": {"size": 1, "digest": "ab"}, "months": [1, 2]}
+    plan = {"venues": [{"intervals": {"1d": {"parqctl": {"tickers": {"AAPL": record, "ÄÖ": {}}}}}}]}
+    target = tmp_path / "plan.json"
+    atomic.write_json(target, plan)
+    text = target.read_text(encoding="utf-8")
+    assert json.loads(text) == plan
+    assert text.endswith("}\n") and '"ÄÖ": {}' in text
+    lines = text.splitlines()
+    assert lines[1] == '  "venues": [' and lines[2] == "    {"
+    assert f'"AAPL": {json.dumps(record)},' in {line.strip() for line in lines}
