@@ -54,6 +54,7 @@ SCREENS = (
     ScreenEntry("4", "quarantine", "Quarantine", "screens.quarantine", "QuarantineScreen"),
     ScreenEntry("5", "disk", "Disk", "screens.disk", "DiskScreen"),
     ScreenEntry("6", "integrity", "Integrity", "screens.integrity", "IntegrityScreen"),
+    ScreenEntry("7", "migration", "Migration", "screens.migration", "MigrationScreen"),
 )
 
 

@@ -84,12 +84,45 @@ def start(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         yield None
         return
     context = _context()
+    if context.get_start_method() != "fork":
+        _start_helper_processes()
     # A forked worker's parent is this process; a fork server's child's is the server.
     parent = os.getpid() if context.get_start_method() == "fork" else None
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(parent,)
     ) as executor:
         yield executor
+
+
+def _start_helper_processes() -> None:
+    """Start multiprocessing's resource tracker and fork server now, with a real stderr.
+
+    They are handed ``sys.stderr``'s descriptor when they start; an application that
+    replaced ``sys.stderr`` with an object without one (the console does, to keep the
+    screen clean) would make that fail. Lend them /dev/null for the moment instead.
+    """
+    try:
+        has_descriptor = sys.stderr is not None and sys.stderr.fileno() >= 0
+    except (AttributeError, OSError, ValueError):
+        has_descriptor = False
+    if has_descriptor:
+        _ensure_helpers_running()
+        return
+    saved = sys.stderr
+    with open(os.devnull, "w") as devnull:
+        sys.stderr = devnull
+        try:
+            _ensure_helpers_running()
+        finally:
+            sys.stderr = saved
+
+
+def _ensure_helpers_running() -> None:
+    from multiprocessing import forkserver, resource_tracker
+
+    resource_tracker.ensure_running()
+    if sys.platform != "win32":
+        forkserver.ensure_running()
 
 
 def run_jobs(
