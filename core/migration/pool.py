@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
+from core import fork_server
 from core.jobs import CancelToken
 
 PR_SET_PDEATHSIG = 1
@@ -36,14 +37,16 @@ def _single_threaded() -> bool:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    if sys.platform.startswith("linux") and _single_threaded():
+    if _single_threaded():
         return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if sys.platform != "win32" else "spawn")
+    return fork_server.context()
 
 
 def _init_worker(parent: int | None) -> None:
-    # Ctrl-C reaches the whole process group: only the parent decides what it means.
+    # Ctrl-C and a terminal's hangup reach the whole process group: only the parent
+    # decides what they mean (it stops at a safe point, then its workers go with it).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         # A parent killed with SIGKILL cannot stop its workers: the kernel does.
@@ -84,45 +87,12 @@ def start(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         yield None
         return
     context = _context()
-    if context.get_start_method() != "fork":
-        _start_helper_processes()
     # A forked worker's parent is this process; a fork server's child's is the server.
     parent = os.getpid() if context.get_start_method() == "fork" else None
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(parent,)
     ) as executor:
         yield executor
-
-
-def _start_helper_processes() -> None:
-    """Start multiprocessing's resource tracker and fork server now, with a real stderr.
-
-    They are handed ``sys.stderr``'s descriptor when they start; an application that
-    replaced ``sys.stderr`` with an object without one (the console does, to keep the
-    screen clean) would make that fail. Lend them /dev/null for the moment instead.
-    """
-    try:
-        has_descriptor = sys.stderr is not None and sys.stderr.fileno() >= 0
-    except (AttributeError, OSError, ValueError):
-        has_descriptor = False
-    if has_descriptor:
-        _ensure_helpers_running()
-        return
-    saved = sys.stderr
-    with open(os.devnull, "w") as devnull:
-        sys.stderr = devnull
-        try:
-            _ensure_helpers_running()
-        finally:
-            sys.stderr = saved
-
-
-def _ensure_helpers_running() -> None:
-    from multiprocessing import forkserver, resource_tracker
-
-    resource_tracker.ensure_running()
-    if sys.platform != "win32":
-        forkserver.ensure_running()
 
 
 def run_jobs(
