@@ -15,6 +15,7 @@ lock, so nothing else creates or moves files under us.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
@@ -227,40 +228,57 @@ def add(
     _check_lock(root, lock)
     if not reason.strip():
         raise ParqctlError("a quarantine needs a reason", "pass --reason TEXT")
-    source = _data_file(root, path)
-    _ensure_manifest_room(root)
     base = quarantine_dir(root)
-    base.mkdir(parents=True, exist_ok=True)
-    if os.stat(source).st_dev != os.stat(base).st_dev:
-        raise ParqctlError(
-            f"{source} is on another filesystem than {base}",
-            "quarantine moves files by rename; move it by hand or put .parqctl on that filesystem",
+    directory: Path | None = None
+    try:
+        source = _data_file(root, path)
+        _ensure_manifest_room(root)
+        base.mkdir(parents=True, exist_ok=True)
+        if os.stat(source).st_dev != os.stat(base).st_dev:
+            raise ParqctlError(
+                f"{source} is on another filesystem than {base}",
+                "quarantine moves files by rename; move it by hand or put .parqctl on that "
+                "filesystem",
+            )
+        moment = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
+        entry_id = f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        directory = base / entry_id
+        entry = QuarantineEntry(
+            id=entry_id,
+            state=MOVING,
+            original_path=str(source.relative_to(root)),
+            stored_name=source.name,
+            size=source.stat().st_size,
+            sha256=file_sha256(source),
+            reason=reason,
+            finding=finding,
+            who=_who(lock),
+            when=moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            quarantined_at=moment.timestamp(),
+            directory=directory,
         )
-    moment = datetime.now(UTC) if now is None else datetime.fromtimestamp(now, UTC)
-    entry_id = f"{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-    directory = base / entry_id
-    entry = QuarantineEntry(
-        id=entry_id,
-        state=MOVING,
-        original_path=str(source.relative_to(root)),
-        stored_name=source.name,
-        size=source.stat().st_size,
-        sha256=file_sha256(source),
-        reason=reason,
-        finding=finding,
-        who=_who(lock),
-        when=moment.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        quarantined_at=moment.timestamp(),
-        directory=directory,
-    )
-    (directory / PAYLOAD).mkdir(parents=True)
-    _write_manifest(entry)
-    fsync_dir(base)
-    os.rename(source, entry.stored_path)
-    fsync_dir(source.parent)
-    fsync_dir(entry.stored_path.parent)
-    entry = replace(entry, state=DONE)
-    _write_manifest(entry)
+        (directory / PAYLOAD).mkdir(parents=True)
+        _write_manifest(entry)
+        fsync_dir(base)
+        os.rename(source, entry.stored_path)
+    except OSError as exc:
+        # The file has not moved: drop the record begun for it, so nothing changed.
+        if directory is not None:
+            with contextlib.suppress(OSError):
+                _remove_entry(directory)
+        raise _os_failure(exc, f"cannot quarantine {path}", "nothing was moved") from None
+    try:
+        fsync_dir(source.parent)
+        fsync_dir(entry.stored_path.parent)
+        entry = replace(entry, state=DONE)
+        _write_manifest(entry)
+    except OSError as exc:
+        raise _os_failure(
+            exc,
+            f"{source} was moved into quarantine entry {entry.id}, but its record could not "
+            "be completed",
+            "`parqctl quarantine list` completes it",
+        ) from None
     audit.append(
         root,
         "quarantine.add",
@@ -296,22 +314,46 @@ def restore(
             f"{target} is taken (the collector may have written a new file there)",
             f"restore to another path with `parqctl quarantine restore {entry.id} --to PATH`",
         )
-    if file_sha256(entry.stored_path) != entry.sha256:
-        raise DataError(
-            f"{entry.stored_path} no longer matches the sha256 recorded when it was quarantined",
-            "inspect it by hand; nothing was moved",
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if os.stat(target.parent).st_dev != os.stat(entry.stored_path).st_dev:
-        raise ParqctlError(
-            f"{target} is on another filesystem than the quarantine",
-            "restore to a path on the workspace's filesystem",
-        )
-    _ensure_manifest_room(root)
-    _write_manifest(replace(entry, state=RESTORING, restore_to=_recorded_path(root, target)))
-    os.rename(entry.stored_path, target)
-    fsync_dir(target.parent)
-    _remove_entry(entry.directory)
+    made: list[Path] = []  # directories created for the target, removed again on failure
+    recorded = False
+    try:
+        if file_sha256(entry.stored_path) != entry.sha256:
+            raise DataError(
+                f"{entry.stored_path} no longer matches the sha256 recorded when it was "
+                "quarantined",
+                "inspect it by hand; nothing was moved",
+            )
+        made = _make_parents(target.parent)
+        if os.stat(target.parent).st_dev != os.stat(entry.stored_path).st_dev:
+            raise ParqctlError(
+                f"{target} is on another filesystem than the quarantine",
+                "restore to a path on the workspace's filesystem",
+            )
+        _ensure_manifest_room(root)
+        _write_manifest(replace(entry, state=RESTORING, restore_to=_recorded_path(root, target)))
+        recorded = True
+        os.rename(entry.stored_path, target)
+    except (OSError, ParqctlError) as exc:
+        # The file has not moved: put the record and the directories back as they were.
+        with contextlib.suppress(OSError):
+            if recorded:
+                _write_manifest(entry)
+            for directory in reversed(made):
+                directory.rmdir()
+        if isinstance(exc, ParqctlError):
+            raise
+        raise _os_failure(
+            exc, f"cannot restore {entry.stored_path} to {target}", "nothing was moved"
+        ) from None
+    try:
+        fsync_dir(target.parent)
+        _remove_entry(entry.directory)
+    except OSError as exc:
+        raise _os_failure(
+            exc,
+            f"{entry.id} was restored to {target}, but its record could not be removed",
+            "`parqctl quarantine list` completes it",
+        ) from None
     audit.append(
         root,
         "quarantine.restore",
@@ -443,6 +485,32 @@ def _data_file(root: Path, path: Path) -> Path:
         raise ParqctlError(f"{path} is not a regular file", "quarantine moves one file at a time")
     real_root = Path(os.path.realpath(root))
     return root / source.relative_to(real_root)
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """``mkdir -p``; returns the directories it created, outermost first."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        created.mkdir()
+    return list(reversed(missing))
+
+
+def _os_failure(exc: OSError, what: str, outcome: str) -> ParqctlError:
+    """One line for an OSError: what failed, on which file, why, and what to do."""
+    reason = exc.strerror or str(exc)
+    where = f" ({exc.filename})" if exc.filename and str(exc.filename) not in what else ""
+    if exc.errno == errno.ENOSPC:
+        return DiskSpaceError(f"{what}: {reason}{where}", f"{outcome}; free some space first")
+    if exc.errno == errno.EXDEV:
+        hint = "quarantine moves files by rename, which cannot cross mount points"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "check the permissions, attributes (lsattr) and mount options of those paths"
+    else:
+        hint = "check the disk and the paths"
+    return ParqctlError(f"{what}: {reason}{where}", f"{outcome}; {hint}")
 
 
 def _inside(path: Path, directory: Path) -> bool:

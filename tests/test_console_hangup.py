@@ -68,6 +68,14 @@ class Terminal:
     def press(self, keys: bytes) -> None:
         os.write(self.master, keys)
 
+    def press_until(self, keys: bytes, text: str, timeout: float = 30.0) -> None:
+        """Press again until ``text`` appears (keys sent while the app starts may be lost)."""
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.output:
+            assert time.monotonic() < deadline, f"{text!r} never appeared on the console"
+            self.press(keys)
+            time.sleep(0.5)
+
     def hang_up(self) -> None:
         """Close the terminal, and send SIGHUP to the console's whole process group, as a
         login shell does to its jobs when the connection drops."""
@@ -111,8 +119,7 @@ def test_a_hangup_during_a_console_run_stops_it_safely(tmp_path: Path):
     terminal = Terminal([str(PARQCTL), "-w", str(root), "console"])
     try:
         terminal.wait_for("Health")
-        terminal.press(b"7")
-        terminal.wait_for("Next:")
+        terminal.press_until(b"7", "Next:")
         terminal.press(b"r")
         terminal.wait_for("Run the migration?")
         terminal.press(b"\t")

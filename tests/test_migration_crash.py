@@ -146,6 +146,7 @@ def test_a_full_disk_aborts_cleanly_and_resume_completes(clean: Path, small_tmpf
     )
     before = legacy_hashes(root)
     assert run_cli(*_migrate_args(root, "plan")).returncode == 0
+    _record_output_ratio(root, 0.01)  # a projection far too low: the run starts, then fills
     free = shutil.disk_usage(small_tmpfs).free
     filler = small_tmpfs / "filler"
     filler.write_bytes(b"\0" * max(free - 900 * 1024, 0))
@@ -166,6 +167,15 @@ def test_a_full_disk_aborts_cleanly_and_resume_completes(clean: Path, small_tmpf
     assert resumed.returncode == 0, resumed.stderr
     assert run_cli(*_migrate_args(root, "verify", "--workers", "1")).returncode == 0
     assert legacy_hashes(root) == before
+
+
+def _record_output_ratio(root: Path, ratio: float) -> None:
+    """Set the output-per-legacy-byte ratio the plan records (as estimate does)."""
+    path = root / "migration_plan.json"
+    plan = json.loads(path.read_text())
+    for interval in plan["venues"][0]["intervals"].values():
+        interval.setdefault("parqctl", {})["output_ratio"] = {"bytes_per_legacy_byte": ratio}
+    path.write_text(json.dumps(plan))
 
 
 def test_a_second_run_is_refused_with_the_holders_details(clean: Path):

@@ -6,11 +6,19 @@ storage_config.json. The collector reads only the global ``partitioned`` flag be
 storage blocks, so that flag is set with the venue's (both restored on rollback): a
 ticker added later then lands in the partitioned layout for the collector and for
 parqctl alike.
+
+Write-ahead, so that a crash between the files never leaves a change the plan does not
+record: first the plan records the intended activation (``activating``: every block it
+will set, the block each ticker had before, and the switches' old values), then
+tickers.json and storage_config.json are written, then the plan marks the interval
+activated. A plan left ``activating`` is completed by running activate again, or undone
+by rollback from the recorded old values.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from core import audit, run_lock
 from core.errors import ParqctlError
@@ -18,6 +26,7 @@ from core.layout import Venue, ticker_partition_dir
 from core.metadata import MigrationPlan, StorageBlock
 from core.migration import checkpoint, staging
 from core.migration.checkpoint import IntervalPlan
+from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
 from core.migration.plan import legacy_intervals
 from core.workspace import Workspace
@@ -26,7 +35,7 @@ from core.workspace import Workspace
 @dataclass
 class IntervalActivation:
     interval: str
-    action: str  # activated, already active
+    action: str  # activated, completed (an interrupted activation), already active
     blocks_set: int = 0
     unregistered: list[str] = field(default_factory=list)  # migrated but not in tickers.json
 
@@ -45,22 +54,49 @@ def activate_migration(
         _reload(ws)
         plan = checkpoint.load(ws)
         selected = checkpoint.planned_intervals(plan, venue, intervals)
+        named = {i.interval for i in selected}
+        # An interrupted activation of the venue is completed too, named or not.
+        selected += [
+            i
+            for i in checkpoint.planned_intervals(plan, venue, None)
+            if i.interval not in named and i.activating and not i.activation
+        ]
         for interval in selected:
-            if not interval.activation:
+            checkpoint.require_no_interrupted_rollback(interval, "activate it")
+        pending = [i for i in selected if not i.activation]
+        resumed = {i.interval for i in pending if i.activating and _applied(ws, i)}
+        for interval in pending:
+            if interval.interval not in resumed:
                 check_activatable(ws, interval)
-        results = [_activate(ws, interval) for interval in selected]
-        ws.save_tickers()
-        switch_set = _set_switch_if_complete(ws, plan, venue)
-        checkpoint.save(ws, plan)
+                interval.ours["activating"] = _intent(ws, interval)
+                interval.touch()
+        switch = _switch_is_set(ws, venue)
+        if pending:
+            switch = _record_switch_intent(ws, plan, venue)
+            checkpoint.save(ws, plan)
+            failpoint("activate-intent-recorded")
+            for interval in pending:
+                _apply_blocks(ws, interval)
+            ws.save_tickers()
+            failpoint("activate-tickers-written")
+            if switch:
+                config = ws.storage_config
+                config.set_source(venue, True)
+                config.raw["partitioned"] = True
+                ws.save_storage_config()
+                failpoint("activate-config-written")
+        results = [_mark_activated(i, i.interval in resumed) for i in selected]
+        if pending:
+            checkpoint.save(ws, plan)
         audit.append(
             ws.root,
             "migrate.activate",
             "ok",
             venue=venue.id,
             intervals={r.interval: r.action for r in results},
-            switch_set=switch_set,
+            switch_set=switch,
         )
-    return ActivateResult(venue.id, results, switch_set)
+    return ActivateResult(venue.id, results, switch)
 
 
 def _reload(ws: Workspace) -> None:
@@ -97,53 +133,90 @@ def check_activatable(ws: Workspace, interval: IntervalPlan) -> None:
         )
 
 
-def _activate(ws: Workspace, interval: IntervalPlan) -> IntervalActivation:
-    if interval.activation:
-        return IntervalActivation(interval.interval, "already active")
+def _intent(ws: Workspace, interval: IntervalPlan) -> dict[str, Any]:
+    """What activating the interval changes in tickers.json, with the values it replaces."""
     verified_at = interval.raw.get("verification", {}).get("verified_at") or checkpoint.now_iso()
-    block = StorageBlock.partitioned_raw(interval.venue, verified_at)
     migrated = {f.ticker for f in list_legacy(interval.legacy_dir(ws.root))[0]}
-    result = IntervalActivation(interval.interval, "activated")
-    blocks_set = []
+    blocks_set: list[str] = []
+    replaced: dict[str, Any] = {}
     for entry in ws.tickers.entries():
-        has_interval = entry.interval(interval.interval) is not None
-        if not (has_interval or entry.name in migrated):
+        iv_entry = entry.interval(interval.interval)
+        if not (iv_entry is not None or entry.name in migrated):
             continue
         current = entry.storage(interval.interval)
         if current is not None and current.mode == "partitioned":
             continue  # routed there before this migration: not ours to set or remove
-        entry.set_storage(interval.interval, dict(block))
         blocks_set.append(entry.name)
-    result.blocks_set = len(blocks_set)
-    result.unregistered = sorted(t for t in migrated if t not in ws.tickers)
-    interval.ours["activation"] = {
+        if iv_entry is not None and "storage" in iv_entry:
+            replaced[entry.name] = iv_entry["storage"]  # restored as it was on rollback
+    return {
         "at": checkpoint.now_iso(),
         "verified_at": verified_at,
+        "block": StorageBlock.partitioned_raw(interval.venue, verified_at),
         "blocks_set": blocks_set,
+        "replaced": replaced,
+        "unregistered": sorted(t for t in migrated if t not in ws.tickers),
     }
+
+
+def _applied(ws: Workspace, interval: IntervalPlan) -> bool:
+    """Whether tickers.json already carries the recorded blocks (a crash after writing it):
+    the collector may be writing there since, so the activation is completed, not redone."""
+    record = interval.activating or {}
+    for name in record.get("blocks_set", []):
+        entry = ws.tickers.get(name)
+        block = entry.storage(interval.interval) if entry else None
+        if block is None or block.mode != "partitioned" or block.venue != interval.venue:
+            return False
+    return True
+
+
+def _apply_blocks(ws: Workspace, interval: IntervalPlan) -> None:
+    record = interval.activating or {}
+    for name in record.get("blocks_set", []):
+        entry = ws.tickers.get(name)
+        if entry is not None:
+            entry.set_storage(interval.interval, dict(record["block"]))
+
+
+def _mark_activated(interval: IntervalPlan, resumed: bool) -> IntervalActivation:
+    if interval.activation:
+        return IntervalActivation(interval.interval, "already active")
+    record = interval.ours.pop("activating")
+    interval.ours["activation"] = {**record, "at": checkpoint.now_iso()}
     interval.touch()
-    return result
+    return IntervalActivation(
+        interval.interval,
+        "completed" if resumed else "activated",
+        len(record.get("blocks_set", [])),
+        list(record.get("unregistered", [])),
+    )
 
 
-def _set_switch_if_complete(ws: Workspace, plan: MigrationPlan, venue: Venue) -> bool:
+def _record_switch_intent(ws: Workspace, plan: MigrationPlan, venue: Venue) -> bool:
+    """Whether the venue's switch is to be set (every legacy interval active or being
+    activated); if so, its old values are recorded in the plan first."""
     record = checkpoint.venue_raw(plan, venue) or {}
-    active = {
+    routed = {
         name
         for name in record.get("intervals", {})
-        if checkpoint.IntervalPlan.of(plan, venue, name).activation
+        if checkpoint.IntervalPlan.of(plan, venue, name).routed
     }
-    if not set(legacy_intervals(ws)) <= active:
+    if not set(legacy_intervals(ws)) <= routed:
         return False
     ours = record.setdefault(checkpoint.OURS, {})
-    config = ws.storage_config
     if "switch_before" not in ours:
+        config = ws.storage_config
         sources = config.raw.get("sources") or {}
         ours["switch_before"] = {
             "partitioned": bool(config.raw.get("partitioned", False)),
             "source": sources.get(venue.config_key),
             "source_present": venue.config_key in sources,
         }
-    config.set_source(venue, True)
-    config.raw["partitioned"] = True
-    ws.save_storage_config()
     return True
+
+
+def _switch_is_set(ws: Workspace, venue: Venue) -> bool:
+    return ws.storage_config.is_partitioned(venue) and bool(
+        ws.storage_config.raw.get("partitioned")
+    )

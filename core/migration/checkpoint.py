@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.errors import ParqctlError
+from core.errors import MetadataError, ParqctlError
 from core.layout import Venue
-from core.metadata import MigrationPlan
+from core.metadata import MIGRATION_PLAN_FILE, MigrationPlan
+from core.migration import months as mo
 from core.workspace import Workspace
 
 OURS = "parqctl"
@@ -76,10 +77,47 @@ class IntervalPlan:
         return cls(venue, interval, v, raw)
 
     def legacy_dir(self, root: Path) -> Path:
-        return root / self.raw["legacy_path"]
+        return root / self._data_path(root, "legacy_path")
 
     def partition_dir(self, root: Path) -> Path:
-        return root / self.raw["partition_path"]
+        return root / self._data_path(root, "partition_path")
+
+    def months(self, root: Path, ticker: str, key: str) -> list[int]:
+        """A ticker record's month list (``created``, ``merged``), refused when malformed."""
+        value = (self.tickers.get(ticker) or {}).get(key)
+        try:
+            return mo.expand(value if isinstance(value, str) else None)
+        except ValueError:
+            raise MetadataError(
+                f"{root / MIGRATION_PLAN_FILE}: {self.describe()} ticker {ticker!r} {key} is "
+                f"{value!r}, not a list of months such as 2024-01..2024-12",
+                "fix that entry by hand; nothing was changed",
+            ) from None
+
+    def _data_path(self, root: Path, key: str) -> PurePosixPath:
+        """The plan's path entry, refused unless it is a plain relative path below data/.
+
+        Rollback and finalize delete below these directories: a hand-edited or hostile
+        plan must not point them anywhere else.
+        """
+        value = self.raw.get(key)
+        path = PurePosixPath(value) if isinstance(value, str) else None
+        if (
+            path is None
+            or path.is_absolute()
+            or len(path.parts) < 2
+            or path.parts[0] != "data"
+            or ".." in path.parts
+            or "\\" in value
+            or "\x00" in value
+        ):
+            raise MetadataError(
+                f"{root / MIGRATION_PLAN_FILE}: {self.describe()} {key} is {value!r}, "
+                "not a relative path below data/",
+                "fix that entry by hand, or recreate the interval's plan with "
+                "`parqctl migrate plan --force`",
+            )
+        return path
 
     @property
     def ours(self) -> dict[str, Any]:
@@ -92,6 +130,16 @@ class IntervalPlan:
     @property
     def activation(self) -> dict[str, Any] | None:
         return self.ours.get("activation")
+
+    @property
+    def activating(self) -> dict[str, Any] | None:
+        """The write-ahead record of an activation that has not completed (a crash)."""
+        return self.ours.get("activating")
+
+    @property
+    def routed(self) -> bool:
+        """Whether activation has begun: tickers.json may route the collector here."""
+        return bool(self.activation or self.activating)
 
     @property
     def status(self) -> str:
@@ -151,7 +199,23 @@ def planned_intervals(
     return [IntervalPlan.of(plan, venue, name) for name in names]
 
 
+def require_no_interrupted_rollback(interval: IntervalPlan, action: str) -> None:
+    if interval.ours.get("rolling_back"):
+        raise ParqctlError(
+            f"the rollback of {interval.describe()} was interrupted; refusing to {action}",
+            f"finish it with `parqctl migrate rollback --venue {interval.venue.id} --interval "
+            f"{interval.interval}`",
+        )
+
+
 def require_not_activated(interval: IntervalPlan, action: str) -> None:
+    require_no_interrupted_rollback(interval, action)
+    if interval.activating and not interval.activation:
+        raise ParqctlError(
+            f"{interval.describe()} has an interrupted activation; refusing to {action}",
+            f"complete it with `parqctl migrate activate --venue {interval.venue.id} --interval "
+            f"{interval.interval}` or undo it with `parqctl migrate rollback`",
+        )
     if interval.activation:
         raise ParqctlError(
             f"{interval.describe()} is already active in the partitioned layout; refusing to {action}",

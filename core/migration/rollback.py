@@ -1,7 +1,11 @@
 """``migrate rollback``: route the collector back to the legacy files.
 
-By metadata: the storage blocks activation set are removed and the storage switches it
-changed are restored. Refused while a migrated ticker's legacy file is missing, and
+By metadata: the storage blocks activation set are removed (or put back as they were,
+where a ticker had another block before) and the storage switches it changed are
+restored, from the values the plan recorded before activation wrote anything; an
+activation a crash interrupted (``activating``) is undone the same way. The plan is
+marked ``rolling_back`` before the metadata is written, so a crash in between is
+finished by running rollback again. Refused while a migrated ticker's legacy file is missing, and
 (without ``force``) while partition files changed since they were verified: the
 collector may have written bars there that the legacy files lack. With ``purge``, the
 partition files this migration created (recorded in the plan) are deleted too, and
@@ -16,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import audit, run_lock
+from core.atomic import fsync_dir
 from core.errors import ParqctlError
 from core.layout import Venue, ticker_partition_dir
 from core.metadata import MigrationPlan
 from core.migration import checkpoint, staging
 from core.migration import months as mo
 from core.migration.checkpoint import IntervalPlan
+from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
 from core.workspace import Workspace
 
@@ -30,6 +36,7 @@ from core.workspace import Workspace
 class PurgePlan:
     """What ``purge`` deletes, for the confirmation."""
 
+    directories: list[Path] = field(default_factory=list)  # the partitioned trees it is in
     files: list[Path] = field(default_factory=list)
     bytes: int = 0
     kept_changed: list[str] = field(default_factory=list)  # tickers whose files changed
@@ -62,18 +69,27 @@ def rollback_migration(
         selected = checkpoint.planned_intervals(plan, venue, intervals)
         for interval in selected:
             _check_legacy_present(ws, interval)
-            if interval.activation and not force:
+            if interval.routed and not force:
                 _check_unchanged(ws, interval)
         purge_plan = _purge_plan(ws, selected) if purge else None
         wants_confirmation = purge_plan is not None and purge_plan.files
         if wants_confirmation and (confirm_purge is None or not confirm_purge(purge_plan)):
             raise ParqctlError("rollback cancelled", "nothing was changed")
-        removed = sum(_remove_blocks(ws, i) for i in selected)
+        stamp = checkpoint.now_iso()
+        for interval in selected:
+            if interval.routed:
+                interval.ours.setdefault("rolling_back", stamp)
+        checkpoint.save(ws, plan)
+        failpoint("rollback-intent-recorded")
+        removed = sum(_restore_blocks(ws, i) for i in selected)
         ws.save_tickers()
+        failpoint("rollback-tickers-written")
         restored = _restore_switch(ws, plan, venue)
         for interval in selected:
             interval.ours["activation"] = None
-            interval.ours["rolled_back_at"] = checkpoint.now_iso()
+            for key in ("activating", "rolling_back"):
+                interval.ours.pop(key, None)
+            interval.ours["rolled_back_at"] = stamp
             interval.touch()
         checkpoint.save(ws, plan)
         if purge_plan is not None:
@@ -131,16 +147,26 @@ def _check_unchanged(ws: Workspace, interval: IntervalPlan) -> None:
         )
 
 
-def _remove_blocks(ws: Workspace, interval: IntervalPlan) -> int:
-    activation = interval.activation or {}
-    removed = 0
-    for name in activation.get("blocks_set", []):
+def _restore_blocks(ws: Workspace, interval: IntervalPlan) -> int:
+    """Undo the blocks activation set: removed, or the ticker's earlier block put back.
+
+    A block that is no longer activation's (the operator or the collector changed it
+    since) is left as it is.
+    """
+    record = interval.activation or interval.activating or {}
+    replaced = record.get("replaced") or {}
+    restored = 0
+    for name in record.get("blocks_set", []):
         entry = ws.tickers.get(name)
         block = entry.storage(interval.interval) if entry else None
-        if block is not None and block.mode == "partitioned" and block.venue == interval.venue:
+        if block is None or block.mode != "partitioned" or block.venue != interval.venue:
+            continue
+        if name in replaced:
+            entry.set_storage(interval.interval, replaced[name])
+        else:
             entry.clear_storage(interval.interval)
-            removed += 1
-    return removed
+        restored += 1
+    return restored
 
 
 def _restore_switch(ws: Workspace, plan: MigrationPlan, venue: Venue) -> bool:
@@ -163,6 +189,7 @@ def _purge_plan(ws: Workspace, selected: list[IntervalPlan]) -> PurgePlan:
     result = PurgePlan()
     for interval in selected:
         dataset = interval.partition_dir(ws.root)
+        result.directories.append(dataset)
         for ticker in _migrated(interval):
             record = interval.tickers[ticker]
             ticker_dir = ticker_partition_dir(dataset, ticker)
@@ -173,8 +200,8 @@ def _purge_plan(ws: Workspace, selected: list[IntervalPlan]) -> PurgePlan:
             if staging.tree_fingerprint(ticker_dir) not in recorded:
                 result.kept_changed.append(ticker)
                 continue
-            result.kept_merged += len(mo.expand(record.get("merged")))
-            for month in mo.expand(record.get("created")):
+            result.kept_merged += len(interval.months(ws.root, ticker, "merged"))
+            for month in interval.months(ws.root, ticker, "created"):
                 path = ticker_dir / mo.relative_file(month)
                 if path.is_file():
                     result.files.append(path)
@@ -185,13 +212,19 @@ def _purge_plan(ws: Workspace, selected: list[IntervalPlan]) -> PurgePlan:
 def _purge(
     ws: Workspace, plan: MigrationPlan, selected: list[IntervalPlan], purge: PurgePlan
 ) -> None:
+    changed: set[Path] = set()
     for path in purge.files:
         path.unlink(missing_ok=True)
+        changed.add(path.parent)
         for directory in (path.parent, path.parent.parent, path.parent.parent.parent):
             try:
                 directory.rmdir()  # only when empty
             except OSError:
                 break
+            changed.add(directory.parent)
+    for directory in sorted(changed, key=lambda d: len(d.parts), reverse=True):
+        if directory.is_dir():  # the removals are durable before the plan forgets them
+            fsync_dir(directory)
     kept = set(purge.kept_changed)
     for interval in selected:
         for ticker in _migrated(interval):

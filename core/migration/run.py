@@ -26,6 +26,7 @@ from core.migration import checkpoint, pool, staging
 from core.migration import months as mo
 from core.migration.checkpoint import IntervalPlan
 from core.migration.durability import FilesystemFlush, require_same_filesystem
+from core.migration.estimate import Projection, project_remaining
 from core.migration.failpoints import failpoint
 from core.migration.legacy import LegacyFile, list_legacy
 from core.workspace import Workspace
@@ -114,6 +115,13 @@ def run_migration(
         outcome = "failed"
         try:
             with pool.start(workers) as executor:
+                projection = project_remaining(
+                    ws, selected, executor, workers, area / "sample", token
+                )
+                staging.discard(area / "sample")
+                _refuse_projected_past_critical(ws, projection)
+                if projection.measured_now:  # kept, so a resumed run need not measure again
+                    checkpoint.save(ws, plan)
                 for interval in selected:
                     batches = _Batches(ws, plan, interval, area, batch_size, result.run_id)
                     result.intervals.append(batches.run(executor, workers, token, progress))
@@ -123,6 +131,9 @@ def run_migration(
             outcome = "cancelled" if result.cancelled else "ok"
             if result.failures:
                 outcome = f"completed with {len(result.failures)} failures"
+        except DiskSpaceError as exc:
+            outcome = f"refused: {exc.message}"
+            raise
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 outcome = "disk full"
@@ -162,6 +173,32 @@ def _refuse_past_critical(ws: Workspace) -> None:
             f"watermark ({ws.config.watermarks.critical:g}%)",
             "free space first; `parqctl migrate estimate` tells how much the copy needs",
         )
+
+
+def _refuse_projected_past_critical(ws: Workspace, projection: Projection) -> None:
+    """Refuse before the first write when the output of the tickers left to migrate would
+    take the disk past the critical watermark."""
+    marks = ws.config.watermarks
+    status = disk_status(ws.root, marks)
+    after = status.percent_after(projection.bytes)
+    if projection.bytes <= status.free and after < marks.critical:
+        return
+    ratios = ", ".join(
+        f"{iv} x{r:.2f} ({projection.sources[iv]})" for iv, r in projection.ratios.items()
+    )
+    raise DiskSpaceError(
+        f"not enough disk space to migrate: {_mib(status.free)} free at {ws.root}, and the "
+        f"{projection.tickers} tickers left need about {_mib(projection.bytes)} "
+        f"({_mib(projection.legacy_bytes)} of legacy files, measured output per legacy byte "
+        f"{ratios}), which would take the disk from {status.percent_used:.1f}% to "
+        f"{after:.1f}% used, past the critical watermark ({marks.critical:g}%)",
+        "free that much space first, or migrate one interval at a time with --interval; "
+        "`parqctl migrate estimate` measures the projection in detail",
+    )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 def _audit_quietly(root: Path, outcome: str, result: RunResult) -> None:
@@ -256,7 +293,11 @@ class _Batches:
             if tree_same and legacy.unchanged(record.get("legacy")):
                 self.result.skipped += 1
                 continue
-            own = mo.expand(record.get("created")) if state == "promoting" or tree_same else []
+            created = self.interval.months(self.ws.root, legacy.ticker, "created")
+            if state == "promoting":
+                own = _still_ours(ticker_dir, created, record)
+            else:
+                own = created if tree_same else []
             jobs.append(
                 TickerJob(
                     legacy.ticker,
@@ -301,6 +342,7 @@ class _Batches:
                 "state": "promoting",
                 "created": mo.compact([f.month for f in o.files if f.action != "merge"]),
                 "merged": mo.compact([f.month for f in o.files if f.action == "merge"]),
+                "own_files": self._own_files(o),
                 "run": self.run_id,
                 "at": checkpoint.now_iso(),
             }
@@ -325,6 +367,21 @@ class _Batches:
             self._count(o)
         self._checkpoint()
         failpoint("batch-checkpointed")
+
+    def _own_files(self, o) -> str:
+        """Per created month (in ``created`` order), the fingerprints of the files that are
+        this run's to replace on resume: the staged file, and for a ``replace`` the file it
+        replaces (an earlier run's output). Any other file found there on resume is the
+        collector's, written after a crash, and is merged instead."""
+        staged_dir = self.staging / f"ticker={o.ticker}"
+        final_dir = ticker_partition_dir(self.dataset, o.ticker)
+        entries = []
+        for f in sorted((f for f in o.files if f.action != "merge"), key=lambda f: f.month):
+            prints = [staging.file_fingerprint(staged_dir / mo.relative_file(f.month))]
+            if f.action == "replace":
+                prints.append(staging.file_fingerprint(final_dir / mo.relative_file(f.month)))
+            entries.append("|".join(p for p in prints if p))
+        return ",".join(entries)
 
     def _done_record(self, o, stamp: str) -> dict:
         record = {
@@ -368,6 +425,21 @@ class _Batches:
     def _checkpoint(self) -> None:
         self.interval.update_counters([f.ticker for f in self.legacy])
         checkpoint.save(self.ws, self.plan)
+
+
+def _still_ours(ticker_dir: Path, months: list[int], record: dict) -> list[int]:
+    """The created months of a ticker whose promotion a crash interrupted that still hold
+    a file this run recorded as its own (or none at all); a file with another fingerprint
+    was written since, by the collector, and is merged by (stock, date), never replaced.
+    A record without fingerprints (an older plan) claims nothing."""
+    entries = (record.get("own_files") or "").split(",")
+    if len(entries) != len(months):
+        return []
+    return [
+        month
+        for month, entry in zip(months, entries, strict=True)
+        if staging.file_fingerprint(ticker_dir / mo.relative_file(month)) in entry.split("|")
+    ]
 
 
 def _at_block(ws: Workspace) -> bool:

@@ -113,6 +113,20 @@ def tree_fingerprint(ticker_dir: Path) -> str:
     return h.hexdigest()
 
 
+def file_fingerprint(path: Path) -> str:
+    """Size, mtime and inode of one file, hashed short; empty when it does not exist.
+
+    A rename keeps all three, so a staged file promoted into the tree keeps its
+    fingerprint; a collector's rewrite (a new file renamed over it) or append changes it.
+    """
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    text = f"{st.st_size} {st.st_mtime_ns} {st.st_ino}".encode()
+    return hashlib.blake2b(text, digest_size=6).hexdigest()
+
+
 def _sorted_dirs(path: str) -> list[tuple[str, str]]:
     """(name, path) of the subdirectories, by name (plain strings: called per file)."""
     try:

@@ -17,7 +17,9 @@ class IntervalStatus:
     venue: str
     interval: str
     status: str  # the collector's: pending, migrating, complete
-    stage: str  # parqctl's: planned, migrating, migrated, verified, active, finalized
+    # parqctl's: planned, migrating, migrated, verified, activating, active, rolling back,
+    # finalizing, finalized (activating, rolling back, finalizing: a crash stopped that step)
+    stage: str
     jobs_total: int
     jobs_completed: int
     legacy_rows: int | None
@@ -33,6 +35,8 @@ class IntervalStatus:
     activated_at: str | None = None
     legacy_deleted_at: str | None = None
     updated_at: str | None = None
+    interrupted: str | None = None  # the step a crash stopped: run the hint to finish it
+    interrupted_hint: str | None = None
 
     @property
     def pending(self) -> int:
@@ -88,6 +92,9 @@ def _status(interval: IntervalPlan) -> IntervalStatus:
         legacy_deleted_at=deleted.get("at"),
         updated_at=ours.get("updated_at"),
     )
+    _interruption(interval, result)
+    if result.interrupted:
+        return result
     if deleted:
         result.stage = "finalized"
     elif activation:
@@ -99,3 +106,21 @@ def _status(interval: IntervalPlan) -> IntervalStatus:
     elif states:
         result.stage = "migrating"
     return result
+
+
+def _interruption(interval: IntervalPlan, result: IntervalStatus) -> None:
+    """A step whose write-ahead record is still in the plan: a crash stopped it."""
+    ours = interval.raw.get(checkpoint.OURS) or {}
+    where = f"--venue {interval.venue.id} --interval {interval.interval}"
+    deleted = ours.get("legacy_deleted") or {}
+    if ours.get("rolling_back"):
+        result.stage, result.interrupted = "rolling back", "rollback"
+        result.interrupted_hint = f"parqctl migrate rollback {where}"
+    elif ours.get("activating") and not ours.get("activation"):
+        result.stage, result.interrupted = "activating", "activate"
+        result.interrupted_hint = (
+            f"parqctl migrate activate {where} (or `parqctl migrate rollback {where}`)"
+        )
+    elif ours.get("legacy_deleting") or deleted.get("complete") is False:
+        result.stage, result.interrupted = "finalizing", "finalize"
+        result.interrupted_hint = f"parqctl migrate finalize --delete-legacy {where}"

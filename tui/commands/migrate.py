@@ -90,7 +90,14 @@ def register(commands) -> None:
         action="store_true",
         help="roll back even though partition files changed since verification",
     )
-    q.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    q.add_argument(
+        "--list-files",
+        action="store_true",
+        help="with --purge-partitioned: list every file that would be deleted before asking",
+    )
+    q.add_argument(
+        "--yes", action="store_true", help="do not ask for confirmation (required with --json)"
+    )
     q = step(
         "finalize",
         "delete the legacy files after activation and a fresh verify",
@@ -216,6 +223,11 @@ def run_estimate(args) -> int:
             f"{e.percent_used:.1f}% used now, {e.percent_after:.1f}% after ({e.level_after})"
         )
         print(f"  duration: about {e.projected_seconds:,.0f} s with {e.workers} workers")
+        ratios = ", ".join(f"{iv} x{r:.2f}" for iv, r in e.bytes_per_legacy_byte.items())
+        if e.recorded:
+            print(f"  output per legacy byte ({ratios}) recorded in the plan for `migrate run`")
+        elif e.not_recorded:
+            print(f"  output per legacy byte not recorded in the plan: {e.not_recorded}")
     if e.refused:
         raise DiskSpaceError(
             f"the migration would take the disk to {e.percent_after:.1f}% "
@@ -379,18 +391,31 @@ def run_activate(args) -> int:
 def run_rollback(args) -> int:
     from core.migration.rollback import PurgePlan, rollback_migration
 
+    if args.purge_partitioned and args.json and not args.yes:
+        raise ParqctlError(
+            "refusing to delete partition files without confirmation in --json mode",
+            "pass --yes (run once without --json to see what would go)",
+        )
+
     def ask(plan: PurgePlan) -> bool:
+        if args.yes:
+            return True
+        if args.list_files:
+            for path in plan.files:
+                print(f"  {path}")
         kept = (
             f"; keeping {plan.kept_merged} merged files and the files of "
             f"{len(plan.kept_changed)} changed tickers"
             if plan.kept_merged or plan.kept_changed
             else ""
         )
+        listing = "" if args.list_files else " (--list-files lists them)"
         question = (
-            f"Delete {len(plan.files):,} partition files ({human_bytes(plan.bytes)}) "
-            f"this migration created{kept}?"
+            f"Delete {len(plan.files):,} partition files ({human_bytes(plan.bytes)}) this "
+            f"migration created under {', '.join(str(d) for d in plan.directories)}"
+            f"{listing}{kept}?"
         )
-        return args.yes or confirm(question, what="delete partition files")
+        return confirm(question, what="delete partition files")
 
     result = rollback_migration(
         _ws(args),
@@ -405,7 +430,7 @@ def run_rollback(args) -> int:
         return 0
     print(
         f"{result.venue} {', '.join(result.intervals)}: back to legacy; "
-        f"{result.blocks_removed} storage blocks removed"
+        f"{result.blocks_removed} storage blocks removed or restored"
         + ("; storage_config.json restored" if result.switch_restored else "")
     )
     if result.purge is not None:
@@ -413,6 +438,9 @@ def run_rollback(args) -> int:
             f"deleted {len(result.purge.files):,} partition files "
             f"({human_bytes(result.purge.bytes)})"
         )
+        if args.list_files:
+            for path in result.purge.files:
+                print(f"  deleted {path}")
         for ticker in result.purge.kept_changed[:MAX_LISTED]:
             print(f"  kept {ticker}: its partition files changed since the migration")
     return 0
@@ -477,6 +505,8 @@ def run_status(args) -> int:
             print(f"  active since {s.activated_at}")
         if s.legacy_deleted_at:
             print(f"  legacy files deleted {s.legacy_deleted_at}")
+        if s.interrupted:
+            print(f"  {s.interrupted} was interrupted; finish it with `{s.interrupted_hint}`")
         for f in s.failures[:MAX_LISTED]:
             print(f"  FAILED {f['ticker']} ({f['kind']}): {f['error']}")
     return 0
