@@ -23,10 +23,8 @@ from core.migration import checkpoint
 from core.migration.checkpoint import IntervalPlan
 from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
-from core.migration.verify import VerifyResult, verify_locked
+from core.migration.verify import LEGACY_GONE, VerifyResult, verify_locked
 from core.workspace import Workspace
-
-LEGACY_GONE = "the legacy file is gone"  # verify's problem for a done ticker without one
 
 
 @dataclass

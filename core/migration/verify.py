@@ -20,6 +20,8 @@ from core.migration.checkpoint import IntervalPlan
 from core.migration.legacy import list_legacy
 from core.workspace import Workspace
 
+LEGACY_GONE = "the legacy file is gone"  # the problem of a done ticker without its legacy file
+
 MAX_PROBLEMS_KEPT = 10
 
 
@@ -122,7 +124,7 @@ def _verify_interval(
     present = {f.ticker for f in files}
     for ticker, record in interval.tickers.items():
         if ticker not in present and record.get("state") == "done":
-            out.failures.append(TickerVerdict(ticker, ["the legacy file is gone"]))
+            out.failures.append(TickerVerdict(ticker, [LEGACY_GONE]))
     jobs = [
         VerifyJob(f.ticker, str(f.path), str(ticker_partition_dir(dataset, f.ticker)))
         for f in files
