@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
@@ -362,7 +361,10 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
 
 # --- the steps: engine call, then the lines the report shows --------------------------
 
-StepRunner = Callable[[Workspace, Target, Callable[[Progress], None], CancelToken], tuple]
+# A step: (workspace, target, progress callback, cancel token) -> (report lines, failed).
+StepRunner = Callable[
+    [Workspace, Target, Callable[[Progress], None], CancelToken], tuple[list[str], bool]
+]
 
 
 def _plan(ws: Workspace, target: Target, progress, token) -> tuple[list[str], bool]:
@@ -466,7 +468,7 @@ def _rollback(ws: Workspace, target: Target, progress, token) -> tuple[list[str]
     return lines, False
 
 
-STEP_RUNNERS: dict[str, Any] = {
+STEP_RUNNERS: dict[str, StepRunner] = {
     "plan": _plan,
     "estimate": _estimate,
     "dry-run": _dry_run,
