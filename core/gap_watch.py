@@ -1,5 +1,6 @@
 """What health and monitoring need from availability: per interval, the tickers with gaps,
-the sessions missing, and the recoverable sessions that expire within a few days.
+the sessions missing, and the recoverable sessions that expire within a few days; and the
+few worst tickers, for an operator to start with.
 
 It works from the file index (core.index) only when one exists: the index is refreshed
 incrementally (unchanged files are not opened), so a health check every few minutes
@@ -9,16 +10,18 @@ stays cheap, and a workspace never indexed does not pay for a full build inside
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.gaps import Gap
+    from core.gaps import Gap, TickerAvailability
     from core.workspace import Workspace
 
 EXPIRY_HORIZON_DAYS = 2
+WORST_TICKERS = 10
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,38 @@ class IntervalGaps:
 
 
 @dataclass(frozen=True)
+class WorstTicker:
+    """One ticker's gaps in one interval, summed."""
+
+    ticker: str
+    interval: str
+    missing_sessions: int
+    recoverable_sessions: int  # still fetchable (never expiring, or within retention)
+    expiring_sessions: int  # of those, the ones that leave the retention window soon
+    recoverable_until: date | None  # the soonest-expiring gap's; None if none expires
+
+    def rank(self) -> tuple:
+        """Sessions about to expire first (soonest deadline first), then the most sessions
+        still recoverable, then the most sessions missing."""
+        urgent = self.expiring_sessions > 0
+        until = self.recoverable_until or date.max
+        return (
+            not urgent,
+            until if urgent else date.max,
+            -self.recoverable_sessions,
+            until,
+            -self.missing_sessions,
+            self.ticker,
+            self.interval,
+        )
+
+
+@dataclass(frozen=True)
 class GapWatch:
     today: date
     horizon_days: int
     intervals: list[IntervalGaps]
+    worst: list[WorstTicker] = field(default_factory=list)  # the WORST_TICKERS first
 
     @property
     def expiring_sessions(self) -> int:
@@ -54,13 +85,18 @@ def gap_watch(
         return None
     today = today or date.today()
     report = availability(ws, refresh_index(root), today=today)
-    intervals = []
+    intervals, worst = [], []
     for name, iv in report.intervals.items():
-        expiring = sum(
-            _expiring(root, ticker.calendar, gap, today, iv.retention_days, horizon_days)
-            for ticker in iv.tickers
-            for gap in ticker.gaps
-        )
+        expiring = 0
+        for ticker in iv.tickers:
+            if not ticker.gaps:
+                continue
+            soon = sum(
+                _expiring(root, ticker.calendar, gap, today, iv.retention_days, horizon_days)
+                for gap in ticker.gaps
+            )
+            expiring += soon
+            worst.append(_worst(name, ticker, soon))
         intervals.append(
             IntervalGaps(
                 interval=name,
@@ -71,7 +107,22 @@ def gap_watch(
                 expiring_sessions=expiring,
             )
         )
-    return GapWatch(today, horizon_days, intervals)
+    return GapWatch(
+        today, horizon_days, intervals, heapq.nsmallest(WORST_TICKERS, worst, WorstTicker.rank)
+    )
+
+
+def _worst(interval: str, ticker: TickerAvailability, expiring: int) -> WorstTicker:
+    missing = ticker.missing_sessions
+    deadlines = [g.recoverable_until for g in ticker.gaps if g.recoverable_until is not None]
+    return WorstTicker(
+        ticker=ticker.ticker,
+        interval=interval,
+        missing_sessions=missing,
+        recoverable_sessions=missing - sum(g.lost_sessions for g in ticker.gaps),
+        expiring_sessions=expiring,
+        recoverable_until=min(deadlines, default=None),
+    )
 
 
 def _expiring(

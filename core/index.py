@@ -2,6 +2,8 @@
 
     index = refresh_index(ws.root)      # scan, read what is new or changed, persist
     index = load_index(ws.root)         # what was persisted, without looking at the data
+    refresh_index(ws.root, sessions=False)  # without the per-session lists (a tenth of
+                                        # the time when nothing changed)
     index.files                         # polars, one row per file (columns below)
     index.readable / index.unreadable   # the same rows, split on ``error``
     index.stats                         # what the refresh did: opened, reused, removed
@@ -52,7 +54,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -100,6 +102,9 @@ INDEX_SCHEMA = pa.schema(
     ]
 )
 _SCALAR_FIELDS = INDEX_SCHEMA.names[:13]  # path .. schema_fingerprint
+SESSION_FIELDS = ("session_days", "session_bars")
+# The index without the per-session lists: a fiftieth of its size once decompressed.
+_WITHOUT_SESSIONS = pa.schema([f for f in INDEX_SCHEMA if f.name not in SESSION_FIELDS])
 
 
 def index_path(root: Path) -> Path:
@@ -184,8 +189,7 @@ def numpy_values(array: pa.Array, dtype: type) -> np.ndarray:
     )
 
 
-@dataclass(frozen=True)
-class _Found:
+class _Found(NamedTuple):  # made for every file at every refresh: a tuple is cheapest
     """A bar file seen on disk by the scan."""
 
     path: str
@@ -440,32 +444,34 @@ def _records_table(found: list[_Found], contents: list[_Content]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=INDEX_SCHEMA)
 
 
-def _empty_frame() -> pl.DataFrame:
+def _empty_frame(sessions: bool = True) -> pl.DataFrame:
     import polars as pl
 
-    return pl.from_arrow(INDEX_SCHEMA.empty_table())
+    return pl.from_arrow((INDEX_SCHEMA if sessions else _WITHOUT_SESSIONS).empty_table())
 
 
-def load_index(root: Path) -> FileIndex:
+def load_index(root: Path, *, sessions: bool = True) -> FileIndex:
     """The persisted index as it is, without looking at the data tree.
 
     Empty when there is none yet, or when it is unreadable or of another version (it is
-    parqctl's own cache: the next refresh rebuilds it).
+    parqctl's own cache: the next refresh rebuilds it). ``sessions=False`` leaves out the
+    per-session lists, which are most of what there is to read.
     """
     import polars as pl
 
+    schema = INDEX_SCHEMA if sessions else _WITHOUT_SESSIONS
     path = index_path(root)
     try:
-        table = feather.read_table(path, memory_map=False)
+        table = feather.read_table(path, columns=schema.names, memory_map=False)
     except (FileNotFoundError, NotADirectoryError):
-        return FileIndex(root, _empty_frame())
-    except (pa.ArrowException, OSError):
-        return FileIndex(root, _empty_frame())
+        return FileIndex(root, _empty_frame(sessions))
+    except (pa.ArrowException, OSError, KeyError):
+        return FileIndex(root, _empty_frame(sessions))
     metadata = table.schema.metadata or {}
     if metadata.get(
         _VERSION_KEY
-    ) != INDEX_VERSION.encode() or not table.schema.remove_metadata().equals(INDEX_SCHEMA):
-        return FileIndex(root, _empty_frame())
+    ) != INDEX_VERSION.encode() or not table.schema.remove_metadata().equals(schema):
+        return FileIndex(root, _empty_frame(sessions))
     return FileIndex(root, pl.from_arrow(table))
 
 
@@ -515,31 +521,8 @@ def _read_all(
     return done_found, contents, retried
 
 
-def refresh_index(
-    root: Path,
-    *,
-    full: bool = False,
-    previous: FileIndex | None = None,
-    workers: int | None = None,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> FileIndex:
-    """Bring the index up to date with the data tree and persist it.
-
-    ``full`` re-reads every file. ``previous`` is an index already in memory (a console
-    refreshing periodically), used instead of loading the persisted one. Files are read
-    on ``workers`` threads (default: the CPU count). When cancelled, the files read so
-    far are kept in the persisted index and JobCancelled is raised; the next refresh
-    goes on from there.
-    """
-    import polars as pl
-
-    started = time.perf_counter()
-    if full:
-        prior = _empty_frame()
-    else:
-        prior = (previous if previous is not None else load_index(root)).files
-    found = scan(root)
+def _unchanged(prior: pl.DataFrame, found: list[_Found]) -> tuple[list[str], list[int]]:
+    """The paths of ``prior`` and the positions of those still on disk as recorded."""
     seen = {(f.path, f.size, f.mtime_ns) for f in found}
     prior_paths = prior["path"].to_list()
     keep = [
@@ -554,6 +537,44 @@ def refresh_index(
         )
         if key in seen
     ]
+    return prior_paths, keep
+
+
+def refresh_index(
+    root: Path,
+    *,
+    full: bool = False,
+    previous: FileIndex | None = None,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    sessions: bool = True,
+) -> FileIndex:
+    """Bring the index up to date with the data tree and persist it.
+
+    ``full`` re-reads every file. ``previous`` is an index already in memory (a console
+    refreshing periodically), used instead of loading the persisted one. Files are read
+    on ``workers`` threads (default: the CPU count). When cancelled, the files read so
+    far are kept in the persisted index and JobCancelled is raised; the next refresh
+    goes on from there. ``sessions=False`` returns the index without its per-session
+    lists, for callers that do not need them: when no file changed, they are not even
+    loaded.
+    """
+    import polars as pl
+
+    started = time.perf_counter()
+    if full:
+        prior = _empty_frame()
+    elif previous is not None:
+        prior = previous.files
+    else:
+        prior = load_index(root, sessions=sessions).files
+    found = scan(root)
+    prior_paths, keep = _unchanged(prior, found)
+    if (len(keep) < len(found) or len(keep) < len(prior_paths)) and SESSION_FIELDS[0] not in prior:
+        # Something changed, and the persisted index is rewritten whole: load all of it.
+        prior = load_index(root).files
+        prior_paths, keep = _unchanged(prior, found)
     kept_paths = {prior_paths[i] for i in keep}
     todo = sorted((f for f in found if f.path not in kept_paths), key=lambda f: f.path)
     done, contents, retried = _read_all(
@@ -587,4 +608,6 @@ def refresh_index(
     )
     if cancel is not None:
         cancel.raise_if_cancelled("run it again: the files read so far are kept in the index")
+    if not sessions:
+        files = files.drop(SESSION_FIELDS, strict=False)
     return FileIndex(root, files, stats)

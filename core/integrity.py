@@ -20,12 +20,12 @@ import functools
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from core import quarantine, run_lock
 from core.atomic import write_json
@@ -41,12 +41,8 @@ from core.workspace import Workspace
 # The last report keeps this many findings of each code (with the full counts), so that a
 # workspace where every file has the same extra column does not write a huge file.
 REPORT_FINDINGS_PER_CODE = 200
-# The index columns the checks use; its per-session lists are left alone (they are large).
-_RECORD_FIELDS = [
-    "path", "kind", "interval", "ticker", "year", "month", "size", "mtime_ns", "columns",
-    "types", "error",
-]  # fmt: skip
-_CHECK_CHUNK = 64  # files between cancel checks and progress reports, per worker
+_IN_FLIGHT = 4  # row checks queued per worker: a cancel waits for these only
+_PROGRESS_EVERY = 64  # files between progress reports
 
 _EXPECTED_TYPES = {name: {str(BAR_SCHEMA.field(name).type)} for name in BAR_COLUMNS}
 _EXPECTED_TYPES["stock"] |= {"large_string", "string_view"}
@@ -161,20 +157,20 @@ def check(
     started_clock = timer()
     ws.load_all_metadata()
     lock = run_lock.inspect(ws.root, now=started)
-    index = refresh_index(ws.root, progress=progress, cancel=cancel)
+    index = refresh_index(ws.root, progress=progress, cancel=cancel, sessions=False)
     files = index.files
     if interval is not None:
         files = files.filter(files["interval"] == interval)
     in_scope = _since_filter(files, since)
     findings: list[Finding] = []
     stats: dict[str, tuple[int, int]] = {}
-    records = in_scope.select(_RECORD_FIELDS).to_dicts()
+    schemas = _schema_problems_by_fingerprint(in_scope)
     bars: list[BarFile] = []
-    for record in records:
-        stats[record["path"]] = (record["size"], record["mtime_ns"])
-        file_findings = _file_findings(record, lock)
+    for record in _records(in_scope):
+        stats[record.path] = (record.size, record.mtime_ns)
+        file_findings = _file_findings(record, schemas, lock)
         findings += file_findings
-        if record["error"] is None and not any(f.severity is Severity.ERROR for f in file_findings):
+        if record.error is None and not any(f.severity is Severity.ERROR for f in file_findings):
             bars.append(_bar_file(record))
     findings += _schema_consistency(in_scope)
     bar_paths = set(index.files["path"].to_list())
@@ -227,60 +223,99 @@ def _since_filter(files, since: date | None):
     return files.filter(keep.fill_null(True))
 
 
-def _bar_file(record: dict[str, Any]) -> BarFile:
-    month = record["month"]
-    valid_month = month is not None and 1 <= month <= 12
+class _Record(NamedTuple):
+    """The index columns the checks use (its list columns are read once per schema)."""
+
+    path: str
+    kind: str
+    interval: str
+    ticker: str
+    year: int | None
+    month: int | None
+    size: int
+    mtime_ns: int
+    schema_fingerprint: str | None  # None when the footer does not read
+    error: str | None
+
+
+def _records(files) -> Iterator[_Record]:
+    """One record per row of the index, built from whole columns (no per-row dicts)."""
+    columns = (files[name].to_list() for name in _Record._fields)
+    return map(_Record._make, zip(*columns, strict=True))
+
+
+def _schema_problems_by_fingerprint(files) -> dict[str, tuple[_SchemaProblem, ...]]:
+    """The problems of each schema in ``files``; a workspace has a handful of them."""
+    import polars as pl
+
+    schemas = (
+        files.select("schema_fingerprint", "columns", "types")
+        .filter(pl.col("schema_fingerprint").is_not_null())
+        .unique("schema_fingerprint")
+    )
+    return {
+        fingerprint: _schema_problems(tuple(columns), tuple(types))
+        for fingerprint, columns, types in schemas.iter_rows()
+    }
+
+
+def _bar_file(record: _Record) -> BarFile:
+    valid_month = record.month is not None and 1 <= record.month <= 12
     return BarFile(
-        path=record["path"],
-        ticker=record["ticker"],
-        interval=record["interval"],
-        year=record["year"] if valid_month else None,
-        month=month if valid_month else None,
-        size=record["size"],
-        mtime_ns=record["mtime_ns"],
+        path=record.path,
+        ticker=record.ticker,
+        interval=record.interval,
+        year=record.year if valid_month else None,
+        month=record.month if valid_month else None,
+        size=record.size,
+        mtime_ns=record.mtime_ns,
     )
 
 
 def _file_finding(
-    record: dict[str, Any], severity: Severity, code: str, message: str, advice: str
+    record: _Record, severity: Severity, code: str, message: str, advice: str
 ) -> Finding:
     return Finding(
         severity,
         code,
-        record["path"],
+        record.path,
         message,
         advice,
-        ticker=record["ticker"],
-        interval=record["interval"],
+        ticker=record.ticker,
+        interval=record.interval,
     )
 
 
-def _file_findings(record: dict[str, Any], lock: run_lock.LockStatus) -> list[Finding]:
+def _file_findings(
+    record: _Record,
+    schemas: dict[str, tuple[_SchemaProblem, ...]],
+    lock: run_lock.LockStatus,
+) -> list[Finding]:
     """Findings from the index record alone: readability, the partition key, the schema."""
     findings = []
-    if record["kind"] == "partitioned" and not 1 <= (record["month"] or 0) <= 12:
+    if record.kind == "partitioned" and not 1 <= (record.month or 0) <= 12:
         findings.append(
             _file_finding(
                 record,
                 Severity.ERROR,
                 "layout.bad_partition",
-                f"month={record['month']} is not a month",
+                f"month={record.month} is not a month",
                 "no reader looks here for bars: move the rows to their month's partition",
             )
         )
-    if record["columns"] is None:
+    if record.schema_fingerprint is None:
         return [*findings, _unreadable(record, lock)]
-    findings += _schema_findings(record)
+    findings += [_file_finding(record, *problem) for problem in schemas[record.schema_fingerprint]]
     # The footer read but the index could not use the file: unless the schema explains
     # why (no or a retyped `date`), its data does not decode.
-    if record["error"] is not None and not any(f.severity is Severity.ERROR for f in findings):
+    if record.error is not None and not any(f.severity is Severity.ERROR for f in findings):
         findings.append(_unreadable(record, lock))
     return findings
 
 
-def _unreadable(record: dict[str, Any], lock: run_lock.LockStatus) -> Finding:
-    error = record["error"] or "unknown error"
-    if error == "changed while being read" or being_written(lock, record["mtime_ns"]):
+def _unreadable(record: _Record, lock: run_lock.LockStatus) -> Finding:
+    error = record.error or "unknown error"
+    if error == "changed while being read" or being_written(lock, record.mtime_ns):
         return _file_finding(
             record,
             Severity.INFO,
@@ -288,7 +323,7 @@ def _unreadable(record: dict[str, Any], lock: run_lock.LockStatus) -> Finding:
             f"not checked: it is being written ({error})",
             "nothing to do; the next check reads it",
         )
-    if record["size"] == 0:
+    if record.size == 0:
         return _file_finding(
             record,
             Severity.ERROR,
@@ -300,15 +335,10 @@ def _unreadable(record: dict[str, Any], lock: run_lock.LockStatus) -> Finding:
         record,
         Severity.ERROR,
         "file.unreadable",
-        f"not readable Parquet ({record['size']:,} bytes): {error}",
+        f"not readable Parquet ({record.size:,} bytes): {error}",
         "the file is truncated or damaged (the collector cannot read it either): "
         + _QUARANTINE_ADVICE,
     )
-
-
-def _schema_findings(record: dict[str, Any]) -> list[Finding]:
-    problems = _schema_problems(tuple(record["columns"]), tuple(record["types"]))
-    return [_file_finding(record, *problem) for problem in problems]
 
 
 _SchemaProblem = tuple[Severity, str, str, str]  # severity, code, message, advice
@@ -390,7 +420,8 @@ def _schema_consistency(files) -> list[Finding]:
     """A column whose type differs between the files of one ticker and interval."""
     import polars as pl
 
-    readable = files.filter(pl.col("columns").is_not_null())
+    readable = files.select("ticker", "interval", "schema_fingerprint", "path", "columns", "types")
+    readable = readable.filter(pl.col("columns").is_not_null())
     mixed = (
         readable.group_by("ticker", "interval")
         .agg(pl.col("schema_fingerprint").n_unique().alias("n"))
@@ -454,32 +485,61 @@ def _row_checks(
         except ChangedWhileChecking:
             return None
 
-    read = 0
+    read = unreported = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        step = _CHECK_CHUNK * workers
-        for start in range(0, len(todo), step):
-            if cancel is not None:
-                cancel.raise_if_cancelled("run it again: files checked so far are cached")
-            chunk = todo[start : start + step]
-            for bar, result in zip(chunk, pool.map(one, chunk), strict=True):
-                if result is None:
-                    findings.append(
-                        Finding(
-                            Severity.INFO,
-                            "file.being_written",
-                            bar.path,
-                            "not checked: it changed while being checked",
-                            "nothing to do; the next check reads it",
-                            ticker=bar.ticker,
-                            interval=bar.interval,
-                        )
+        for bar, result in _bounded_map(pool, one, todo, _IN_FLIGHT * workers, cancel):
+            if result is None:
+                findings.append(
+                    Finding(
+                        Severity.INFO,
+                        "file.being_written",
+                        bar.path,
+                        "not checked: it changed while being checked",
+                        "nothing to do; the next check reads it",
+                        ticker=bar.ticker,
+                        interval=bar.interval,
                     )
-                    continue
+                )
+            else:
                 cache.put(bar, deep, result)
                 findings += result
                 read += 1
-            tracker.advance(len(chunk))
+            unreported += 1
+            if unreported == _PROGRESS_EVERY:
+                tracker.advance(unreported)
+                unreported = 0
+        if unreported:
+            tracker.advance(unreported)
     return findings, read, len(bars) - len(todo)
+
+
+def _bounded_map(
+    pool: ThreadPoolExecutor,
+    fn: Callable[[BarFile], Any],
+    items: list[BarFile],
+    in_flight: int,
+    cancel: CancelToken | None,
+) -> Iterator[tuple[BarFile, Any]]:
+    """(item, fn(item)) in completion order, with at most ``in_flight`` queued, so that a
+    cancel is seen after the file being read, not after a batch of them."""
+    queue = iter(items)
+    pending: dict[Future, BarFile] = {}
+    try:
+        while True:
+            if cancel is not None:
+                cancel.raise_if_cancelled("run it again: files checked so far are cached")
+            for item in queue:
+                pending[pool.submit(fn, item)] = item
+                if len(pending) >= in_flight:
+                    break
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield pending.pop(future), future.result()
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 # --- acting on a report -------------------------------------------------------------------

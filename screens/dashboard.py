@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Container, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Footer, Header, OptionList
+from textual.widgets.option_list import Option
 
+from core.gap_watch import WorstTicker
 from core.health import HealthReport, Verdict
 from core.run_lock import LockState
 from tui.text import human_age, human_bytes
@@ -29,10 +35,14 @@ LOCK_STATE = {
 }
 
 
-def describe_verdict(report: HealthReport) -> str:
-    lines = [f"{VERDICT_GLYPH[report.verdict]} {report.verdict.name}"]
-    lines += [f"  {VERDICT_GLYPH[p.verdict]} {p.text}" for p in report.problems]
-    return "\n".join(lines)
+def describe_verdict(report: HealthReport) -> Group:
+    """The verdict, then each problem behind its glyph, wrapped lines under its text."""
+    problems = Table.grid(padding=(0, 1))
+    problems.add_column(no_wrap=True)
+    problems.add_column()
+    for problem in report.problems:
+        problems.add_row(f"  {VERDICT_GLYPH[problem.verdict]}", Text(problem.text))
+    return Group(Text(f"{VERDICT_GLYPH[report.verdict]} {report.verdict.name}"), problems)
 
 
 def describe_lock(report: HealthReport) -> str:
@@ -53,8 +63,8 @@ def describe_disk(report: HealthReport) -> str:
     disk, marks = report.disk, report.disk.watermarks
     lines = [
         f"{gauge(disk.percent_used)} {disk.percent_used:.1f}%  {disk.level.name}",
-        f"{human_bytes(disk.free)} free of {human_bytes(disk.total)}; "
-        f"warn {marks.warn:g}% · critical {marks.critical:g}% · block {marks.block:g}%",
+        f"{human_bytes(disk.free)} free of {human_bytes(disk.total)}",
+        f"watermarks: warn {marks.warn:g}% · critical {marks.critical:g}% · block {marks.block:g}%",
     ]
     for mount, projection in report.projections.items():
         where = f"{mount}: " if len(report.projections) > 1 else ""
@@ -132,6 +142,71 @@ def describe_migration(report: HealthReport) -> tuple[str, str]:
     return "\n".join(lines), "ok"
 
 
+def describe_worst(worst: WorstTicker) -> tuple[str, str, str]:
+    """A worst ticker's glyph, its severity (``critical`` about to expire, ``warning``
+    missing) and what is left to do about it."""
+    until = worst.recoverable_until
+    lost = worst.missing_sessions - worst.recoverable_sessions
+    if worst.expiring_sessions:
+        glyph, severity, fate = "⏳", "critical", f"{worst.expiring_sessions:,} expire by {until}"
+    elif until is not None:
+        glyph, severity, fate = "⏳", "warning", f"fetchable until {until}"
+    elif worst.recoverable_sessions:
+        glyph, severity, fate = "!", "warning", "fetchable any time"
+    else:
+        glyph, severity, fate = "✗", "lost", "lost for good"
+    if lost and worst.recoverable_sessions:
+        fate += f", {lost:,} lost"
+    return glyph, severity, fate
+
+
+class WorstTickers(OptionList):
+    """The tickers with the most urgent gaps, one a line; enter or a click opens the
+    heatmap on the highlighted one."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(classes="panel", **kwargs)
+        self.border_title = "Worst tickers"
+        self.worst: list[WorstTicker] = []
+
+    def show_note(self, note: str, state: str) -> None:
+        """A line in place of the list: why there is none."""
+        self.worst = []
+        self.set_options([Option(Text(note), disabled=True)])
+        self.set_state(state)
+
+    def show_worst(self, worst: list[WorstTicker]) -> None:
+        if not worst:
+            self.show_note("✓ no ticker has gaps", "ok")
+            return
+        self.worst = list(worst)
+        theme = self.app.current_theme
+        colours = {"critical": theme.error, "warning": theme.warning, "lost": theme.foreground}
+        width = max(len(w.ticker) for w in worst)
+        options = []
+        for w in worst:
+            glyph, severity, fate = describe_worst(w)
+            line = Text(no_wrap=True, overflow="ellipsis")
+            line.append(glyph + " " * (2 - cell_len(glyph)), style=f"bold {colours[severity]}")
+            line.append(f" {w.ticker:<{width}} {w.interval:<4}{w.missing_sessions:>6,} missing · ")
+            line.append(fate, style=colours[severity] if severity == "critical" else "")
+            options.append(Option(line))
+        highlighted = self.highlighted
+        self.set_options(options)
+        self.highlighted = min(highlighted or 0, len(options) - 1)
+        self.set_state("warning" if any(w.expiring_sessions for w in worst) else "ok")
+
+    def on_focus(self) -> None:
+        self.border_subtitle = "enter ▸ heatmap" if self.worst else ""
+
+    def on_blur(self) -> None:
+        self.border_subtitle = ""
+
+    def set_state(self, state: str) -> None:
+        for name in ("ok", "warning", "critical"):
+            self.set_class(name == state, f"-{name}")
+
+
 class DashboardScreen(Screen):
     HELP = """# Dashboard
 
@@ -139,7 +214,14 @@ The workspace at a glance: the overall verdict and its reasons, the collector's 
 the disk against its watermarks, coverage per interval (tickers complete, sessions
 missing, lost for good, and about to expire), the last integrity check, the quarantine,
 migration progress, and the datasets on disk. Panels refresh every 30 s and
-on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads to.
+on `r`. Move between panels with `tab`; `enter` (or a click) opens the screen a panel
+leads to.
+
+**Worst tickers** lists the tickers with gaps, most urgent first: sessions that leave
+Yahoo's retention window within two days (`⏳ … expire by`), then the most sessions still
+fetchable (`⏳ fetchable until` the first deadline, `!` any time), then the most missing
+(`✗` lost for good). `up` / `down` choose one; `enter` opens the heatmap on it, with its
+gap list in the panel.
 """
     BINDINGS = [Binding("r", "refresh", "Refresh")]
 
@@ -147,13 +229,16 @@ on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads t
         yield Header()
         with VerticalScroll(id="panels"):
             yield Panel("Health", id="verdict")
-            yield Panel("Run lock", target_mode="locks", id="lock")
-            yield Panel("Disk", target_mode="disk", id="disk")
-            yield Panel("Coverage", target_mode="heatmap", id="coverage")
-            yield Panel("Integrity", target_mode="integrity", id="integrity")
-            yield Panel("Quarantine", target_mode="quarantine", id="quarantine")
-            yield Panel("Migration", id="migration")
-            yield Panel("Datasets", id="datasets")
+            # Two columns on a wide terminal, one on a narrow one.
+            with Container(id="panel-grid"):
+                yield Panel("Run lock", target_mode="locks", id="lock")
+                yield Panel("Disk", target_mode="disk", id="disk")
+                yield Panel("Coverage", target_mode="heatmap", id="coverage")
+                yield WorstTickers(id="worst")
+                yield Panel("Integrity", target_mode="integrity", id="integrity")
+                yield Panel("Quarantine", target_mode="quarantine", id="quarantine")
+                yield Panel("Migration", target_mode="migration", id="migration")
+            yield Panel("Datasets", target_mode="disk", id="datasets")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -168,7 +253,7 @@ on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads t
             return
         verdict = self.query_one("#verdict", Panel)
         if state.report is None:
-            verdict.update(f"? UNKNOWN\n  {state.error}")
+            verdict.update(Text(f"? UNKNOWN\n  {state.error}"))
             verdict.set_state("critical")
             return
         report = state.report
@@ -181,6 +266,7 @@ on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads t
         disk.update(describe_disk(report))
         disk.set_state({0: "ok", 1: "warning"}.get(int(report.disk.level), "critical"))
         self.query_one("#datasets", Panel).update(describe_datasets(report))
+        self.show_worst(report, state.gaps_pending)
         for panel_id, (text, panel_state) in (
             ("coverage", describe_coverage(report, state.gaps_pending)),
             ("integrity", describe_integrity(report, self.app.now())),
@@ -190,3 +276,21 @@ on `r`. Move between panels with `tab`; `enter` opens the screen a panel leads t
             panel = self.query_one(f"#{panel_id}", Panel)
             panel.update(text)
             panel.set_state(panel_state)
+
+    def show_worst(self, report: HealthReport, pending: bool) -> None:
+        worst = self.query_one(WorstTickers)
+        if pending:
+            worst.show_note("… computing from the file index", "ok")
+        elif report.gaps is None:
+            reason = report.gaps_error or "no file index yet: open the heatmap (2) to build it"
+            worst.show_note(f"? {reason}", "warning")
+        else:
+            worst.show_worst(report.gaps.worst)
+
+    async def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        worst = self.query_one(WorstTickers).worst
+        if event.option_index >= len(worst):
+            return
+        chosen = worst[event.option_index]
+        await self.app.switch_mode("heatmap")
+        self.app.screen.show_ticker(chosen.ticker, chosen.interval)

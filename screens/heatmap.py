@@ -5,24 +5,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Container, Horizontal
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
+from textual.worker import get_current_worker
 
 from core.coverage import coverage_grid
 from core.errors import ParqctlError
-from core.gaps import TickerAvailability, Window, interval_availability
+from core.gaps import Gap, TickerAvailability, Window, interval_availability
 from core.heatmap import SORTS, ZOOMS, CellState, Heatmap, HeatmapSource
 from core.index import refresh_index
 from core.jobs import Progress
 from core.workspace import Workspace
 from screens.heatmap_grid import GLYPHS, HeatmapGrid
 
-MAX_GAPS_SHOWN = 12
+# Gap lines in the panel: beside the grid, as many as its height allows; under it (narrow
+# terminals), a few.
+SIDE_PANEL_LINES = 7  # the ticker's summary, a blank line and the gaps heading
+NARROW_GAPS_SHOWN = 4
 LEGEND = (
     (CellState.COMPLETE, "$success", "complete"),
     (CellState.PARTIAL, "$warning", "partial"),
@@ -65,6 +70,7 @@ class IndexProgress(Message):
 def describe_ticker(
     info: TickerAvailability | None, ticker: str, bucket: date | None, state: int | None
 ) -> str:
+    """The ticker under the cursor: the cell, its bars and sessions."""
     lines = [ticker]
     if state is not None and bucket is not None:
         lines.append(
@@ -75,26 +81,56 @@ def describe_ticker(
     lines += [
         f"bars     {info.first} .. {info.last}",
         f"sessions {info.present_sessions:,}/{info.expected_sessions:,}",
-        f"partial  {len(info.partial):,}",
+        f"partial  {len(info.partial):,}"
+        + (f"  ✗ {len(info.unreadable)} unreadable" if info.unreadable else ""),
     ]
-    if info.unreadable:
-        lines.append(f"✗ {len(info.unreadable)} unreadable file(s)")
-    if not info.gaps:
-        lines.append("✓ no gaps")
-        return "\n".join(lines)
-    lines.append(f"gaps     {len(info.gaps)} ({info.missing_sessions:,} sessions)")
-    for gap in sorted(info.gaps, key=lambda g: g.end, reverse=True)[:MAX_GAPS_SHOWN]:
-        span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end:%m-%d}"
-        if gap.recoverable_until is not None:
-            fate = f"⏳ by {gap.recoverable_until}"
-        elif gap.lost_sessions:
-            fate = "✗ lost" if gap.status == "lost" else f"✗ {gap.lost_sessions} lost"
-        else:
-            fate = "✓ fetchable"
-        lines.append(f" {span} {gap.sessions:>3} {fate}")
-    if len(info.gaps) > MAX_GAPS_SHOWN:
-        lines.append(f" … {len(info.gaps) - MAX_GAPS_SHOWN} older")
     return "\n".join(lines)
+
+
+def gap_fate(gap: Gap) -> str:
+    if gap.recoverable_until is not None:
+        return f"⏳ by {gap.recoverable_until}"
+    if gap.lost_sessions:
+        return "✗ lost" if gap.status == "lost" else f"✗ {gap.lost_sessions} lost"
+    return "✓ fetchable"
+
+
+def describe_gaps(info: TickerAvailability | None, limit: int) -> str:
+    """The ticker's gaps, newest first, each with whether it can still be fetched and
+    until when; the first deadline in the heading, as it may belong to an older gap."""
+    if info is None or info.first is None:
+        return ""
+    if not info.gaps:
+        return "✓ no gaps"
+    deadlines = [g.recoverable_until for g in info.gaps if g.recoverable_until is not None]
+    lines = [
+        f"{len(info.gaps)} gap(s), {info.missing_sessions:,} sessions"
+        + (f" · ⏳ {min(deadlines)}" if deadlines else "")
+    ]
+    shown = sorted(info.gaps, key=lambda g: g.end, reverse=True)
+    if len(shown) > limit:
+        shown, older = shown[: max(limit - 1, 1)], len(shown) - max(limit - 1, 1)
+    else:
+        older = 0
+    for gap in shown:
+        span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end:%m-%d}"
+        lines.append(f"{span:<17} {gap.sessions:>3} {gap_fate(gap)}")
+    if older:
+        lines.append(f"… {older} older")
+    return "\n".join(lines)
+
+
+def urgent_gap_day(info: TickerAvailability | None) -> date | None:
+    """Where to put the cursor on a ticker: its soonest-expiring gap, else its newest."""
+    if info is None or not info.gaps:
+        return None
+    expiring = [g for g in info.gaps if g.recoverable_until is not None]
+    if expiring:
+        return min(expiring, key=lambda g: g.recoverable_until).start
+    return max(info.gaps, key=lambda g: g.end).start
+
+
+ZOOM = Binding.Group("Zoom")
 
 
 class HeatmapScreen(Screen):
@@ -108,19 +144,28 @@ Tickers down, time across; one cell is a day, a week or a month. A cell is
 - `·` **outside** the ticker's listed range (before its first bar or after its last),
 - blank: **no session** (weekends, holidays).
 
-The panel shows the ticker under the cursor with its gaps, newest first, and whether
-each can still be fetched from Yahoo (and until when) or is lost for good.
+The panel (beside the grid, or under it on a narrow terminal) shows the ticker under the
+cursor with its gaps, newest first, and whether each can still be fetched from Yahoo
+(`⏳` until when, `✓` any time) or is lost for good (`✗`).
+
+`g` shows only the tickers with gaps (or all again); `/` filters by a ticker pattern;
+`s` sorts by name, worst coverage or latest gap; `t` jumps to a ticker, `d` to a date;
+`r` re-indexes the files that changed.
+
+Arrows move the cursor, `ctrl+left` / `ctrl+right` by ten cells, `pageup` / `pagedown`
+by a screen, `home` / `end` to the first and last ticker.
 """
+    # The footer shows what is used most; every key is in the help and the palette.
     BINDINGS = [
-        Binding("z", "zoom(-1)", "Zoom in"),
-        Binding("x", "zoom(1)", "Zoom out"),
+        Binding("z", "zoom(-1)", "Zoom in", group=ZOOM),
+        Binding("x", "zoom(1)", "Zoom out", group=ZOOM),
         Binding("i", "next_interval", "Interval"),
         Binding("s", "next_sort", "Sort"),
-        Binding("g", "toggle_gaps", "Only gaps"),
+        Binding("g", "toggle_gaps", "Gaps"),
         Binding("slash", "ask('filter')", "Filter", key_display="/"),
-        Binding("t", "ask('ticker')", "Ticker"),
-        Binding("d", "ask('date')", "Date"),
-        Binding("r", "reload", "Re-index"),
+        Binding("t", "ask('ticker')", "Ticker", show=False),
+        Binding("d", "ask('date')", "Date", show=False),
+        Binding("r", "reload", "Re-index", show=False),
         Binding("escape", "close_prompt", "Close", show=False),
     ]
 
@@ -134,13 +179,18 @@ each can still be fetched from Yahoo (and until when) or is lost for good.
         self.only_gaps = False
         self.data: IntervalData | None = None
         self.prompt_kind: str | None = None
+        # A ticker to show (from the dashboard): its interval, then the ticker, once loaded.
+        self.target: tuple[str, str] | None = None
+        self.jump_to: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("indexing…", id="heatmap-status")
+        yield Static("indexing…", id="heatmap-status", markup=False)
         with Horizontal(id="heatmap-body"):
             yield HeatmapGrid(id="heatmap-grid")
-            yield Static("", id="heatmap-detail")
+            with Container(id="heatmap-detail"):
+                yield Static("", id="heatmap-ticker")
+                yield Static("", id="heatmap-gaps")
         yield Input(id="heatmap-prompt")
         yield Static(self._legend(), id="heatmap-legend")
         yield Footer()
@@ -182,7 +232,8 @@ each can still be fetched from Yahoo (and until when) or is lost for good.
         except ParqctlError as exc:
             self.post_message(IntervalLoaded(None, [], exc.one_line()))
             return
-        self.post_message(IntervalLoaded(data, intervals, None))
+        if not get_current_worker().is_cancelled:  # a newer load replaced this one
+            self.post_message(IntervalLoaded(data, intervals, None))
 
     def on_index_progress(self, message: IndexProgress) -> None:
         p = message.progress
@@ -197,7 +248,12 @@ each can still be fetched from Yahoo (and until when) or is lost for good.
             message.intervals,
             message.data.interval,
         )
-        self.rebuild()
+        if self.target is not None and self.target[1] not in message.intervals:
+            self.target = None
+        if self.target is not None and self.target[1] == self.interval:
+            self._go_to_target()
+        else:
+            self.rebuild()
 
     def rebuild(self) -> None:
         if self.data is None:
@@ -217,12 +273,23 @@ each can still be fetched from Yahoo (and until when) or is lost for good.
         except ParqctlError as exc:
             self.app.call_from_thread(self.notify, exc.one_line(), severity="error")
             return
-        self.post_message(MatrixReady(heatmap, keep_ticker, keep_day))
+        if not get_current_worker().is_cancelled:
+            self.post_message(MatrixReady(heatmap, keep_ticker, keep_day))
 
     def on_matrix_ready(self, message: MatrixReady) -> None:
         heatmap = message.heatmap
         grid = self.query_one(HeatmapGrid)
-        grid.show(heatmap, message.keep_ticker, message.keep_day)
+        jumped = self.jump_to is not None
+        if jumped:
+            ticker, self.jump_to = self.jump_to, None
+            if ticker not in heatmap.tickers and (self.pattern or self.only_gaps):
+                self.notify(f"filter cleared to show {ticker}")
+                self.pattern, self.only_gaps = None, False
+                self.jump_to = ticker
+                self.compute_matrix(self.data.source, ticker, message.keep_day)
+                return
+            grid.focus()
+        grid.show(heatmap, message.keep_ticker, message.keep_day, center=jumped)
         shown = f"{len(heatmap.tickers):,} of {heatmap.total_tickers:,} tickers"
         filters = []
         if self.pattern:
@@ -235,15 +302,38 @@ each can still be fetched from Yahoo (and until when) or is lost for good.
             + f" · {heatmap.start}..{heatmap.end}"
         )
         if not heatmap.tickers:
-            self.query_one("#heatmap-detail", Static).update("no ticker matches")
+            self.query_one("#heatmap-ticker", Static).update("no ticker matches")
+            self.query_one("#heatmap-gaps", Static).update("")
 
     def on_heatmap_grid_cursor_moved(self, message: HeatmapGrid.CursorMoved) -> None:
         if message.ticker is None or self.data is None:
             return
         info = self.data.tickers.get(message.ticker)
-        self.query_one("#heatmap-detail", Static).update(
-            describe_ticker(info, message.ticker, message.bucket, message.state)
+        self.query_one("#heatmap-ticker", Static).update(
+            Text(describe_ticker(info, message.ticker, message.bucket, message.state))
         )
+        if self.has_class("-narrow"):
+            limit = NARROW_GAPS_SHOWN
+        else:
+            limit = max(self.query_one("#heatmap-detail").size.height - SIDE_PANEL_LINES, 3)
+        gaps = Text(describe_gaps(info, limit), no_wrap=True, overflow="ellipsis")
+        self.query_one("#heatmap-gaps", Static).update(gaps)
+
+    def show_ticker(self, ticker: str, interval: str) -> None:
+        """Put the cursor on ``ticker`` in ``interval`` at its most urgent gap, loading the
+        interval first if another is shown; a filter that hides the ticker is cleared."""
+        self.target = (ticker, interval)
+        if self.data is not None and self.data.interval == interval:
+            self._go_to_target()
+            return
+        self.query_one("#heatmap-status", Static).update(f"loading {interval} for {ticker}…")
+        self.load_interval(interval, full=False)
+
+    def _go_to_target(self) -> None:
+        ticker, _ = self.target
+        self.target = None
+        self.jump_to = ticker
+        self.compute_matrix(self.data.source, ticker, urgent_gap_day(self.data.tickers.get(ticker)))
 
     # --- actions ---------------------------------------------------------------------
 

@@ -105,13 +105,21 @@ class HeatmapGrid(Widget, can_focus=True):
     # --- data ------------------------------------------------------------------------
 
     def show(
-        self, heatmap: Heatmap, keep_ticker: str | None = None, keep_day: date | None = None
+        self,
+        heatmap: Heatmap,
+        keep_ticker: str | None = None,
+        keep_day: date | None = None,
+        center: bool = False,
     ) -> None:
-        """Display a new matrix, keeping the cursor on the same ticker and date if present."""
+        """Display a new matrix, keeping the cursor on the same ticker and date if present;
+        ``center`` scrolls that cell to the middle of the view (a jump, not a move)."""
         self.heatmap = heatmap
         self.label_width = label_width(heatmap.tickers)
         row = heatmap.tickers.index(keep_ticker) if keep_ticker in heatmap.tickers else 0
         col = self.column_of(keep_day) if keep_day is not None else len(heatmap.bucket_starts) - 1
+        if center:
+            self.top_row = max(row - self.visible_rows // 2, 0)
+            self.left_col = max(col - self.visible_columns // 2, 0)
         self.set_cursor(row, col)
         self.refresh()
 

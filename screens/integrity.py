@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from rich.console import Group
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,9 +19,36 @@ from core.findings import Finding, Scope, Severity
 from core.integrity import IntegrityReport, check, save_report
 from core.jobs import CancelToken, JobCancelled, Progress
 from core.workspace import Workspace
+from tui.text import human_age
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.fitted_table import FitColumn, FittedTable, labelled
 
-SEVERITY_GLYPH = {Severity.ERROR: "✗ error", Severity.WARNING: "! warning", Severity.INFO: "· info"}
+SEVERITY = {
+    Severity.ERROR: ("✗", "error"),
+    Severity.WARNING: ("!", "warning"),
+    Severity.INFO: ("·", "primary"),
+}
+COLUMNS = [
+    FitColumn(""),
+    FitColumn("ticker", max_width=16),
+    FitColumn("code", hide_below=110),
+    FitColumn("file", share=1, min_width=16, shorten="path"),
+    FitColumn("message", share=2, min_width=16),
+]
+
+
+def short_path(path: str) -> str:
+    """A bar file's path without the ``data/`` every one of them starts with."""
+    return path.removeprefix("data/")
+
+
+def describe_finding(finding: Finding) -> Group:
+    """The whole finding, for the pane under the table."""
+    glyph = SEVERITY[finding.severity][0]
+    about = " ".join(part for part in (finding.ticker, finding.interval) if part)
+    head = f"{glyph} {finding.severity.label} · {finding.code}" + (f" · {about}" if about else "")
+    rows = [("file", finding.path)] if finding.path else []
+    return labelled(head, [*rows, ("problem", finding.message), ("to do", finding.advice)])
 
 
 class CheckProgress(Message):
@@ -51,7 +80,7 @@ a confirmation: only errors about one file can be quarantined.
 """
     BINDINGS = [
         Binding("c", "run_check", "Check"),
-        Binding("escape", "cancel_check", "Cancel check"),
+        Binding("escape", "cancel_check", "Cancel"),
         Binding("Q", "quarantine", "Quarantine file", key_display="Q"),
     ]
 
@@ -63,15 +92,34 @@ a confirmation: only errors about one file can be quarantined.
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("no check run yet: press c", id="integrity-summary")
+        yield Static("no check run yet: press c", id="integrity-summary", markup=False)
         yield ProgressBar(id="integrity-progress", show_eta=True)
-        yield DataTable(id="integrity-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="integrity-advice")
+        yield FittedTable(COLUMNS, id="integrity-table")
+        yield Static("", id="integrity-detail", classes="detail")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one(ProgressBar).display = False
-        self.query_one(DataTable).add_columns("severity", "code", "file", "message")
+        self.watch(self.app, "health", self.show_last_check)
+
+    def show_last_check(self, state) -> None:
+        """Until a check runs here, the summary of the last one (the health refresh has it)."""
+        if self.report is not None or self.cancel_token is not None:
+            return
+        summary = state.report.integrity if state and state.report else None
+        if summary is None:
+            return
+        glyph = "✗" if summary.open_errors else "✓"
+        self.query_one("#integrity-summary", Static).update(
+            f"{glyph} last check {human_age(self.app.now() - summary.checked_at)} ago: "
+            f"{summary.open_errors} open error(s), {summary.warnings} warning(s) · "
+            "c: check and list"
+        )
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "cancel_check":
+            return self.cancel_token is not None  # shown in the footer while a check runs
+        return True
 
     def action_run_check(self) -> None:
         if self.cancel_token is not None:
@@ -81,6 +129,7 @@ a confirmation: only errors about one file can be quarantined.
         bar.update(total=None, progress=0)
         bar.display = True
         self.query_one("#integrity-summary", Static).update("checking…")
+        self.refresh_bindings()
         self.run_check(self.cancel_token)
 
     def action_cancel_check(self) -> None:
@@ -91,7 +140,7 @@ a confirmation: only errors about one file can be quarantined.
     def run_check(self, token: CancelToken) -> None:
         workspace = Workspace(self.app.workspace.root)
         try:
-            report = check(
+            report = self.app.in_engine_process(check)(
                 workspace,
                 progress=lambda p: self.post_message(CheckProgress(p)),
                 cancel=token,
@@ -115,22 +164,18 @@ a confirmation: only errors about one file can be quarantined.
 
     def on_check_finished(self, message: CheckFinished) -> None:
         self.cancel_token = None
+        self.refresh_bindings()
         self.query_one(ProgressBar).display = False
         if message.report is None:
             self.query_one("#integrity-summary", Static).update(f"! {message.error}")
             return
         self.report = report = message.report
         self.findings = sorted(report.findings, key=lambda f: (-f.severity, f.code, f.path or ""))
-        table = self.query_one(DataTable)
-        table.clear()
-        for i, finding in enumerate(self.findings):
-            table.add_row(
-                SEVERITY_GLYPH[finding.severity],
-                finding.code,
-                finding.path or "-",
-                finding.message,
-                key=str(i),
-            )
+        self.query_one(FittedTable).set_rows(
+            [(str(i), self.row(finding)) for i, finding in enumerate(self.findings)]
+        )
+        if not self.findings:
+            self.query_one("#integrity-detail", Static).update("✓ nothing to report")
         counts = report.counts()
         verdict = "✗" if report.errors else "✓"
         self.query_one("#integrity-summary", Static).update(
@@ -140,18 +185,25 @@ a confirmation: only errors about one file can be quarantined.
         )
         self.app.refresh_health()
 
+    def row(self, finding: Finding) -> list[str | Text]:
+        glyph, colour = SEVERITY[finding.severity]
+        where = " ".join(part for part in (finding.ticker, finding.interval) if part)
+        return [
+            Text(glyph, style=f"bold {getattr(self.app.current_theme, colour) or ''}"),
+            where,
+            finding.code,
+            short_path(finding.path) if finding.path else "-",
+            finding.message,
+        ]
+
     def selected(self) -> Finding | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        return self.findings[table.cursor_coordinate.row]
+        key = self.query_one(FittedTable).selected_key()
+        return None if key is None else self.findings[int(key)]
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         finding = self.selected()
         if finding is not None:
-            self.query_one("#integrity-advice", Static).update(
-                f"{finding.path or finding.code}: {finding.message}\nwhat to do: {finding.advice}"
-            )
+            self.query_one("#integrity-detail", Static).update(describe_finding(finding))
 
     def action_quarantine(self) -> None:
         finding = self.selected()

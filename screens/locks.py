@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.table import Table
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -63,6 +65,17 @@ def break_description(status: LockStatus) -> str:
     return "\n".join(lines)
 
 
+def lock_grid(lines: list[str]) -> Table:
+    """The CLI's ``label   value`` lines as a grid, so a long value wraps under itself."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for line in lines:
+        label, _, value = line.partition(" ")
+        grid.add_row(label, Text(value.lstrip()))
+    return grid
+
+
 class LocksScreen(Screen):
     HELP = """# Run lock
 
@@ -110,7 +123,7 @@ never runs beside the collector's updater. The verdict:
             return
         self.status = status = message.status
         details = self.query_one("#lock-details", Panel)
-        details.update("\n".join(lock_lines(status)))
+        details.update(lock_grid(lock_lines(status)))
         details.set_state(PANEL_STATE[status.state])
         self.query_one("#lock-advice", Panel).update(ADVICE[status.state])
 

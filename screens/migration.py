@@ -99,15 +99,17 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
     MigrationScreen #migration-progress-line { padding: 0 1; height: 1; }
     MigrationScreen #migration-report { padding: 0 1; height: 1fr; }
     """
+    # The footer fits 80 columns; the wizard line names the key of every next step, and
+    # help and the command palette list them all.
     BINDINGS = [
         Binding("p", "plan", "Plan"),
-        Binding("e", "estimate", "Estimate"),
-        Binding("d", "dry_run", "Dry-run"),
+        Binding("e", "estimate", "Estimate", show=False),
+        Binding("d", "dry_run", "Dry-run", show=False),
         Binding("r", "run", "Run"),
         Binding("v", "verify", "Verify"),
         Binding("a", "activate", "Activate"),
         Binding("b", "rollback", "Rollback", show=False),
-        Binding("escape", "cancel", "Stop step"),
+        Binding("escape", "cancel", "Stop"),
     ]
 
     def __init__(self) -> None:

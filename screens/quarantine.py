@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from rich.console import Group
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,8 +18,41 @@ from core.errors import ParqctlError
 from core.quarantine import QuarantineEntry
 from tui.text import human_age, human_bytes
 from tui.widgets.confirm import ConfirmScreen
+from tui.widgets.fitted_table import FitColumn, FittedTable, labelled
 
 CONDITION_GLYPH = {"ok": "✓", "missing": "✗"}
+COLUMNS = [
+    FitColumn(""),
+    FitColumn("age"),
+    FitColumn("size"),
+    FitColumn("original path", share=2, min_width=12, shorten="path"),
+    FitColumn("reason", share=3, min_width=16),
+    FitColumn("id", hide_below=150),
+]
+
+
+def describe_entry(entry: QuarantineEntry, now: float, root: Path) -> Group:
+    """The whole record of one entry, for the pane under the table."""
+    who = entry.who or {}
+    by = " on ".join(str(part) for part in (who.get("user"), who.get("host")) if part)
+    head = (
+        f"{CONDITION_GLYPH.get(entry.condition, '!')} {entry.id} · {entry.condition} · "
+        f"{human_bytes(entry.size)}"
+    )
+    return labelled(
+        head,
+        [
+            (
+                "when",
+                f"{entry.when} ({human_age(now - entry.quarantined_at)} ago)"
+                + (f" by {by}" if by else ""),
+            ),
+            ("from", entry.original_path),
+            ("kept", os.path.relpath(entry.stored_path, root)),
+            ("sha256", entry.sha256),
+            ("why", entry.reason),
+        ],
+    )
 
 
 class EntriesLoaded(Message):
@@ -46,13 +83,12 @@ here is deleted unless you purge it, and purge asks first, naming the file.
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static("", id="quarantine-summary")
-        yield DataTable(id="quarantine-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="quarantine-summary", markup=False)
+        yield FittedTable(COLUMNS, id="quarantine-table")
+        yield Static("", id="quarantine-detail", classes="detail")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("id", "", "age", "size", "original path", "reason")
         self.load()
 
     def on_screen_resume(self) -> None:
@@ -68,21 +104,26 @@ here is deleted unless you purge it, and purge asks first, naming the file.
     def on_entries_loaded(self, message: EntriesLoaded) -> None:
         if message.note:
             self.notify(message.note)
-        table = self.query_one(DataTable)
-        selected = self.selected()
-        table.clear()
         self.entries = {entry.id: entry for entry in message.entries}
         now = self.app.now()
-        for entry in message.entries:
-            table.add_row(
-                entry.id,
-                CONDITION_GLYPH.get(entry.condition, "!") + " " + entry.condition,
-                human_age(now - entry.quarantined_at),
-                human_bytes(entry.size),
-                entry.original_path,
-                entry.reason,
-                key=entry.id,
-            )
+        self.query_one(FittedTable).set_rows(
+            [
+                (
+                    entry.id,
+                    [
+                        CONDITION_GLYPH.get(entry.condition, "!"),
+                        human_age(now - entry.quarantined_at),
+                        human_bytes(entry.size),
+                        entry.original_path.removeprefix("data/"),
+                        entry.reason,
+                        entry.id,
+                    ],
+                )
+                for entry in message.entries
+            ]
+        )
+        if not message.entries:
+            self.query_one("#quarantine-detail", Static).update("")
         total = sum(e.size for e in message.entries)
         pending = sum(e.pending for e in message.entries)
         self.query_one("#quarantine-summary", Static).update(
@@ -95,15 +136,17 @@ here is deleted unless you purge it, and purge asks first, naming the file.
             if message.entries
             else "✓ nothing in quarantine"
         )
-        if selected is not None and selected.id in self.entries:
-            table.move_cursor(row=table.get_row_index(selected.id))
 
     def selected(self) -> QuarantineEntry | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return self.entries.get(key)
+        key = self.query_one(FittedTable).selected_key()
+        return None if key is None else self.entries.get(key)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        entry = self.selected()
+        if entry is not None:
+            self.query_one("#quarantine-detail", Static).update(
+                describe_entry(entry, self.app.now(), self.app.workspace.root)
+            )
 
     def action_restore(self) -> None:
         entry = self.selected()

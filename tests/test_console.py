@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from console_support import shown
 from textual.widgets import Static
 
 from core.workspace import Workspace
@@ -12,7 +13,7 @@ from tui.app import ParqctlApp
 
 
 def _text(app: ParqctlApp, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
+    return shown(app, selector)
 
 
 async def _wait_loaded(app: ParqctlApp, pilot) -> None:

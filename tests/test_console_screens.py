@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
+from console_support import shown
 from textual.widgets import DataTable, Static
+from textual.worker import WorkerCancelled
 
 from core import quarantine, run_lock
 from core.demo import build_demo
@@ -41,12 +44,13 @@ def demo(demo_template, tmp_path: Path):
 
 
 def _text(app: ParqctlApp, selector: str) -> str:
-    return str(app.screen.query_one(selector, Static).render())
+    return shown(app, selector)
 
 
 async def _settle(app: ParqctlApp, pilot) -> None:
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        with contextlib.suppress(WorkerCancelled):  # a refresh replaced by a newer one
+            await app.workers.wait_for_complete()
         await pilot.pause()
 
 
@@ -82,8 +86,9 @@ async def test_heatmap_zoom_filter_sort_and_jump(demo):
         await pilot.pause()
         ticker, day, state = grid.current()
         assert (ticker, day, state) == (gap.ticker, gap.dates[0], CellState.MISSING)
-        detail = _text(app, "#heatmap-detail")
-        assert gap.ticker in detail and "missing" in detail and "gaps" in detail
+        summary, gaps = _text(app, "#heatmap-ticker"), _text(app, "#heatmap-gaps")
+        assert gap.ticker in summary and "missing" in summary
+        assert "gap(s)" in gaps and f"\n{gap.dates[0]}" in gaps
 
         await pilot.press("slash", "ctrl+u", "enter", "s")
         await _settle(app, pilot)
@@ -101,15 +106,18 @@ async def test_heatmap_zoom_filter_sort_and_jump(demo):
         assert grid.heatmap.interval != "1d"
 
 
-async def test_heatmap_at_80x24_hides_the_side_panel(demo):
+async def test_heatmap_at_80x24_puts_the_panel_under_the_grid(demo):
     root, _ = demo
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")
         await _settle(app, pilot)
-        assert not app.screen.query_one("#heatmap-detail").display
         grid = app.screen.query_one(HeatmapGrid)
+        detail = app.screen.query_one("#heatmap-detail")
         assert grid.visible_columns == 80 - grid.label_width
+        assert detail.region.y >= grid.region.bottom and detail.region.width == 80
+        assert grid.current()[0] in _text(app, "#heatmap-ticker")
+        assert "gap" in _text(app, "#heatmap-gaps")
 
 
 async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
@@ -124,9 +132,11 @@ async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
         summary = _text(app, "#integrity-summary")
         assert "error(s)" in summary and summary.startswith("✗")
         table = app.screen.query_one(DataTable)
-        files = [table.get_row_at(i)[2] for i in range(table.row_count)]
+        files = [finding.path for finding in app.screen.findings]
         table.move_cursor(row=files.index(relative))
         table.focus()
+        await pilot.pause()
+        assert relative in _text(app, "#integrity-detail")
         await pilot.press("Q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)

@@ -9,6 +9,7 @@ with `--snapshot-update`.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from textual.worker import WorkerCancelled
 
 from core import disk_history, quarantine, run_lock
 from core.atomic import write_json
@@ -28,6 +30,7 @@ from core.config import Watermarks
 from core.demo import build_demo
 from core.disk import DiskStatus
 from core.disk_usage import Filesystem
+from core.index import refresh_index
 from core.workspace import Workspace
 from tui.app import ParqctlApp
 
@@ -66,10 +69,12 @@ def snapshot_disk() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> Path:
-    """The demo plus what an operator meets: a quarantined file, the collector's lock held
-    from another host, and two weeks of disk history."""
+    """The demo plus what an operator meets: a file index (so the dashboard has coverage and
+    worst tickers), a quarantined file, the collector's lock held from another host, and
+    two weeks of disk history."""
     root = tmp_path_factory.mktemp("snapshot") / "ws"
     report = build_demo(root, tickers=20, seed=3, end=date(2025, 12, 5), years_1d=2, years_1h=1)
+    refresh_index(root)
     by_kind = {i.kind: i for i in report.injections}
 
     # The collector's temp file is named after a real pid and the build time: fix both.
@@ -80,6 +85,9 @@ def template(tmp_path_factory) -> Path:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(quarantine, "secrets", SimpleNamespace(token_hex=lambda n: "5eed00"[: 2 * n]))
+        # The manifest records who quarantined the file; the screen shows it.
+        patch.setattr(socket, "gethostname", lambda: HOST)
+        patch.setattr(run_lock, "_current_user", lambda: "operator")
         with run_lock.hold(root, "parqctl quarantine add") as lock:
             quarantine.add(
                 root,
@@ -128,7 +136,8 @@ async def settle(pilot) -> None:
     """Until no worker runs: a finished worker's message may start the next one."""
     app = pilot.app
     for _ in range(20):
-        await app.workers.wait_for_complete()
+        with contextlib.suppress(WorkerCancelled):  # a refresh replaced by a newer one
+            await app.workers.wait_for_complete()
         await pilot.pause()
         if not any(worker.is_running for worker in app.workers):
             return
@@ -167,5 +176,5 @@ def test_screen_at_120x36(snap_compare, snapshot_workspace, screen: str, theme: 
 @pytest.mark.parametrize("theme", THEMES)
 @pytest.mark.parametrize("screen", ["dashboard", "heatmap"])
 def test_screen_at_80x24(snap_compare, snapshot_workspace, screen: str, theme: str):
-    pressed = () if screen == "dashboard" else ("2",)
+    pressed = SCREENS[screen]
     assert snap_compare(console(theme), terminal_size=(80, 24), run_before=keys(*pressed))

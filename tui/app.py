@@ -4,17 +4,27 @@ The app owns the periodic health refresh (a thread worker re-armed only after th
 refresh finished, so refreshes never pile up) and publishes the result in the reactive
 ``health``; screens watch it. Each top-level screen is a mode, reached by its number key,
 from the command palette, or from the dashboard's panels.
+
+Engine jobs that hold the GIL for long (the health report, the integrity check) run in a
+child process (tui.engine_process), so the event loop stays responsive while they run.
+At start-up the dashboard waits for neither: the health report without its gap summary is
+made in a fork of the console while Textual starts, and completed with the gap summary
+saved at the last refresh (core.saved_gaps); the full report from the child process
+follows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import importlib
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import TypeVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,13 +33,17 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 
+from core import saved_gaps
 from core.errors import ParqctlError
-from core.health import HealthReport, health_report, with_gaps
+from core.gap_watch import GapWatch
+from core.health import HealthReport, health_report
+from core.jobs import CancelToken, JobCancelled
 from core.workspace import Workspace
 from themes import STYLESHEET, THEMES
-from tui.widgets.help import HelpScreen, help_markdown
+from tui import engine_process
 
 HEALTH_REFRESH_S = 30.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,12 @@ class HealthState:
     report: HealthReport | None
     error: str | None = None
     gaps_pending: bool = False  # the gap summary is still being computed
+    gaps_saved: bool = False  # the gap summary is the last one saved; a fresh one is coming
+
+    @property
+    def final(self) -> bool:
+        """The refresh is complete: nothing more comes until the next one."""
+        return not (self.gaps_pending or self.gaps_saved)
 
 
 class ParqctlApp(App):
@@ -98,9 +118,27 @@ class ParqctlApp(App):
         self.health_refresh_s = health_refresh_s
         self.clock = clock
         self._health_timer: Timer | None = None
+        self._gc_frozen = False
+        self._first_at = (0.0, date.min)
+        self._first_job: engine_process.ForkedJob | None = None
+        self._saved_gaps: GapWatch | None = None
         for registered in THEMES.values():
             self.register_theme(registered)
         self.theme = THEMES[theme or "dark"].name
+
+    def on_load(self) -> None:
+        # Textual has started no thread yet: the first report can be made in a fork, on
+        # another core, while Textual starts. The gap summary saved at the last refresh
+        # completes it, if it still holds; if not, the process that computes one is
+        # started now, so that it is ready sooner.
+        root = self.workspace.root
+        now, today = self._first_at = (self.now(), self.today())
+        self._first_job = engine_process.fork_job(
+            health_report, Workspace(root), now=now, today=today, gaps=False
+        )
+        self._saved_gaps = saved_gaps.load(root, today)
+        if self._saved_gaps is None:
+            engine_process.start_server()
 
     def on_mount(self) -> None:
         self.title = f"parqctl · {self.workspace.root}"
@@ -115,6 +153,10 @@ class ParqctlApp(App):
         loop = asyncio.get_running_loop()
         for hangup in (signal.SIGHUP, signal.SIGTERM):
             loop.remove_signal_handler(hangup)
+        engine_process.cancel_all()  # their workers end, and the process can exit
+        if self._first_job is not None:
+            self._first_job.abandon()
+        gc.unfreeze()
 
     def now(self) -> float:
         return time.time() if self.clock is None else self.clock()
@@ -125,24 +167,59 @@ class ParqctlApp(App):
     def action_refresh_health(self) -> None:
         self.refresh_health()
 
+    def in_engine_process(self, job: Callable[..., T]) -> Callable[..., T]:
+        """``job``, called as usual from a worker thread, run in a child process."""
+        return functools.partial(engine_process.run_in_child, job)
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="health", description="health")
     def refresh_health(self) -> None:
-        # A fresh Workspace each time: metadata is cached per instance and may have changed.
-        workspace = Workspace(self.workspace.root)
+        root, now, today = self.workspace.root, self.now(), self.today()
         try:
-            # The fast parts first, then the gap summary, which loads the file index.
-            report = health_report(workspace, now=self.now(), gaps=False)
-            self.call_from_thread(self._publish_health, HealthState(report, gaps_pending=True))
-            state = HealthState(with_gaps(report, workspace))
+            fast_parts = None
+            if self.health is None:
+                now, today = self._first_at
+                fast_parts = self._first_report()
+                if self._saved_gaps is None:  # the child process computes it
+                    first = HealthState(fast_parts, gaps_pending=True)
+                else:
+                    full = saved_gaps.with_saved_gaps(fast_parts, self._saved_gaps)
+                    first = HealthState(full, gaps_saved=True)
+                self.call_from_thread(self._publish_health, first)
+            # A fresh Workspace each time: metadata is cached per instance and may have changed.
+            report = engine_process.run_in_child(
+                saved_gaps.health_report_saving_gaps,
+                Workspace(root),
+                now=now,
+                today=today,
+                fast_parts=fast_parts,
+                cancel=CancelToken(),
+            )
+            state = HealthState(report)
+        except JobCancelled:
+            return  # the console is closing
         except ParqctlError as exc:
             state = HealthState(None, exc.one_line())
         self.call_from_thread(self._publish_health, state)
+
+    def _first_report(self) -> HealthReport:
+        """The report without its gap summary that the fork made at start-up, or the
+        same made here if there is no fork."""
+        job, self._first_job = self._first_job, None
+        if job is not None:
+            return job.result()
+        now, today = self._first_at
+        return health_report(Workspace(self.workspace.root), now=now, today=today, gaps=False)
 
     def _publish_health(self, state: HealthState) -> None:
         self.health = state
         verdict = state.report.verdict.name if state.report else "UNKNOWN"
         self.sub_title = verdict
-        if state.gaps_pending:
+        if not self._gc_frozen:
+            # What start-up made lives as long as the app: leave it out of the collector's
+            # full passes, each of which would otherwise stall the event loop for longer.
+            self.call_after_refresh(gc.freeze)
+            self._gc_frozen = True
+        if not state.final:
             return
         if self._health_timer is not None:
             self._health_timer.stop()
@@ -150,6 +227,8 @@ class ParqctlApp(App):
             self._health_timer = self.set_timer(self.health_refresh_s, self.refresh_health)
 
     def action_help(self) -> None:
+        from tui.widgets.help import HelpScreen, help_markdown  # markdown: 0.1 s at start-up
+
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(help_markdown(self.screen, self.BINDINGS)))

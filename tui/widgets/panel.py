@@ -14,7 +14,8 @@ class Panel(Static, can_focus=True):
     def __init__(
         self, title: str, target_mode: str | None = None, classes: str = "", **kwargs
     ) -> None:
-        super().__init__("loading…", classes=f"panel {classes}".strip(), **kwargs)
+        # Not markup: the text holds paths, commands and messages that may have brackets.
+        super().__init__("loading…", classes=f"panel {classes}".strip(), markup=False, **kwargs)
         self.base_classes = classes
         self.border_title = title
         self.target_mode = target_mode
@@ -22,6 +23,13 @@ class Panel(Static, can_focus=True):
     def set_state(self, state: str) -> None:
         """``ok``, ``warning`` or ``critical``: the border colour; the text carries a glyph too."""
         self.set_classes(f"panel {self.base_classes} -{state}".replace("  ", " "))
+
+    def on_focus(self) -> None:
+        if self.target_mode:
+            self.border_subtitle = f"enter ▸ {self.target_mode}"
+
+    def on_blur(self) -> None:
+        self.border_subtitle = ""
 
     def action_open(self) -> None:
         if self.target_mode:

@@ -1,0 +1,287 @@
+"""The dashboard's worst tickers (engine and panel), where each panel leads, the tables'
+detail panes and the footers at 80 columns."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from console_support import shown
+from textual.widgets import OptionList
+from textual.widgets._footer import FooterKey, FooterLabel
+from textual.worker import WorkerCancelled
+
+from core import quarantine, run_lock
+from core.demo import build_demo
+from core.gap_watch import WORST_TICKERS, WorstTicker, gap_watch
+from core.heatmap import CellState
+from core.index import refresh_index
+from core.workspace import Workspace
+from screens.heatmap_grid import HeatmapGrid
+from tui.app import SCREENS, ParqctlApp
+from tui.widgets.fitted_table import FittedTable, shorten_middle, shorten_path
+
+END = date(2025, 12, 5)
+
+
+@pytest.fixture(scope="module")
+def demo_template(tmp_path_factory) -> tuple[Path, object]:
+    root = tmp_path_factory.mktemp("demo") / "ws"
+    report = build_demo(root, tickers=20, seed=3, end=END, years_1d=2, years_1h=1)
+    refresh_index(root)  # the gap summary of health needs a file index
+    return root, report
+
+
+@pytest.fixture
+def demo(demo_template, tmp_path: Path):
+    root, report = demo_template
+    copy = tmp_path / "ws"
+    shutil.copytree(root, copy)
+    injections = [
+        replace(i, path=copy / i.path.relative_to(root)) if i.path else i for i in report.injections
+    ]
+    return copy, replace(report, root=copy, injections=injections)
+
+
+def _gap_tickers(report) -> dict[str, str]:
+    """interval -> the ticker the demo cut gaps into."""
+    return {i.interval: i.ticker for i in report.injections if i.kind == "gap"}
+
+
+def _hourly_run(report):
+    return next(i for i in report.injections if i.interval == "1h" and "run of" in i.detail)
+
+
+def _noon(day: date) -> float:
+    return datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
+
+
+async def _settle(app: ParqctlApp, pilot) -> None:
+    """Until no worker runs: a finished worker's message may start the next one."""
+    for _ in range(20):
+        with contextlib.suppress(WorkerCancelled):  # a refresh replaced by a newer one
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(worker.is_running for worker in app.workers):
+            return
+
+
+# --- the engine ------------------------------------------------------------------------
+
+
+def test_worst_tickers_rank_expiring_then_recoverable_then_missing():
+    soon, later = date(2026, 1, 2), date(2026, 1, 3)
+    worst = [
+        WorstTicker("ALLLOST", "1m", 50, 0, 0, None),
+        WorstTicker("FEW", "1h", 5, 5, 0, date(2027, 1, 1)),
+        WorstTicker("MANY", "1d", 40, 40, 0, None),
+        WorstTicker("LATER", "1h", 30, 30, 2, later),
+        WorstTicker("SOON", "1h", 3, 3, 1, soon),
+    ]
+    ranked = [w.ticker for w in sorted(worst, key=WorstTicker.rank)]
+    assert ranked == ["SOON", "LATER", "MANY", "FEW", "ALLLOST"]
+
+
+def test_health_gaps_name_the_worst_tickers(demo):
+    root, report = demo
+    gaps = _gap_tickers(report)
+    ws = Workspace.open(root)
+    retention = ws.config.retention_days["1h"]
+    calm = gap_watch(ws, today=END)
+    # Same number missing: the hourly gaps have a deadline, the daily ones never expire.
+    assert [(w.ticker, w.interval) for w in calm.worst] == [(gaps["1h"], "1h"), (gaps["1d"], "1d")]
+    hourly, daily = calm.worst
+    assert (hourly.missing_sessions, hourly.recoverable_sessions, hourly.expiring_sessions) == (
+        18,
+        18,
+        0,
+    )
+    assert hourly.recoverable_until == _hourly_run(report).dates[-1] + timedelta(days=retention)
+    assert daily.recoverable_until is None and daily.recoverable_sessions == 18
+
+    # The hourly run's first session leaves the window tomorrow.
+    today = _hourly_run(report).dates[0] + timedelta(days=retention - 1)
+    urgent = gap_watch(Workspace.open(root), today=today).worst[0]
+    assert (urgent.ticker, urgent.expiring_sessions) == (gaps["1h"], 1)
+    assert len(calm.worst) <= WORST_TICKERS
+
+
+# --- the dashboard ---------------------------------------------------------------------
+
+
+async def test_worst_tickers_panel_opens_the_heatmap_on_the_ticker(demo):
+    root, report = demo
+    gaps = _gap_tickers(report)
+    run = _hourly_run(report)
+    retention = Workspace.open(root).config.retention_days["1h"]
+    today = run.dates[0] + timedelta(days=retention - 1)
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: _noon(today))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _settle(app, pilot)
+        worst = app.screen.query_one("#worst", OptionList)
+        lines = [str(worst.get_option_at_index(i).prompt) for i in range(worst.option_count)]
+        assert gaps["1h"] in lines[0] and "⏳" in lines[0] and "1 expire by" in lines[0]
+        assert gaps["1d"] in lines[1] and "18 missing" in lines[1] and "any time" in lines[1]
+        assert worst.has_class("-warning")
+
+        # Keyboard: to the panel, down to the daily ticker, enter.
+        while app.focused is not worst:
+            await pilot.press("tab")
+        await pilot.press("down", "enter")
+        await _settle(app, pilot)
+        assert app.current_mode == "heatmap"
+        grid = app.screen.query_one(HeatmapGrid)
+        ticker, _, state = grid.current()
+        assert grid.heatmap.interval == "1d" and ticker == gaps["1d"]
+        assert app.focused is grid
+        # The cursor is on the ticker's newest gap (the daily gaps never expire).
+        singles, daily_run = (
+            next(
+                i
+                for i in report.injections
+                if i.kind == "gap" and i.interval == "1d" and k in i.detail
+            )
+            for k in ("missing sessions:", "run of")
+        )
+        newest = max(singles.dates[-1], daily_run.dates[0])
+        assert grid.column_of(newest) == grid.cursor_col
+        assert state != CellState.COMPLETE
+        assert "4 gap(s), 18 sessions" in shown(app, "#heatmap-gaps")
+
+        # A filter that hides the ticker is cleared; the hourly interval is loaded.
+        await pilot.press("slash", *"ZZZ", "enter")
+        await _settle(app, pilot)
+        assert grid.heatmap.tickers == []
+        await pilot.press("1")
+        await pilot.pause()
+        await pilot.click(worst, offset=(4, 1))  # the first line: the hourly ticker
+        await _settle(app, pilot)
+        assert app.current_mode == "heatmap"
+        ticker, _, _ = grid.current()
+        assert (grid.heatmap.interval, ticker) == ("1h", gaps["1h"])
+        assert app.screen.pattern is None
+        # On the gap that expires first: the run whose first session goes tomorrow.
+        assert grid.column_of(run.dates[0]) == grid.cursor_col
+        assert "⏳" in shown(app, "#heatmap-gaps")
+
+
+async def test_every_dashboard_panel_leads_to_its_screen(demo):
+    root, _ = demo
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    leads = {
+        "#lock": "locks",
+        "#disk": "disk",
+        "#coverage": "heatmap",
+        "#integrity": "integrity",
+        "#quarantine": "quarantine",
+        "#datasets": "disk",
+        "#migration": "migration",
+    }
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(app, pilot)
+        for selector, mode in leads.items():
+            panel = app.screen.query_one(selector)
+            panel.focus()
+            await pilot.pause()
+            assert panel.border_subtitle == f"enter ▸ {mode}"
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.current_mode == mode, selector
+            await pilot.press("1")
+            await pilot.pause()
+        app.screen.query_one("#verdict").focus()  # the verdict leads nowhere
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.current_mode == "dashboard" and not app.focused.border_subtitle
+
+
+async def test_footer_fits_80_columns_on_every_screen(demo):
+    root, _ = demo
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for entry in SCREENS:
+            await pilot.press(entry.key)
+            await _settle(app, pilot)
+            keys = app.screen.query(FooterKey)
+            palette = next(k for k in keys if k.has_class("-command-palette"))
+            shown_keys = [k for k in [*keys, *app.screen.query(FooterLabel)] if k is not palette]
+            assert shown_keys, entry.mode
+            assert max(k.region.right for k in shown_keys) <= palette.region.x, entry.mode
+            descriptions = {k.description for k in app.screen.query(FooterKey)}
+            assert "Quit" in descriptions and "Help" in descriptions
+
+
+# --- tables with a detail pane ---------------------------------------------------------
+
+
+def test_paths_are_shortened_keeping_their_file_name():
+    path = "legacy/stocks_1d/^IXIC.parquet"
+    assert shorten_path(path, 40) == path
+    assert shorten_path(path, 24) == "legacy/…/^IXIC.parquet"
+    temp = "legacy/stocks_1d/DIS.parquet.tmp-4242-1764970200000-0123456789abcdef"
+    short = shorten_path(temp, 24)
+    assert len(short) == 24 and short.startswith("DIS.parq") and short.endswith("cdef")
+    assert shorten_middle("abcdefghijklmnopqrst", 11) == "abcd…opqrst"
+    assert shorten_middle("abc", 3) == "abc"
+
+
+async def test_integrity_at_80x24_shows_the_message_and_the_whole_finding_below(demo):
+    root, report = demo
+    truncated = next(i for i in report.injections if i.kind == "truncated")
+    relative = str(truncated.path.relative_to(root))
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("6", "c")
+        await _settle(app, pilot)
+        table = app.screen.query_one(FittedTable)
+        labels = [column.label.plain for column in table.ordered_columns]
+        assert labels == ["", "ticker", "file", "message"]  # no room for the code
+        assert table.virtual_size.width <= table.size.width  # nothing off to the right
+        findings = app.screen.findings
+        row = next(i for i, f in enumerate(findings) if f.path == relative)
+        table.focus()
+        table.move_cursor(row=row)
+        await pilot.pause()
+        cells = [str(cell) for cell in table.get_row_at(row)]
+        assert cells[1] == f"{truncated.ticker} 1d" and cells[2].endswith(".parquet")
+        assert findings[row].message.startswith(cells[3].rstrip("…"))
+        detail = shown(app, "#integrity-detail")
+        assert relative in detail and "to do" in detail and findings[row].code in detail
+        detail_pane = app.screen.query_one("#integrity-detail")
+        assert detail_pane.region.y >= table.region.bottom and detail_pane.region.height > 3
+
+        await pilot.press("down")
+        await pilot.pause()
+        assert findings[row + 1].code in shown(app, "#integrity-detail")
+
+    # Wider: the code gets its column too.
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("6", "c")
+        await _settle(app, pilot)
+        table = app.screen.query_one(FittedTable)
+        assert [c.label.plain for c in table.ordered_columns][2] == "code"
+        assert table.virtual_size.width <= table.size.width
+
+
+async def test_quarantine_at_80x24_shows_the_reason_and_the_whole_record_below(demo):
+    root, report = demo
+    truncated = next(i for i in report.injections if i.kind == "truncated")
+    reason = "truncated by a full disk during the nightly run [job 42]"
+    with run_lock.hold(root, "test") as lock:
+        entry = quarantine.add(root, truncated.path, reason, lock=lock)
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await _settle(app, pilot)
+        table = app.screen.query_one(FittedTable)
+        assert [c.label.plain for c in table.ordered_columns][-1] == "reason"
+        assert table.virtual_size.width <= table.size.width
+        assert str(table.get_row_at(0)[-1]).startswith("truncated by")
+        detail = shown(app, "#quarantine-detail")
+        assert entry.id in detail and entry.sha256 in detail and reason in detail
+        assert entry.original_path in detail
