@@ -237,11 +237,18 @@ def health_report(
 
 def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) -> HealthReport:
     """A copy of ``report`` with the gap summary and the problems it brings."""
-    full = dataclasses.replace(report)
     try:
-        full.gaps = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(report.checked_at))
+        watch = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(report.checked_at))
     except ParqctlError as exc:
-        full.gaps_error = exc.one_line()
+        return with_gap_watch(report, None, exc.one_line())
+    return with_gap_watch(report, watch)
+
+
+def with_gap_watch(
+    report: HealthReport, watch: gap_watch.GapWatch | None, error: str | None = None
+) -> HealthReport:
+    """A copy of ``report`` completed with a gap summary (computed or saved) or its error."""
+    full = dataclasses.replace(report, gaps=watch, gaps_error=error)
     full.problems = _problems(full)
     return full
 

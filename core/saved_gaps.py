@@ -77,15 +77,6 @@ def load(root: Path, today: date) -> GapWatch | None:
     return watch if watch.today == today else None
 
 
-def with_saved_gaps(report: health.HealthReport, watch: GapWatch) -> health.HealthReport:
-    """``report`` (made with ``gaps=False``) completed with a saved summary, as
-    ``health.with_gaps`` completes it with a computed one."""
-    full = dataclasses.replace(report, gaps=watch, gaps_error=None)
-    # with_gaps' own last step; core.health has no public name for it yet.
-    full.problems = health._problems(full)
-    return full
-
-
 def health_report_saving_gaps(
     ws: Workspace,
     *,

@@ -15,7 +15,7 @@ from console_support import shown
 
 from core import saved_gaps
 from core.demo import build_demo
-from core.health import health_report, with_gaps
+from core.health import health_report, with_gap_watch, with_gaps
 from core.index import index_path, refresh_index
 from core.workspace import Workspace
 from tui.app import ParqctlApp
@@ -52,7 +52,7 @@ def test_the_summary_is_saved_and_read_back_as_computed(demo: Path):
     # The same as health's own two steps, problems included.
     quick = health_report(Workspace(demo), now=NOW, today=TODAY, gaps=False)
     saved = saved_gaps.load(demo, TODAY)
-    assert saved_gaps.with_saved_gaps(quick, saved) == with_gaps(quick, Workspace(demo), TODAY)
+    assert with_gap_watch(quick, saved) == with_gaps(quick, Workspace(demo), TODAY)
 
 
 @pytest.mark.parametrize(

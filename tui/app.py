@@ -36,7 +36,7 @@ from textual.timer import Timer
 from core import saved_gaps
 from core.errors import ParqctlError
 from core.gap_watch import GapWatch
-from core.health import HealthReport, health_report
+from core.health import HealthReport, health_report, with_gap_watch
 from core.jobs import CancelToken, JobCancelled
 from core.workspace import Workspace
 from themes import STYLESHEET, THEMES
@@ -182,7 +182,7 @@ class ParqctlApp(App):
                 if self._saved_gaps is None:  # the child process computes it
                     first = HealthState(fast_parts, gaps_pending=True)
                 else:
-                    full = saved_gaps.with_saved_gaps(fast_parts, self._saved_gaps)
+                    full = with_gap_watch(fast_parts, self._saved_gaps)
                     first = HealthState(full, gaps_saved=True)
                 self.call_from_thread(self._publish_health, first)
             # A fresh Workspace each time: metadata is cached per instance and may have changed.
