@@ -243,6 +243,9 @@ by a screen, `home` / `end` to the first and last ticker.
         if message.data is None:
             self.query_one("#heatmap-status", Static).update(f"✗ {message.error}")
             return
+        health = self.app.health
+        if health and health.final and health.report and health.report.gaps is None:
+            self.app.refresh_health()  # the dashboard's coverage was waiting for this index
         self.data, self.intervals, self.interval = (
             message.data,
             message.intervals,

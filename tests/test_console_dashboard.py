@@ -285,3 +285,17 @@ async def test_quarantine_at_80x24_shows_the_reason_and_the_whole_record_below(d
         detail = shown(app, "#quarantine-detail")
         assert entry.id in detail and entry.sha256 in detail and reason in detail
         assert entry.original_path in detail
+
+
+async def test_coverage_appears_once_the_heatmap_has_built_the_first_index(demo):
+    root, _ = demo
+    shutil.rmtree(root / ".parqctl/index")
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await _settle(app, pilot)
+        assert app.health.report.gaps is None  # no index yet: the dashboard says where to go
+        await pilot.press("2")
+        await _settle(app, pilot)
+        await pilot.press("1")
+        await _settle(app, pilot)
+        assert app.health.final and app.health.report.gaps is not None
