@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +17,25 @@ from core.bars import BAR_SCHEMA, write_bar_file
 
 REPO = Path(__file__).resolve().parent.parent
 PARQCTL = Path(sys.executable).with_name("parqctl")
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount: Path, size: str | int) -> Iterator[Path]:
+    """A real tmpfs of ``size`` (mount's syntax: "8m", or bytes) at ``mount``, for tests of
+    a full or nearly full disk; the test is skipped, with the reason, where mounting is
+    refused (CI runs as root; a developer's machine may not)."""
+    mount.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or 'mount refused'}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def bar_table(ticker: str, times: Iterable[datetime], start_price: float = 100.0) -> pa.Table:

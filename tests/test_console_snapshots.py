@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import mounted_tmpfs
 from textual.worker import WorkerCancelled
 
 from core import disk_history, quarantine, run_lock
@@ -51,20 +52,10 @@ def snapshot_disk() -> Iterator[Path]:
     """
     with open(f"{MOUNT}.lock", "w") as turn:
         fcntl.flock(turn, fcntl.LOCK_EX)
-        MOUNT.mkdir(exist_ok=True)
         if os.path.ismount(MOUNT):  # left by a run that was killed
             subprocess.run(["umount", str(MOUNT)], check=False)
-        mounted = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES}", "tmpfs", str(MOUNT)],
-            capture_output=True,
-            text=True,
-        )
-        if mounted.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or 'mount refused'}")
-        try:
-            yield MOUNT
-        finally:
-            subprocess.run(["umount", str(MOUNT)], check=False)
+        with mounted_tmpfs(MOUNT, TMPFS_BYTES) as mount:
+            yield mount
 
 
 @pytest.fixture(scope="module")

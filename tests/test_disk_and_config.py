@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import mounted_tmpfs
 
 from core.config import Watermarks, load_config
 from core.disk import Level, disk_status, ensure_room, level_for
@@ -12,17 +12,8 @@ from core.errors import DiskSpaceError, MetadataError
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or 'mount refused'}")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    with mounted_tmpfs(tmp_path / "mnt", "4m") as mount:
+        yield mount
 
 
 def test_levels():

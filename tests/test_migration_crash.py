@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PARQCTL, run_cli
+from conftest import PARQCTL, mounted_tmpfs, run_cli
 from migration_support import build_source, check_invariants, copy_workspace, legacy_hashes
 
 from core import run_lock
@@ -123,17 +123,8 @@ def test_kill_9_at_seeded_points_then_resume(clean: Path, tmp_path: Path):
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or 'mount refused'}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with mounted_tmpfs(tmp_path / "mnt", "8m") as mount:
+        yield mount
 
 
 def test_a_full_disk_aborts_cleanly_and_resume_completes(clean: Path, small_tmpfs: Path):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import PARQCTL, bar_table, run_cli, tree_digest
+from conftest import PARQCTL, bar_table, mounted_tmpfs, run_cli, tree_digest
 from migration_support import END, build_source, copy_workspace, legacy_hashes
 
 from core import run_lock
@@ -199,17 +199,8 @@ def test_a_rollback_killed_after_tickers_json_is_finished_by_running_it_again(re
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path):
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip() or 'mount refused'}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with mounted_tmpfs(tmp_path / "mnt", "8m") as mount:
+        yield mount
 
 
 def _watermarks(root: Path, critical: float) -> None:

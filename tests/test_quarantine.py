@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli, write_bars
+from conftest import REPO, mounted_tmpfs, run_cli, write_bars
 
 from core import audit, quarantine, run_lock
 from core.atomic import write_json
@@ -285,24 +285,13 @@ def test_a_held_lock_postpones_reconciliation(workspace: Path):
 
 
 def test_a_full_disk_refuses_before_moving(tmp_path: Path):
-    mount = tmp_path / "mnt"
-    mount.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or 'mount refused'}")
-    try:
+    with mounted_tmpfs(tmp_path / "mnt", "4m") as mount:
         target = mount / "data" / "legacy" / "stocks_1d" / "AAPL.parquet"
         write_bars(target, "AAPL", [datetime(2025, 12, 1)])
         (mount / "fill").write_bytes(b"x" * (4 * 1024 * 1024 - 512 * 1024))
         with run_lock.hold(mount, "test") as lock, pytest.raises(DiskSpaceError, match="full"):
             quarantine.add(mount, target, "reason", lock=lock)
         assert target.exists() and quarantine.entries(mount) == []
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_a_malformed_manifest_is_one_line(tmp_path):
