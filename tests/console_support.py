@@ -1,12 +1,17 @@
-"""Reading what a console widget shows, for the Pilot tests."""
+"""Helpers of the console's Pilot tests: demo copies, waiting for workers, reading widgets."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 from rich.console import Console
 from textual.app import App
 from textual.widgets import Static
+from textual.worker import WorkerCancelled
 
 
 def plain(content: object, width: int = 200) -> str:
@@ -22,3 +27,25 @@ def plain(content: object, width: int = 200) -> str:
 def shown(app: App, selector: str) -> str:
     """The text of the Static at ``selector`` on the current screen."""
     return plain(app.screen.query_one(selector, Static).content)
+
+
+def copy_demo(root: Path, report, target: Path):
+    """A fresh copy of a module's demo workspace, and its report with the injections'
+    paths in the copy."""
+    shutil.copytree(root, target)
+    injections = [
+        replace(i, path=target / i.path.relative_to(root)) if i.path else i
+        for i in report.injections
+    ]
+    return target, replace(report, root=target, injections=injections)
+
+
+async def settle(pilot, rounds: int = 50) -> None:
+    """Until no worker runs: a finished worker's message may start the next one."""
+    app = pilot.app
+    for _ in range(rounds):
+        with contextlib.suppress(WorkerCancelled):  # a refresh replaced by a newer one
+            await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(worker.is_running for worker in app.workers):
+            return

@@ -3,17 +3,14 @@ detail panes and the footers at 80 columns."""
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from console_support import shown
+from console_support import copy_demo, settle, shown
 from textual.widgets import OptionList
 from textual.widgets._footer import FooterKey, FooterLabel
-from textual.worker import WorkerCancelled
 
 from core import quarantine, run_lock
 from core.demo import build_demo
@@ -38,13 +35,8 @@ def demo_template(tmp_path_factory) -> tuple[Path, object]:
 
 @pytest.fixture
 def demo(demo_template, tmp_path: Path):
-    root, report = demo_template
-    copy = tmp_path / "ws"
-    shutil.copytree(root, copy)
-    injections = [
-        replace(i, path=copy / i.path.relative_to(root)) if i.path else i for i in report.injections
-    ]
-    return copy, replace(report, root=copy, injections=injections)
+    """A fresh copy of the module's demo, and where its injections are in the copy."""
+    return copy_demo(*demo_template, tmp_path / "ws")
 
 
 def _gap_tickers(report) -> dict[str, str]:
@@ -58,16 +50,6 @@ def _hourly_run(report):
 
 def _noon(day: date) -> float:
     return datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp()
-
-
-async def _settle(app: ParqctlApp, pilot) -> None:
-    """Until no worker runs: a finished worker's message may start the next one."""
-    for _ in range(20):
-        with contextlib.suppress(WorkerCancelled):  # a refresh replaced by a newer one
-            await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(worker.is_running for worker in app.workers):
-            return
 
 
 # --- the engine ------------------------------------------------------------------------
@@ -121,7 +103,7 @@ async def test_worst_tickers_panel_opens_the_heatmap_on_the_ticker(demo):
     today = run.dates[0] + timedelta(days=retention - 1)
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: _noon(today))
     async with app.run_test(size=(120, 36)) as pilot:
-        await _settle(app, pilot)
+        await settle(pilot)
         worst = app.screen.query_one("#worst", OptionList)
         lines = [str(worst.get_option_at_index(i).prompt) for i in range(worst.option_count)]
         assert gaps["1h"] in lines[0] and "⏳" in lines[0] and "1 expire by" in lines[0]
@@ -132,7 +114,7 @@ async def test_worst_tickers_panel_opens_the_heatmap_on_the_ticker(demo):
         while app.focused is not worst:
             await pilot.press("tab")
         await pilot.press("down", "enter")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert app.current_mode == "heatmap"
         grid = app.screen.query_one(HeatmapGrid)
         ticker, _, state = grid.current()
@@ -154,12 +136,12 @@ async def test_worst_tickers_panel_opens_the_heatmap_on_the_ticker(demo):
 
         # A filter that hides the ticker is cleared; the hourly interval is loaded.
         await pilot.press("slash", *"ZZZ", "enter")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert grid.heatmap.tickers == []
         await pilot.press("1")
         await pilot.pause()
         await pilot.click(worst, offset=(4, 1))  # the first line: the hourly ticker
-        await _settle(app, pilot)
+        await settle(pilot)
         assert app.current_mode == "heatmap"
         ticker, _, _ = grid.current()
         assert (grid.heatmap.interval, ticker) == ("1h", gaps["1h"])
@@ -182,7 +164,7 @@ async def test_every_dashboard_panel_leads_to_its_screen(demo):
         "#migration": "migration",
     }
     async with app.run_test(size=(80, 24)) as pilot:
-        await _settle(app, pilot)
+        await settle(pilot)
         for selector, mode in leads.items():
             panel = app.screen.query_one(selector)
             panel.focus()
@@ -205,7 +187,7 @@ async def test_footer_fits_80_columns_on_every_screen(demo):
     async with app.run_test(size=(80, 24)) as pilot:
         for entry in SCREENS:
             await pilot.press(entry.key)
-            await _settle(app, pilot)
+            await settle(pilot)
             keys = app.screen.query(FooterKey)
             palette = next(k for k in keys if k.has_class("-command-palette"))
             shown_keys = [k for k in [*keys, *app.screen.query(FooterLabel)] if k is not palette]
@@ -236,7 +218,7 @@ async def test_integrity_at_80x24_shows_the_message_and_the_whole_finding_below(
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("6", "c")
-        await _settle(app, pilot)
+        await settle(pilot)
         table = app.screen.query_one(FittedTable)
         labels = [column.label.plain for column in table.ordered_columns]
         assert labels == ["", "ticker", "file", "message"]  # no room for the code
@@ -262,7 +244,7 @@ async def test_integrity_at_80x24_shows_the_message_and_the_whole_finding_below(
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("6", "c")
-        await _settle(app, pilot)
+        await settle(pilot)
         table = app.screen.query_one(FittedTable)
         assert [c.label.plain for c in table.ordered_columns][2] == "code"
         assert table.virtual_size.width <= table.size.width
@@ -277,7 +259,7 @@ async def test_quarantine_at_80x24_shows_the_reason_and_the_whole_record_below(d
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("4")
-        await _settle(app, pilot)
+        await settle(pilot)
         table = app.screen.query_one(FittedTable)
         assert [c.label.plain for c in table.ordered_columns][-1] == "reason"
         assert table.virtual_size.width <= table.size.width
@@ -292,10 +274,10 @@ async def test_coverage_appears_once_the_heatmap_has_built_the_first_index(demo)
     shutil.rmtree(root / ".parqctl/index")
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
-        await _settle(app, pilot)
+        await settle(pilot)
         assert app.health.report.gaps is None  # no index yet: the dashboard says where to go
         await pilot.press("2")
-        await _settle(app, pilot)
+        await settle(pilot)
         await pilot.press("1")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert app.health.final and app.health.report.gaps is not None

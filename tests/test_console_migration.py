@@ -7,6 +7,7 @@ from datetime import date
 from pathlib import Path
 
 from conftest import tree_digest
+from console_support import settle
 from textual.widgets import DataTable, Static
 
 from core import run_lock
@@ -32,18 +33,12 @@ def _text(app: ParqctlApp, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
-async def _settle(app: ParqctlApp, pilot) -> None:
-    for _ in range(4):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-
-
 async def _confirm(app: ParqctlApp, pilot, key: str, accept: bool = True) -> None:
     await pilot.press(key)
     await pilot.pause()
     assert isinstance(app.screen, ConfirmScreen)
     await pilot.click("#confirm" if accept else "#cancel")
-    await _settle(app, pilot)
+    await settle(pilot)
 
 
 def _stage_1d(app: ParqctlApp) -> str:
@@ -58,7 +53,7 @@ async def test_the_wizard_walks_plan_run_verify_activate_rollback(tmp_path: Path
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("7")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert "No migration planned" in _text(app, "#migration-next")
 
         before = tree_digest(root)
@@ -71,7 +66,7 @@ async def test_the_wizard_walks_plan_run_verify_activate_rollback(tmp_path: Path
         assert "Next: e estimate" in _text(app, "#migration-next")
 
         await pilot.press("e")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert "projected:" in _text(app, "#migration-report")
 
         await _confirm(app, pilot, "r")
@@ -80,7 +75,7 @@ async def test_the_wizard_walks_plan_run_verify_activate_rollback(tmp_path: Path
         assert list((root / "data/us/yahoo/stocks_1d").glob("ticker=*/year=*/month=*/data.parquet"))
 
         await pilot.press("v")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert "✓" in _text(app, "#migration-report") and _stage_1d(app) == "verified"
 
         await _confirm(app, pilot, "a")
@@ -106,14 +101,14 @@ async def test_a_stopped_run_checkpoints_releases_the_lock_and_resumes(tmp_path:
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("7")
-        await _settle(app, pilot)
+        await settle(pilot)
         await _confirm(app, pilot, "p")
 
         await pilot.press("r")
         await pilot.pause()
         await pilot.click("#confirm")
         app.screen.action_cancel()  # escape, before the first batch can finish
-        await _settle(app, pilot)
+        await settle(pilot)
         assert "stopped at a safe point" in _text(app, "#migration-report")
         assert _stage_1d(app) in ("planned", "migrating")
         assert run_lock.inspect(root).state is run_lock.LockState.FREE
@@ -127,7 +122,7 @@ async def test_a_refused_step_is_one_line_and_frees_the_screen(tmp_path: Path):
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("7")
-        await _settle(app, pilot)
+        await settle(pilot)
         await _confirm(app, pilot, "p")
         with run_lock.hold(root, "test: another writer"):
             await _confirm(app, pilot, "r")

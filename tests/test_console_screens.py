@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import pytest
-from console_support import shown
+from console_support import copy_demo, settle, shown
 from textual.widgets import DataTable, Static
-from textual.worker import WorkerCancelled
 
 from core import quarantine, run_lock
 from core.demo import build_demo
@@ -34,24 +30,11 @@ def demo_template(tmp_path_factory) -> tuple[Path, object]:
 @pytest.fixture
 def demo(demo_template, tmp_path: Path):
     """A fresh copy of the module's demo, and where its injections are in the copy."""
-    root, report = demo_template
-    copy = tmp_path / "ws"
-    shutil.copytree(root, copy)
-    injections = [
-        replace(i, path=copy / i.path.relative_to(root)) if i.path else i for i in report.injections
-    ]
-    return copy, replace(report, root=copy, injections=injections)
+    return copy_demo(*demo_template, tmp_path / "ws")
 
 
 def _text(app: ParqctlApp, selector: str) -> str:
     return shown(app, selector)
-
-
-async def _settle(app: ParqctlApp, pilot) -> None:
-    for _ in range(3):
-        with contextlib.suppress(WorkerCancelled):  # a refresh replaced by a newer one
-            await app.workers.wait_for_complete()
-        await pilot.pause()
 
 
 async def test_heatmap_zoom_filter_sort_and_jump(demo):
@@ -60,26 +43,26 @@ async def test_heatmap_zoom_filter_sort_and_jump(demo):
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("2")
-        await _settle(app, pilot)
+        await settle(pilot)
         grid = app.screen.query_one(HeatmapGrid)
         assert grid.heatmap.interval == "1d" and grid.heatmap.zoom == "week"
         weeks = grid.columns
 
         await pilot.press("z")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert grid.heatmap.zoom == "day" and grid.columns > weeks
         await pilot.press("x", "x")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert grid.heatmap.zoom == "month" and grid.columns < weeks
 
         await pilot.press("g")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert gap.ticker in grid.heatmap.tickers
         assert len(grid.heatmap.tickers) < grid.heatmap.total_tickers
         assert "only with gaps" in _text(app, "#heatmap-status")
 
         await pilot.press("g", "z", "z", "slash", *gap.ticker, "enter")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert grid.heatmap.tickers == [gap.ticker] and grid.heatmap.zoom == "day"
 
         await pilot.press("d", *gap.dates[0].isoformat(), "enter")
@@ -91,7 +74,7 @@ async def test_heatmap_zoom_filter_sort_and_jump(demo):
         assert "gap(s)" in gaps and f"\n{gap.dates[0]}" in gaps
 
         await pilot.press("slash", "ctrl+u", "enter", "s")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert len(grid.heatmap.tickers) == grid.heatmap.total_tickers
         assert "sort worst coverage" in _text(app, "#heatmap-status")
         coverage = [c for c in grid.heatmap.row_coverage.tolist() if c == c]
@@ -102,7 +85,7 @@ async def test_heatmap_zoom_filter_sort_and_jump(demo):
         assert grid.current()[0] == grid.heatmap.tickers[0]
 
         await pilot.press("i")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert grid.heatmap.interval != "1d"
 
 
@@ -111,7 +94,7 @@ async def test_heatmap_at_80x24_puts_the_panel_under_the_grid(demo):
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("2")
-        await _settle(app, pilot)
+        await settle(pilot)
         grid = app.screen.query_one(HeatmapGrid)
         detail = app.screen.query_one("#heatmap-detail")
         assert grid.visible_columns == 80 - grid.label_width
@@ -128,7 +111,7 @@ async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("6", "c")
-        await _settle(app, pilot)
+        await settle(pilot)
         summary = _text(app, "#integrity-summary")
         assert "error(s)" in summary and summary.startswith("✗")
         table = app.screen.query_one(DataTable)
@@ -141,13 +124,13 @@ async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("tab", "enter")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert not truncated.path.exists()
         [entry] = quarantine.entries(root)
         assert entry.original_path == relative
 
         await pilot.press("4")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert (
             entry.id in _text(app, "#quarantine-summary")
             or app.screen.query_one(DataTable).row_count == 1
@@ -156,7 +139,7 @@ async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
         await pilot.pause()
         assert "back to" in str(app.screen.query_one("#confirm-body", Static).render())
         await pilot.press("tab", "enter")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert truncated.path.read_bytes() == original
         assert quarantine.entries(root) == []
         assert not (root / ".run_lock").exists()
@@ -167,16 +150,16 @@ async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("4")
-        await _settle(app, pilot)
+        await settle(pilot)
         await pilot.press("p")
         await pilot.pause()
         body = str(app.screen.query_one("#confirm-body", Static).render())
         assert entry.original_path in body and "cannot be undone" in body
         await pilot.press("enter")  # Cancel is focused: nothing goes
-        await _settle(app, pilot)
+        await settle(pilot)
         assert entry.stored_path.exists()
         await pilot.press("p", "tab", "enter")
-        await _settle(app, pilot)
+        await settle(pilot)
         assert not entry.stored_path.exists() and quarantine.entries(root) == []
 
 
@@ -185,7 +168,7 @@ async def test_disk_screen_shows_filesystem_and_breakdown(demo):
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
         await pilot.press("5")
-        await _settle(app, pilot)
+        await settle(pilot)
         breakdown = _text(app, "#disk-breakdown")
         assert "legacy 1d" in breakdown and "legacy 1h" in breakdown
         panels = app.screen.query(".filesystem")

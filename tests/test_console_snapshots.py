@@ -9,7 +9,6 @@ with `--snapshot-update`.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import shutil
@@ -23,7 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import mounted_tmpfs
-from textual.worker import WorkerCancelled
+from console_support import settle
 
 from core import disk_history, quarantine, run_lock
 from core.atomic import write_json
@@ -121,17 +120,6 @@ def snapshot_workspace(snapshot_disk: Path, template: Path, monkeypatch) -> Iter
 
 def console(theme: str) -> ParqctlApp:
     return ParqctlApp(Workspace.open(ROOT), theme=theme, health_refresh_s=None, clock=lambda: NOW)
-
-
-async def settle(pilot) -> None:
-    """Until no worker runs: a finished worker's message may start the next one."""
-    app = pilot.app
-    for _ in range(20):
-        with contextlib.suppress(WorkerCancelled):  # a refresh replaced by a newer one
-            await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(worker.is_running for worker in app.workers):
-            return
 
 
 def keys(*pressed: str):

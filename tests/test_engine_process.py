@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from console_support import shown
+from console_support import settle, shown
 
 from core.atomic import is_temp_name
 from core.bar_checks import CACHE_FILE
@@ -228,14 +228,6 @@ def _summary(app: ParqctlApp) -> str:
     return shown(app, "#integrity-summary")
 
 
-async def _settle(app, pilot) -> None:
-    for _ in range(50):
-        await app.workers.wait_for_complete()
-        await pilot.pause()
-        if not any(worker.is_running for worker in app.workers):
-            return
-
-
 async def _check_child(app, pilot) -> psutil.Process:
     """The child process of the check just started (the only one: the start-up health
     refresh is over and no other is due), held still (suspended)."""
@@ -251,7 +243,7 @@ async def _check_child(app, pilot) -> psutil.Process:
 async def test_the_console_stays_usable_while_a_check_runs_and_cancels_it(demo: Path):
     app = ParqctlApp(Workspace.open(demo), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
-        await _settle(app, pilot)  # the start-up health refresh is over
+        await settle(pilot)  # the start-up health refresh is over
         await pilot.press("6", "c")
         child = await _check_child(app, pilot)
         screen = app.screen
@@ -263,7 +255,7 @@ async def test_the_console_stays_usable_while_a_check_runs_and_cancels_it(demo: 
         await pilot.press("escape")
         await pilot.pause(0.2)
         child.resume()
-        await _settle(app, pilot)
+        await settle(pilot)
         assert _summary(app).startswith("! check cancelled")
         assert screen.cancel_token is None
         assert job_children() == [] and temp_files(demo) == []
@@ -273,7 +265,7 @@ async def test_quitting_during_a_check_ends_its_child(demo: Path, monkeypatch):
     monkeypatch.setattr(engine_process, "CANCEL_GRACE_S", 0.3)
     app = ParqctlApp(Workspace.open(demo), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
-        await _settle(app, pilot)
+        await settle(pilot)
         await pilot.press("6", "c")
         child = await _check_child(app, pilot)
         await pilot.press("q")
