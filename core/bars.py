@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +27,7 @@ BAR_COLUMNS = tuple(BAR_SCHEMA.names)
 COMPRESSION = "gzip"
 
 
+@functools.lru_cache(maxsize=32)  # called per month file; a ticker's months share a schema
 def parquet_write_options(schema: pa.Schema) -> dict:
     """How bar files are encoded: the collector's codec; dictionaries for text columns only.
 
@@ -37,7 +39,7 @@ def parquet_write_options(schema: pa.Schema) -> dict:
     text = [
         f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
-    return {"compression": COMPRESSION, "use_dictionary": text or False}
+    return {"compression": COMPRESSION, "use_dictionary": tuple(text) or False}
 
 
 def read_bar_file(path: Path, columns: list[str] | None = None) -> pa.Table:

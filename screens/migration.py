@@ -23,6 +23,7 @@ from core.errors import ParqctlError
 from core.jobs import CancelToken, JobCancelled, Progress
 from core.layout import Venue
 from core.metadata import MIGRATION_PLAN_FILE
+from core.migration.plan import legacy_intervals
 from core.migration.status import IntervalStatus, migration_status
 from core.workspace import Workspace
 from tui.text import human_age, human_bytes
@@ -58,9 +59,11 @@ class StepFinished(Message):
 
 
 class StatusLoaded(Message):
-    def __init__(self, rows: list[IntervalStatus], error: str | None) -> None:
+    def __init__(
+        self, rows: list[IntervalStatus], legacy: list[str], error: str | None = None
+    ) -> None:
         super().__init__()
-        self.rows, self.error = rows, error
+        self.rows, self.legacy, self.error = rows, legacy, error
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[IntervalStatus] = []
+        self.legacy: list[str] = []  # intervals with a legacy directory
         self.cancel_token: CancelToken | None = None
         self.running: str | None = None
 
@@ -149,18 +153,19 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
     @work(thread=True, exclusive=True, exit_on_error=False, group="migration-status")
     def load_status(self) -> None:
         ws = Workspace(self.app.workspace.root)
+        legacy = legacy_intervals(ws)  # what `p` would plan
         if not (ws.root / MIGRATION_PLAN_FILE).exists():
-            self.post_message(StatusLoaded([], None))
+            self.post_message(StatusLoaded([], legacy))
             return
         try:
             rows = migration_status(ws)
         except ParqctlError as exc:
-            self.post_message(StatusLoaded([], exc.one_line()))
+            self.post_message(StatusLoaded([], legacy, exc.one_line()))
             return
-        self.post_message(StatusLoaded(rows, None))
+        self.post_message(StatusLoaded(rows, legacy))
 
     def on_status_loaded(self, message: StatusLoaded) -> None:
-        self.rows = message.rows
+        self.rows, self.legacy = message.rows, message.legacy
         table = self.query_one(DataTable)
         row = table.cursor_coordinate.row
         table.clear()
@@ -220,9 +225,7 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
     # --- actions ------------------------------------------------------------------------
 
     def action_plan(self) -> None:
-        from core.migration.plan import legacy_intervals
-
-        intervals = legacy_intervals(Workspace(self.app.workspace.root))
+        intervals = self.legacy
         if not intervals:
             self.notify("no legacy bar files to migrate", severity="warning")
             return
