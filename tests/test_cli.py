@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, tree_digest
+from conftest import PARQCTL, run_cli, tree_digest
 
 
 def _one_line_error(result) -> str:
@@ -96,6 +98,24 @@ def test_show_reads_real_symbols(workspace: Path):
     shown = json.loads(result.stdout)
     assert (shown["rows"], shown["read_from"], shown["routed_to"]) == (3, "legacy", "legacy")
     assert shown["files"] == ["data/legacy/stocks_1d/BRK-B.parquet"]
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback(workspace: Path):
+    """`parqctl show T | head -1` where head has already gone: a pipe with no reader."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        shown = subprocess.run(
+            [str(PARQCTL), "-w", str(workspace), "show", "BRK-B"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in shown.stderr, shown.stderr
+    assert shown.returncode == 141
 
 
 def test_a_corrupt_bar_file_is_one_line(workspace: Path):
