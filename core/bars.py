@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -25,6 +28,26 @@ BAR_SCHEMA = pa.schema(
 )
 BAR_COLUMNS = tuple(BAR_SCHEMA.names)
 COMPRESSION = "gzip"
+PANDAS_KEY = b"pandas"
+# How the collector's frame describes each bar column in the pandas metadata that
+# ``df.to_parquet`` writes: (pandas_type, numpy_type). Its normaliser makes ``stock``
+# pandas ``string`` and ``volume``/``sequence`` ``Int64``, so a plain ``pd.read_parquet``
+# gives those dtypes back instead of object / int64 / float64.
+_COLLECTOR_DTYPES = {
+    "stock": ("unicode", "string"),
+    "date": ("datetime", "datetime64[ns]"),
+    "open": ("float64", "float64"),
+    "high": ("float64", "float64"),
+    "low": ("float64", "float64"),
+    "close": ("float64", "float64"),
+    "volume": ("int64", "Int64"),
+    "sequence": ("int64", "Int64"),
+}
+_PANDAS_CACHE_SIZE = 32
+# (schema, the table's own pandas metadata, the metadata to write), newest first.
+# A linear scan with ``Schema.equals`` (metadata ignored, ~0.2 us): hashing a schema for
+# a dict or lru_cache costs ~10 us, noticeable when the migration writes a file per month.
+_pandas_cache: list[tuple[pa.Schema, bytes | None, bytes]] = []
 
 
 @functools.lru_cache(maxsize=32)  # called per month file; a ticker's months share a schema
@@ -40,6 +63,161 @@ def parquet_write_options(schema: pa.Schema) -> dict:
         f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
     ]
     return {"compression": COMPRESSION, "use_dictionary": tuple(text) or False}
+
+
+def with_pandas_metadata(table: pa.Table) -> pa.Table:
+    """The table with pandas metadata equal in meaning to what the collector's files carry.
+
+    No index column; the bar columns described with the collector's dtypes; any extra
+    column kept and described, by the table's own pandas metadata where that fits the
+    column's type, otherwise as pandas reads that Arrow type. Other schema metadata is
+    kept. Built once per schema, without importing pandas (migration workers run without it).
+    """
+    schema = table.schema
+    metadata = schema.metadata or {}
+    own = metadata.get(PANDAS_KEY)
+    described = _pandas_json(schema, own)
+    if described == own:
+        return table
+    return table.replace_schema_metadata({**metadata, PANDAS_KEY: described})
+
+
+def _pandas_json(schema: pa.Schema, own: bytes | None) -> bytes:
+    for known, known_own, described in _pandas_cache:
+        if known_own == own and known.equals(schema):
+            return described
+    described = _describe_for_pandas(schema, own)
+    _pandas_cache.insert(0, (schema, own, described))
+    del _pandas_cache[_PANDAS_CACHE_SIZE:]
+    return described
+
+
+def _describe_for_pandas(schema: pa.Schema, own: bytes | None) -> bytes:
+    """The ``pandas`` metadata JSON, in the shape pyarrow writes for ``df.to_parquet``."""
+    given = _own_column_entries(own)
+    columns = []
+    for field in schema:
+        entry = _collector_entry(field)
+        if entry is None:
+            kept = given.get(field.name)
+            if kept is not None and _entry_fits(kept, field.type):
+                extra = kept.get("metadata")
+                entry = _entry(
+                    field.name,
+                    kept["pandas_type"],
+                    kept["numpy_type"],
+                    extra if isinstance(extra, dict) else None,
+                )
+        columns.append(entry or _arrow_entry(field))
+    meta: dict = {"index_columns": [], "column_indexes": [], "columns": columns}
+    meta["creator"] = {"library": "pyarrow", "version": pa.__version__}
+    version = _pandas_version()
+    if version:
+        meta["pandas_version"] = version
+    return json.dumps(meta).encode("utf-8")
+
+
+def _collector_entry(field: pa.Field) -> dict | None:
+    if field.name not in _COLLECTOR_DTYPES:
+        return None
+    expected = BAR_SCHEMA.field(field.name).type
+    if field.type != expected and not (
+        field.name == "stock" and pa.types.is_large_string(field.type)
+    ):
+        return None  # not the collector's type: described as what it is
+    pandas_type, numpy_type = _COLLECTOR_DTYPES[field.name]
+    return _entry(field.name, pandas_type, numpy_type)
+
+
+def _entry(name: str, pandas_type: str, numpy_type: str, extra: dict | None = None) -> dict:
+    return {
+        "name": name,
+        "field_name": name,
+        "pandas_type": pandas_type,
+        "numpy_type": numpy_type,
+        "metadata": extra,
+    }
+
+
+def _arrow_entry(field: pa.Field) -> dict:
+    """A column with no description of its own: the dtype pandas reads its Arrow type as."""
+    dtype, name = field.type, field.name
+    if pa.types.is_boolean(dtype) or pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
+        numpy_name = np.dtype(dtype.to_pandas_dtype()).name
+        return _entry(name, numpy_name, numpy_name)
+    if _is_text(dtype):
+        return _entry(name, "unicode", "object")
+    if pa.types.is_timestamp(dtype):
+        numpy_name = f"datetime64[{dtype.unit}]"
+        if dtype.tz is None:
+            return _entry(name, "datetime", numpy_name)
+        return _entry(name, "datetimetz", numpy_name, {"timezone": dtype.tz})
+    if pa.types.is_date(dtype):
+        return _entry(name, "date", "object")
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return _entry(name, "bytes", "object")
+    if pa.types.is_decimal(dtype):
+        return _entry(
+            name, "decimal", "object", {"precision": dtype.precision, "scale": dtype.scale}
+        )
+    return _entry(name, "object", "object")
+
+
+def _own_column_entries(own: bytes | None) -> dict[str, dict]:
+    if not own:
+        return {}
+    try:
+        columns = json.loads(own).get("columns")
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(columns, list):
+        return {}
+    return {
+        c["field_name"]: c
+        for c in columns
+        if isinstance(c, dict) and isinstance(c.get("field_name"), str)
+    }
+
+
+_INTEGER_DTYPES = {f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64)}
+_FLOAT_DTYPES = {"float16", "float32", "float64"}
+
+
+def _entry_fits(entry: dict, dtype: pa.DataType) -> bool:
+    """Whether a column's own pandas description still fits its Arrow type: the dtype it
+    names (``Int64``, ``string``, ...) must read that type without loss or error."""
+    numpy_type, pandas_type = entry.get("numpy_type"), entry.get("pandas_type")
+    if not isinstance(numpy_type, str) or not isinstance(pandas_type, str):
+        return False
+    lowered = numpy_type.lower()
+    if pa.types.is_integer(dtype):
+        return lowered in _INTEGER_DTYPES
+    if pa.types.is_floating(dtype):
+        return lowered in _FLOAT_DTYPES
+    if pa.types.is_boolean(dtype):
+        return lowered in ("bool", "boolean")
+    if _is_text(dtype):
+        return lowered in ("object", "str", "string") or lowered.startswith("string[")
+    if pa.types.is_timestamp(dtype):
+        extra = entry.get("metadata")
+        zone = extra.get("timezone") if isinstance(extra, dict) else None
+        return lowered.startswith("datetime64[") and zone == dtype.tz
+    return False
+
+
+def _is_text(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or (
+        pa.types.is_string_view(dtype)
+    )
+
+
+@functools.cache
+def _pandas_version() -> str | None:
+    """The installed pandas's version, from its distribution metadata (no import)."""
+    try:
+        return importlib.metadata.version("pandas")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def read_bar_file(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -68,11 +246,17 @@ def concat_bar_tables(tables: list[pa.Table]) -> pa.Table:
 def write_bar_file(
     path: Path, table: pa.Table, *, durable: bool = True, compression_level: int | None = None
 ) -> None:
-    """Write a bar table the way the collector does (gzip, no index), atomically.
+    """Write a bar table the way the collector does (gzip, no index, pandas metadata),
+    atomically.
 
     ``compression_level`` None is pyarrow's default gzip level; lower levels write several
     times faster for slightly larger files, and any gzip reader reads them.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, durable=durable) as tmp:
-        pq.write_table(table, tmp, compression=COMPRESSION, compression_level=compression_level)
+        pq.write_table(
+            with_pandas_metadata(table),
+            tmp,
+            compression=COMPRESSION,
+            compression_level=compression_level,
+        )

@@ -18,6 +18,7 @@ import numpy as np
 from core.calendars import calendar_for_market
 from core.errors import ParqctlError
 from core.index import FileIndex, SessionArrays
+from core.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES
 from core.metadata import StorageBlock
 from core.routing import DEFAULT_VENUE, locate
 from core.session_cache import cached_sessions
@@ -26,7 +27,9 @@ from core.workspace import Workspace
 if TYPE_CHECKING:
     import polars as pl
 
-LEGACY = "legacy"  # the source name of legacy files; partitioned sources are venue ids
+# The source name of legacy files in the collector's own home; ``legacy <home>`` in the
+# other homes (which it does not read); partitioned sources are venue ids.
+LEGACY = "legacy"
 # Intervals longer than a day: their "session" is the period holding trading sessions.
 PERIODS = {"5d": "week", "1wk": "week", "1mo": "month", "3mo": "quarter"}
 _A_MONDAY = 4  # 1970-01-05, in days since the epoch
@@ -86,12 +89,19 @@ class CoverageGrid:
 def _source_column() -> pl.Expr:
     import polars as pl
 
+    home = pl.col("path").str.extract(r"^(.*)/stocks_[^/]+/[^/]+$")
     return (
-        pl.when(pl.col("kind") == LEGACY)
+        pl.when(pl.col("kind") != LEGACY)
+        .then(pl.col("venue"))
+        .when(home.is_null())
         .then(pl.lit(LEGACY))
-        .otherwise(pl.col("venue"))
+        .otherwise(pl.lit(LEGACY + " ") + home)
         .alias("source")
     )
+
+
+def _legacy_source(home: str) -> str:
+    return LEGACY if home == COLLECTOR_LEGACY_HOME else f"{LEGACY} {home}"
 
 
 def _routed_order(ws: Workspace, ticker: str, interval: str) -> list[str]:
@@ -102,7 +112,12 @@ def _routed_order(ws: Workspace, ticker: str, interval: str) -> list[str]:
         return []
     dataset_dir = location.partition_dir.parent  # .../<market>/<source>/stocks_<iv>
     venue = f"{dataset_dir.parent.parent.name}:{dataset_dir.parent.name}"
-    return [venue, LEGACY] if location.mode == "partitioned" else [LEGACY, venue]
+    try:
+        read = location.legacy_path.parent.parent.relative_to(ws.root).as_posix()
+    except ValueError:  # a storage block rooted outside the workspace
+        read = None
+    legacy = [_legacy_source(read)] + [_legacy_source(h) for h in LEGACY_HOMES if h != read]
+    return [venue, *legacy] if location.mode == "partitioned" else [*legacy, venue]
 
 
 def choose_sources(ws: Workspace, interval: str, files: pl.DataFrame) -> dict[str, str]:
@@ -122,7 +137,7 @@ def choose_sources(ws: Workspace, interval: str, files: pl.DataFrame) -> dict[st
 
 def _market(ws: Workspace, ticker: str, interval: str, source: str) -> str:
     """A venue's market; legacy data is us unless the ticker's storage block names one."""
-    if source != LEGACY:
+    if not source.startswith(LEGACY):
         return source.split(":", 1)[0]
     # The raw entry (its shape is checked on load): a TickerEntry per ticker costs more
     # than all the rest of this for 5,000 tickers.

@@ -1,5 +1,10 @@
 """A demo workspace in the collector's legacy layout, with the problems operators meet.
 
+By default the legacy files are where the collector keeps them (``stocks_<iv>/`` at the
+workspace root); layout ``data-legacy`` puts them under ``data/legacy/`` instead, where
+the collector's own migration tool wants them moved (and where the collector no longer
+reads them).
+
 Deterministic for (seed, end, sizes): it is the demo anyone can open and the fixture
 factory for tests and benchmarks. Every injected problem is reported as an Injection,
 so a test can find it again on disk.
@@ -30,7 +35,7 @@ from core.atomic import write_json
 from core.bars import BAR_SCHEMA, write_bar_file
 from core.calendars import INTRADAY_MINUTES, SessionTable, sessions
 from core.errors import ParqctlError
-from core.layout import legacy_dataset_dir, legacy_file
+from core.layout import COLLECTOR_LEGACY_HOME, legacy_dataset_dir, legacy_file
 
 CALENDAR = "XNYS"
 INTERVALS = ["1d", "1h", "1m"]
@@ -38,6 +43,8 @@ MINUTE_TICKERS = 5
 MINUTE_SESSIONS = 5
 PROTECTED_TICKERS = 5  # the top of the demo stays healthy: no injection into these
 PRICE_DECIMALS = 4
+# Where each demo layout keeps its legacy files (a home of core.layout.LEGACY_HOMES).
+LAYOUTS = {"collector": COLLECTOR_LEGACY_HOME, "data-legacy": "data/legacy"}
 SINGLE_GAPS = 3
 RUN_GAP_SESSIONS = 15  # three weeks
 LISTED_DAYS_BEFORE_END = 365
@@ -203,17 +210,24 @@ def build_demo(
     years_1d: int = 5,
     years_1h: int = 2,
     stale_lock: bool = False,
+    layout: str = "collector",
     progress: Callable[[int, int], None] | None = None,
 ) -> DemoReport:
     """Write a demo workspace at ``root`` (absent or empty) and report what is in it."""
     started = time.perf_counter()
     root = Path(root)
     _check_arguments(root, tickers, years_1d, years_1h)
+    legacy_root = root / LAYOUTS[layout]
     calendar = _demo_calendar(end, years_1d, years_1h)
     symbols = demo_symbols(tickers, seed)
-    plans, injections = _plan(symbols, seed, calendar, root)
+    plans, injections = _plan(symbols, seed, calendar, legacy_root)
     build = _Build(
-        root, seed, calendar, {iv: _make_grid(calendar, iv) for iv in INTERVALS}, dead_pid()
+        root,
+        legacy_root,
+        seed,
+        calendar,
+        {iv: _make_grid(calendar, iv) for iv in INTERVALS},
+        dead_pid(),
     )
     rows, faults = _write_all(build, plans, progress)
     injections += faults
@@ -293,7 +307,7 @@ def demo_symbols(count: int, seed: int) -> list[str]:
 
 
 def _plan(
-    symbols: list[str], seed: int, calendar: DemoCalendar, root: Path
+    symbols: list[str], seed: int, calendar: DemoCalendar, legacy_root: Path
 ) -> tuple[list[TickerPlan], list[Injection]]:
     """Each ticker's plan; the listing and gap injections are known before any write."""
     plans = [
@@ -308,7 +322,7 @@ def _plan(
         if role in FILE_FAULTS:
             plan.fault = role  # reported once its file is written
         elif role in GAP_ROLES:
-            injections += _plan_gaps(plan, GAP_ROLES[role], rng, calendar, root)
+            injections += _plan_gaps(plan, GAP_ROLES[role], rng, calendar, legacy_root)
         elif role == "late_listing":
             injections.append(_plan_late_listing(plan, calendar))
         else:
@@ -334,7 +348,11 @@ def _plan_delisting(plan: TickerPlan, calendar: DemoCalendar) -> Injection:
 
 
 def _plan_gaps(
-    plan: TickerPlan, interval: str, rng: np.random.Generator, calendar: DemoCalendar, root: Path
+    plan: TickerPlan,
+    interval: str,
+    rng: np.random.Generator,
+    calendar: DemoCalendar,
+    legacy_root: Path,
 ) -> list[Injection]:
     """Isolated missing sessions late in the span, and a multi-week run early in it."""
     first, stop = calendar.starts[interval], len(calendar.base)
@@ -345,7 +363,7 @@ def _plan_gaps(
     edges = np.linspace(first + length // 2, stop - 2, SINGLE_GAPS + 1).astype(int)
     singles = rng.integers(edges[:-1] + 1, edges[1:])
     plan.missing[interval] = np.concatenate([run, singles])
-    path = legacy_file(legacy_dataset_dir(root, interval), plan.ticker)
+    path = legacy_file(legacy_dataset_dir(legacy_root, interval), plan.ticker)
     single_days = tuple(calendar.day(int(i)) for i in singles)
     run_days = tuple(calendar.day(int(i)) for i in run)
     singles_detail = f"{SINGLE_GAPS} missing sessions: {', '.join(map(str, single_days))}"
@@ -361,6 +379,7 @@ class _Build:
     """What every ticker's writer shares within one build."""
 
     root: Path
+    legacy_root: Path  # the directory holding the stocks_<iv> folders
     seed: int
     calendar: DemoCalendar
     grids: dict[str, BarGrid]
@@ -424,7 +443,7 @@ def _write_ticker(build: _Build, plan: TickerPlan) -> tuple[int, list[Injection]
         keep = listed.copy()
         keep[plan.missing.get(interval, np.array([], dtype=np.int64))] = False
         table = _bar_table(plan.ticker, grid.times, bars).filter(pa.array(keep[grid.session]))
-        path = legacy_file(legacy_dataset_dir(build.root, interval), plan.ticker)
+        path = legacy_file(legacy_dataset_dir(build.legacy_root, interval), plan.ticker)
         if plan.fault is None or FILE_FAULTS[plan.fault] != interval:
             _write(path, table)
             rows += table.num_rows

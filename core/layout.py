@@ -10,7 +10,11 @@ from core.errors import ParqctlError, UnsafeTickerError
 
 INTERVALS = ("1m", "2m", "5m", "15m", "30m", "60m", "90m", "1h", "1d", "5d", "1wk", "1mo", "3mo")
 DATASET_PREFIX = "stocks_"
-LEGACY_ROOTS = ("data/legacy", "data")
+# Where legacy files are found, the collector's own first: it reads and writes only
+# ``<workspace>/stocks_<iv>/`` (its StorageRequest.legacy_path()); its migration tool wants
+# them moved to ``data/legacy/``; older workspaces keep them in ``data/``.
+COLLECTOR_LEGACY_HOME = "."
+LEGACY_HOMES = (COLLECTOR_LEGACY_HOME, "data/legacy", "data")
 PARTITION_FILE = "data.parquet"
 _DATASET_DIR = re.compile(r"^stocks_(?P<interval>[0-9]+(?:m|h|d|wk|mo))$")
 _MARKET_OR_SOURCE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -69,9 +73,14 @@ class Venue:
 
 
 def legacy_dataset_dir(
-    workspace_root: Path, interval: str, legacy_root: str = "data/legacy"
+    workspace_root: Path, interval: str, home: str = COLLECTOR_LEGACY_HOME
 ) -> Path:
-    return workspace_root / legacy_root / f"{DATASET_PREFIX}{interval}"
+    return workspace_root / home / f"{DATASET_PREFIX}{interval}"
+
+
+def legacy_home_label(home: str) -> str:
+    """How a legacy home is named to the operator: its directory of stocks_<iv> folders."""
+    return "the workspace root" if home == COLLECTOR_LEGACY_HOME else f"{home}/"
 
 
 def legacy_file(dataset_dir: Path, ticker: str) -> Path:

@@ -165,11 +165,16 @@ class TickerRegistry:
 
 @dataclass
 class StorageConfig:
-    """storage_config.json: the global partitioned switch and its overrides."""
+    """storage_config.json: the global partitioned switch and its overrides.
+
+    ``exists`` is False when the workspace has no such file (``raw`` is then the model
+    parqctl would write, with the switch off).
+    """
 
     raw: dict[str, Any] = field(
         default_factory=lambda: {"partitioned": False, "markets": {}, "sources": {}}
     )
+    exists: bool = True
 
     @classmethod
     def from_json(cls, path: Path, data: Any) -> StorageConfig:
@@ -191,6 +196,13 @@ class StorageConfig:
         if venue.market in markets:
             return bool(markets[venue.market])
         return bool(self.raw.get("partitioned", False))
+
+    @property
+    def collector_partitions_unblocked(self) -> bool:
+        """Whether the collector's updater puts a ticker without a storage block in the
+        partitioned layout (us/yahoo). It reads only the global switch, not ``markets`` or
+        ``sources``, and without the file it defaults to partitioned (new installations)."""
+        return not self.exists or bool(self.raw.get("partitioned", False))
 
     def set_source(self, venue: Venue, partitioned: bool) -> None:
         self.raw.setdefault("sources", {})[venue.config_key] = partitioned
@@ -244,7 +256,9 @@ def load_intervals(path: Path) -> list[str]:
 
 
 def load_storage_config(path: Path) -> StorageConfig:
-    return StorageConfig.from_json(path, load_json(path)) if path.exists() else StorageConfig()
+    if not path.exists():
+        return StorageConfig(exists=False)
+    return StorageConfig.from_json(path, load_json(path))
 
 
 def load_migration_plan(path: Path) -> MigrationPlan | None:

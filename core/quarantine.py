@@ -31,6 +31,7 @@ from core.atomic import fsync_dir, is_temp_name, write_json
 from core.config import load_config
 from core.disk import disk_status
 from core.errors import DataError, DiskSpaceError, ParqctlError
+from core.layout import interval_of_dataset_dir
 from core.metadata import load_json
 from core.run_lock import RunLock
 from core.workspace import STATE_DIR
@@ -465,25 +466,30 @@ def _check_lock(root: Path, lock: RunLock) -> None:
         raise ParqctlError(
             "quarantine changes need the workspace's run lock", "hold it with run_lock.hold()"
         )
+    lock.check()
 
 
 def _data_file(root: Path, path: Path) -> Path:
-    """``path`` as a path under ``root``, if it is a regular file below ``<root>/data``."""
+    """``path`` as a path under ``root``, if it is a regular file below ``<root>/data`` or
+    in a legacy folder at the root (``<root>/stocks_<iv>/``, where the collector keeps it)."""
     given = Path(path)
     absolute = given if given.is_absolute() else root / given
     # Resolve the directory, not the file: a symlink is refused rather than followed.
     source = Path(os.path.realpath(absolute.parent)) / absolute.name
-    data_dir = Path(os.path.realpath(root / "data"))
-    if not _inside(source, data_dir):
+    real_root = Path(os.path.realpath(root))
+    data_dir = real_root / "data"
+    in_root_legacy = source.parent.parent == real_root and interval_of_dataset_dir(
+        source.parent.name
+    )
+    if not (_inside(source, data_dir) or in_root_legacy):
         raise ParqctlError(
-            f"{path} is not under the workspace's data/ directory",
+            f"{path} is not a bar file of the workspace (under data/ or stocks_<iv>/)",
             "quarantine holds data files; give the path of one",
         )
     if not os.path.lexists(source):
         raise ParqctlError(f"{path} does not exist", "check the path")
     if source.is_symlink() or not source.is_file():
         raise ParqctlError(f"{path} is not a regular file", "quarantine moves one file at a time")
-    real_root = Path(os.path.realpath(root))
     return root / source.relative_to(real_root)
 
 

@@ -1,4 +1,13 @@
-"""Where a (ticker, interval) lives, decided as the collector decides, and reading its bars."""
+"""Where a (ticker, interval) lives, decided as the collector decides, and reading its bars.
+
+The collector (``YFParqed._build_storage_request``) routes a ticker's interval to the
+partitioned layout when its ``storage`` block says ``mode: partitioned`` with a market and
+a source; else, when storage_config.json's global ``partitioned`` switch is on (or the file
+is missing: its default), to ``data/us/yahoo``; else to its legacy file at
+``<workspace>/stocks_<iv>/<T>.parquet``. A partitioned block without a market or source
+sends it to the legacy file below the block's root instead. Legacy files in the other
+homes (``data/legacy/``, ``data/``) are never read by it: they are stranded.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +19,8 @@ import pyarrow as pa
 from core.bars import concat_bar_tables, read_bar_file
 from core.errors import DataError
 from core.layout import (
+    DATASET_PREFIX,
+    LEGACY_HOMES,
     PARTITION_FILE,
     Venue,
     legacy_file,
@@ -30,9 +41,10 @@ class BarLocation:
     ticker: str
     interval: str
     mode: str  # "partitioned" or "legacy": where the collector reads and writes
-    decided_by: str  # "storage block", "storage_config.json" or "default"
+    decided_by: str  # what in the metadata decided it, for the operator
     partition_dir: Path  # the ticker's ticker=<T> directory, present or not
-    legacy_path: Path | None  # the legacy file, present or not; None without a legacy dir
+    legacy_path: Path  # the legacy file the collector reads in legacy mode, present or not
+    stranded: tuple[Path, ...] = ()  # its legacy files in homes the collector never reads
 
     def partition_files(self) -> list[Path]:
         if not self.partition_dir.is_dir():
@@ -43,50 +55,71 @@ class BarLocation:
 @dataclass(frozen=True)
 class TickerBars:
     table: pa.Table
-    source: str  # "partitioned", "legacy" or "none"
+    source: str  # "partitioned", "legacy", "stranded legacy" or "none"
     files: list[Path]
 
 
 def locate(ws: Workspace, ticker: str, interval: str) -> BarLocation:
     validate_ticker(ticker)
     validate_interval(interval)
-    entry = ws.tickers.get(ticker)
-    block = entry.storage(interval) if entry else None
-    legacy = ws.legacy_dataset(interval)
-    legacy_path = legacy_file(legacy.path, ticker) if legacy else None
-
-    if block is not None and block.mode == "partitioned" and block.venue is not None:
-        dataset_dir = partition_dataset_dir(
-            ws.root, block.venue, interval, block.root, block.dataset
-        )
-        mode, decided_by = "partitioned", "storage block"
-    else:
-        dataset_dir = partition_dataset_dir(ws.root, DEFAULT_VENUE, interval)
-        if block is not None:
-            mode, decided_by = "legacy", "storage block"
-        elif ws.storage_config.is_partitioned(DEFAULT_VENUE):
-            mode, decided_by = "partitioned", "storage_config.json"
+    entry = ws.tickers.raw.get(ticker)
+    iv_entry = entry.get("intervals", {}).get(interval) if isinstance(entry, dict) else None
+    block = iv_entry.get("storage") if isinstance(iv_entry, dict) else None
+    collector_file = legacy_file(ws.root / f"{DATASET_PREFIX}{interval}", ticker)
+    default_dir = partition_dataset_dir(ws.root, DEFAULT_VENUE, interval)
+    legacy_path, dataset_dir = collector_file, default_dir
+    if isinstance(block, dict) and block.get("mode") == "partitioned":
+        market, source = block.get("market"), block.get("source")
+        root = str(block.get("root") or "data")
+        if isinstance(market, str) and isinstance(source, str) and market and source:
+            venue = Venue(market.lower(), source.lower())
+            dataset = str(block.get("dataset") or "stocks")
+            dataset_dir = partition_dataset_dir(ws.root, venue, interval, root, dataset)
+            mode, decided_by = "partitioned", "storage block"
         else:
-            mode, decided_by = "legacy", "default"
+            legacy_path = legacy_file(ws.root / root / f"{DATASET_PREFIX}{interval}", ticker)
+            mode, decided_by = "legacy", "storage block without market and source"
+    elif ws.storage_config.collector_partitions_unblocked:
+        mode = "partitioned"
+        decided_by = (
+            "storage_config.json"
+            if ws.storage_config.exists
+            else "default (no storage_config.json)"
+        )
+    else:
+        mode, decided_by = "legacy", "storage_config.json"
+    stranded = tuple(
+        path
+        for home in LEGACY_HOMES
+        if (path := legacy_file(ws.root / home / f"{DATASET_PREFIX}{interval}", ticker))
+        != legacy_path
+        and path.is_file()
+    )
     return BarLocation(
-        ticker, interval, mode, decided_by, ticker_partition_dir(dataset_dir, ticker), legacy_path
+        ticker,
+        interval,
+        mode,
+        decided_by,
+        ticker_partition_dir(dataset_dir, ticker),
+        legacy_path,
+        stranded,
     )
 
 
 def read_ticker_bars(ws: Workspace, ticker: str, interval: str) -> TickerBars:
-    """The ticker's bars from where the collector routes them, else from the other layout.
+    """The ticker's bars from where the collector routes them, else from the other layout,
+    else from a legacy file the collector does not read (``stranded legacy``).
 
     The routed layout wins even when the other one also has files: during a migration the
     partition tree is incomplete until activation, and after it the legacy file is stale.
     """
     location = locate(ws, ticker, interval)
     partition_files = location.partition_files()
-    legacy_files = (
-        [location.legacy_path] if location.legacy_path and location.legacy_path.is_file() else []
-    )
+    legacy_files = [location.legacy_path] if location.legacy_path.is_file() else []
     order = [("partitioned", partition_files), ("legacy", legacy_files)]
     if location.mode == "legacy":
         order.reverse()
+    order.append(("stranded legacy", list(location.stranded[:1])))
     for source, files in order:
         if files:
             tables = [read_bar_file(f) for f in files]

@@ -302,6 +302,24 @@ def _judge_local_pid(
 # --- acquiring and releasing --------------------------------------------------------------
 
 
+class LockLostError(LockHeldError):
+    """The run lock this process held was removed or taken by another writer."""
+
+
+# The locks this process holds, by workspace: writers deep in the engine (metadata saves,
+# promotions) check theirs is still there without being handed it.
+_held: dict[Path, RunLock] = {}
+
+
+def ensure_still_held(workspace_root: Path | str) -> None:
+    """Raise LockLostError if this process took the workspace's lock and it is no longer
+    its own. The collector's cron mode removes any lock it finds and writes on, so a
+    long writer calls this before each promotion and checkpoint, and stops there."""
+    lock = _held.get(Path(workspace_root).absolute())
+    if lock is not None:
+        lock.check()
+
+
 class RunLock:
     """A run lock held by this process; a context manager that releases it on exit."""
 
@@ -311,6 +329,41 @@ class RunLock:
         self.owner = owner
         self._guard = guard
         self._released = False
+        self._lost = False
+        _held[Path(workspace_root).absolute()] = self
+
+    def check(self) -> None:
+        """Raise LockLostError (audited once) unless ``.run_lock`` still carries our token."""
+        if self._released:
+            return
+        text, _ = _read_owner_text(self.lock_dir)
+        if not self._lost and _token_in(text) == self.token:
+            return
+        status = _judge(self.lock_dir, time.time())
+        if status.state is LockState.FREE or status.pid is None:
+            what = (
+                "was removed by another program (the collector's --non-interactive update "
+                "removes any lock it finds)"
+            )
+        else:
+            what = f"was taken by {status.holder_summary()}"
+        error = LockLostError(
+            f"the run lock {what} while `{self.command}` was writing; it stopped at a safe "
+            "point and wrote nothing more",
+            f"once that run is over, run `{self.command}` again to resume",
+        )
+        if not self._lost:
+            self._lost = True
+            _audit_or_note(
+                error,
+                self.workspace_root,
+                "lock.lost",
+                "stopped",
+                command=self.command,
+                token=self.token,
+                holder=status.holder_fields(),
+            )
+        raise error
 
     @property
     def token(self) -> str:
@@ -332,6 +385,8 @@ class RunLock:
         try:
             outcome = _remove_own_lock(self.lock_dir, self.token)
             self._released = True
+            if _held.get(Path(self.workspace_root).absolute()) is self:
+                del _held[Path(self.workspace_root).absolute()]
         finally:
             pending = self._guard.disarm()
         audit.append(

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from core import metadata
+from core import metadata, run_lock
 from core.config import Config, load_config
 from core.errors import WorkspaceError
-from core.layout import LEGACY_ROOTS, Venue, interval_of_dataset_dir
+from core.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES, Venue, interval_of_dataset_dir
 
 WORKSPACE_ENV = "PARQCTL_WORKSPACE"
 STATE_DIR = ".parqctl"
@@ -29,18 +29,26 @@ class Dataset:
     """One directory of bar (or trade) files.
 
     ``kind`` is ``legacy`` (one file per ticker), ``partitioned`` (Hive ticker/year/month)
-    or ``trades`` (raw trades, read-only).
+    or ``trades`` (raw trades, read-only). A legacy dataset's ``home`` is the directory
+    holding its ``stocks_<iv>`` folder (see ``core.layout.LEGACY_HOMES``).
     """
 
     kind: str
     path: Path
     interval: str | None = None
     venue: Venue | None = None
+    home: str | None = None
+
+    @property
+    def read_by_collector(self) -> bool:
+        """A legacy dataset the collector reads (its own home); the others it never reads."""
+        return self.home == COLLECTOR_LEGACY_HOME
 
     @property
     def label(self) -> str:
         if self.kind == "legacy":
-            return f"legacy {self.interval}"
+            where = "" if self.read_by_collector else f" in {self.home}/"
+            return f"legacy {self.interval}{where}"
         if self.kind == "partitioned":
             return f"{self.venue.id} {self.interval}"
         return f"{self.venue.id} trades"
@@ -124,26 +132,33 @@ class Workspace:
         """Load every metadata file now, so a malformed one is reported up front."""
         _ = self.config, self.tickers, self.intervals, self.storage_config, self.migration_plan
 
+    # Each save first checks that a run lock this process took is still its own.
+
     def save_tickers(self) -> None:
+        run_lock.ensure_still_held(self.root)
         metadata.save(self.root / metadata.TICKERS_FILE, self.tickers)
 
     def save_storage_config(self) -> None:
+        run_lock.ensure_still_held(self.root)
         metadata.save(self.root / metadata.STORAGE_CONFIG_FILE, self.storage_config)
+        self.storage_config.exists = True
 
     def save_migration_plan(self, plan: metadata.MigrationPlan) -> None:
+        run_lock.ensure_still_held(self.root)
         metadata.save(self.root / metadata.MIGRATION_PLAN_FILE, plan)
         self.__dict__["migration_plan"] = plan
 
     def datasets(self) -> list[Dataset]:
         return discover_datasets(self.root)
 
-    def legacy_dataset(self, interval: str) -> Dataset | None:
-        """The legacy directory of an interval: ``data/legacy`` first, then ``data``."""
-        for legacy_root in LEGACY_ROOTS:
-            path = self.root / legacy_root / f"stocks_{interval}"
-            if path.is_dir():
-                return Dataset("legacy", path, interval)
-        return None
+    def legacy_homes(self, interval: str) -> list[Dataset]:
+        """The legacy directories of an interval that exist, the collector's own first."""
+        found = []
+        for home in LEGACY_HOMES:
+            path = self.root / home / f"stocks_{interval}"
+            if path.is_dir() and not path.is_symlink():
+                found.append(Dataset("legacy", path, interval, home=home))
+        return found
 
 
 def _subdirs(path: Path) -> list[os.DirEntry[str]]:
@@ -157,14 +172,14 @@ def _subdirs(path: Path) -> list[os.DirEntry[str]]:
 
 
 def discover_datasets(root: Path) -> list[Dataset]:
-    """Every bar and trade dataset under ``data/``, found from directory names alone."""
+    """Every bar and trade dataset (the legacy homes and ``data/``), from directory names."""
     data = root / "data"
     found: list[Dataset] = []
-    for legacy_root in LEGACY_ROOTS:
-        for entry in _subdirs(root / legacy_root):
+    for home in LEGACY_HOMES:
+        for entry in _subdirs(root / home):
             interval = interval_of_dataset_dir(entry.name)
             if interval:
-                found.append(Dataset("legacy", Path(entry.path), interval))
+                found.append(Dataset("legacy", Path(entry.path), interval, home=home))
     for market in _subdirs(data):
         if market.name == "legacy" or interval_of_dataset_dir(market.name):
             continue

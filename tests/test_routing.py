@@ -24,9 +24,13 @@ def _partitioned(name: str) -> dict:
 
 @pytest.fixture
 def mixed(tmp_path: Path) -> Path:
-    """AAPL routed to partitions (Jan and Feb files), MSFT legacy, both with legacy files."""
+    """AAPL routed to partitions (Jan and Feb files), MSFT legacy, both with legacy files
+    where the collector keeps them; the global switch off."""
     for t in ("AAPL", "MSFT"):
-        write_bars(tmp_path / f"data/legacy/stocks_1d/{t}.parquet", t, LEGACY_DAYS)
+        write_bars(tmp_path / f"stocks_1d/{t}.parquet", t, LEGACY_DAYS)
+    write_json(
+        tmp_path / "storage_config.json", {"partitioned": False, "markets": {}, "sources": {}}
+    )
     write_bars(tmp_path / PART.format(t="AAPL", m=1), "AAPL", LEGACY_DAYS[:2])
     write_bars(
         tmp_path / PART.format(t="AAPL", m=2), "AAPL", [datetime(2025, 2, 3), datetime(2025, 2, 4)]
@@ -69,6 +73,49 @@ def test_global_switch_routes_unblocked_tickers(mixed: Path):
     assert (location.mode, location.decided_by) == ("partitioned", "storage_config.json")
 
 
+def test_without_storage_config_the_collector_partitions_by_default(mixed: Path):
+    (mixed / "storage_config.json").unlink()
+    location = locate(Workspace.open(mixed), "MSFT", "1d")
+    assert (location.mode, location.decided_by) == (
+        "partitioned",
+        "default (no storage_config.json)",
+    )
+
+
+def test_the_collector_ignores_source_and_market_switches(mixed: Path):
+    write_json(
+        mixed / "storage_config.json",
+        {"partitioned": False, "markets": {"us": True}, "sources": {"us/yahoo": True}},
+    )
+    assert locate(Workspace.open(mixed), "MSFT", "1d").mode == "legacy"
+
+
+def test_a_partitioned_block_without_a_venue_reads_the_legacy_file_below_its_root(mixed: Path):
+    write_bars(mixed / "data/stocks_1d/NVDA.parquet", "NVDA", LEGACY_DAYS[:2])
+    entry = ticker_entry("NVDA", {"1d": {"storage": {"mode": "partitioned", "root": "data"}}})
+    write_tickers(mixed, {"NVDA": entry, "MSFT": ticker_entry("MSFT")})
+    ws = Workspace.open(mixed)
+    location = locate(ws, "NVDA", "1d")
+    assert location.mode == "legacy"
+    assert location.legacy_path == mixed / "data/stocks_1d/NVDA.parquet"
+    assert location.stranded == ()
+    assert read_ticker_bars(ws, "NVDA", "1d").source == "legacy"
+
+
+def test_legacy_files_in_other_homes_are_stranded(mixed: Path):
+    write_bars(mixed / "data/legacy/stocks_1d/NVDA.parquet", "NVDA", LEGACY_DAYS)
+    write_bars(mixed / "data/legacy/stocks_1d/MSFT.parquet", "MSFT", LEGACY_DAYS[:1])
+    ws = Workspace.open(mixed)
+    nvda = locate(ws, "NVDA", "1d")
+    assert nvda.legacy_path == mixed / "stocks_1d/NVDA.parquet"
+    assert nvda.stranded == (mixed / "data/legacy/stocks_1d/NVDA.parquet",)
+    bars = read_ticker_bars(ws, "NVDA", "1d")
+    assert (bars.source, bars.table.num_rows) == ("stranded legacy", 3)
+    # the collector's own file wins over a stranded one
+    msft = read_ticker_bars(ws, "MSFT", "1d")
+    assert (msft.source, msft.table.num_rows) == ("legacy", 3)
+
+
 def test_frame_and_errors(mixed: Path):
     ws = Workspace.open(mixed)
     frame = read_ticker_frame(ws, "MSFT", "1d")
@@ -80,7 +127,7 @@ def test_frame_and_errors(mixed: Path):
 
 
 def test_unreadable_file_is_a_data_error(mixed: Path):
-    path = mixed / "data/legacy/stocks_1d/MSFT.parquet"
+    path = mixed / "stocks_1d/MSFT.parquet"
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DataError, match="unreadable bar file") as err:
         read_ticker_bars(Workspace.open(mixed), "MSFT", "1d")
@@ -91,9 +138,7 @@ def test_files_that_do_not_fit_the_format_are_one_data_error(mixed: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(
-        pa.table({"stock": ["MSFT"], "close": [1.0]}), mixed / "data/legacy/stocks_1d/MSFT.parquet"
-    )
+    pq.write_table(pa.table({"stock": ["MSFT"], "close": [1.0]}), mixed / "stocks_1d/MSFT.parquet")
     with pytest.raises(DataError, match="do not fit the format") as err:
         read_ticker_bars(Workspace.open(mixed), "MSFT", "1d")
     assert "MSFT.parquet" in err.value.message

@@ -97,12 +97,25 @@ def test_discovers_every_kind_of_dataset(tmp_path: Path):
     assert {v: (g.files, g.bytes) for v, g in trade_inv.groups.items()} == {"XETR": (1, 10)}
 
 
-def test_legacy_dataset_prefers_data_legacy(tmp_path: Path):
+def test_legacy_homes_collector_root_first(tmp_path: Path):
     write_tickers(tmp_path, {})
     day = [datetime(2025, 3, 3)]
     write_bars(tmp_path / "data/stocks_1d/A.parquet", "A", day)
     ws = Workspace.open(tmp_path)
-    assert ws.legacy_dataset("1d").path == tmp_path / "data/stocks_1d"
+    assert [d.path for d in ws.legacy_homes("1d")] == [tmp_path / "data/stocks_1d"]
     write_bars(tmp_path / "data/legacy/stocks_1d/A.parquet", "A", day)
-    assert ws.legacy_dataset("1d").path == tmp_path / "data/legacy/stocks_1d"
-    assert ws.legacy_dataset("1m") is None
+    write_bars(tmp_path / "stocks_1d/A.parquet", "A", day)
+    homes = ws.legacy_homes("1d")
+    assert [d.home for d in homes] == [".", "data/legacy", "data"]
+    assert [d.read_by_collector for d in homes] == [True, False, False]
+    assert [d.label for d in homes] == [
+        "legacy 1d",
+        "legacy 1d in data/legacy/",
+        "legacy 1d in data/",
+    ]
+    assert ws.legacy_homes("1m") == []
+    assert {(d.kind, d.home) for d in ws.datasets()} == {
+        ("legacy", "."),
+        ("legacy", "data/legacy"),
+        ("legacy", "data"),
+    }

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from core.errors import MetadataError, ParqctlError
-from core.layout import Venue
+from core.layout import LEGACY_HOMES, Venue, legacy_dataset_dir, partition_dataset_dir
 from core.metadata import MIGRATION_PLAN_FILE, MigrationPlan
 from core.migration import months as mo
 from core.workspace import Workspace
@@ -77,10 +77,17 @@ class IntervalPlan:
         return cls(venue, interval, v, raw)
 
     def legacy_dir(self, root: Path) -> Path:
-        return root / self._data_path(root, "legacy_path")
+        homes = [legacy_dataset_dir(Path(), self.interval, home) for home in LEGACY_HOMES]
+        return root / self._derived_path(root, "legacy_path", homes)
 
     def partition_dir(self, root: Path) -> Path:
-        return root / self._data_path(root, "partition_path")
+        expected = partition_dataset_dir(Path(), self.venue, self.interval)
+        return root / self._derived_path(root, "partition_path", [expected])
+
+    @property
+    def reads_collector_home(self) -> bool:
+        """Whether the legacy files migrate from where the collector itself reads them."""
+        return self.raw.get("legacy_path") == legacy_dataset_dir(Path(), self.interval).as_posix()
 
     def months(self, root: Path, ticker: str, key: str) -> list[int]:
         """A ticker record's month list (``created``, ``merged``), refused when malformed."""
@@ -94,30 +101,23 @@ class IntervalPlan:
                 "fix that entry by hand; nothing was changed",
             ) from None
 
-    def _data_path(self, root: Path, key: str) -> PurePosixPath:
-        """The plan's path entry, refused unless it is a plain relative path below data/.
+    def _derived_path(self, root: Path, key: str, allowed: list[Path]) -> PurePosixPath:
+        """The plan's path entry, refused unless it is what the layout derives for the
+        venue and interval (for legacy files: one of the legacy homes).
 
-        Rollback and finalize delete below these directories: a hand-edited or hostile
-        plan must not point them anywhere else.
+        Run, verify, rollback and finalize read, write and delete below these directories:
+        a hand-edited or hostile plan must not point them anywhere else.
         """
         value = self.raw.get(key)
-        path = PurePosixPath(value) if isinstance(value, str) else None
-        if (
-            path is None
-            or path.is_absolute()
-            or len(path.parts) < 2
-            or path.parts[0] != "data"
-            or ".." in path.parts
-            or "\\" in value
-            or "\x00" in value
-        ):
+        choices = [p.as_posix() for p in allowed]
+        if value not in choices:
             raise MetadataError(
                 f"{root / MIGRATION_PLAN_FILE}: {self.describe()} {key} is {value!r}, "
-                "not a relative path below data/",
+                f"not {' or '.join(repr(c) for c in choices)}",
                 "fix that entry by hand, or recreate the interval's plan with "
                 "`parqctl migrate plan --force`",
             )
-        return path
+        return PurePosixPath(value)
 
     @property
     def ours(self) -> dict[str, Any]:

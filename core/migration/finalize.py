@@ -114,6 +114,7 @@ def _delete(
     failure: tuple[Path, OSError] | None = None
     for interval, files in chosen:
         for path in files:
+            run_lock.ensure_still_held(ws.root)
             try:
                 path.unlink()
             except OSError as exc:

@@ -39,6 +39,32 @@ def legacy_intervals(ws: Workspace) -> list[str]:
     return ordered + sorted(found - set(ordered))
 
 
+def legacy_source(ws: Workspace, interval: str) -> Path:
+    """The one legacy home the interval migrates from, read in place.
+
+    Files in two homes are refused: the collector reads only the one at the root, so the
+    other holds bars it no longer sees (often the history moved away for its own migration
+    tool, with only newer bars written at the root since); migrating either would leave
+    the other behind.
+    """
+    homes = ws.legacy_homes(interval)
+    with_files = [h for h in homes if list_legacy(h.path)[0]]
+    if len(with_files) > 1:
+        where = " and ".join(h.path.relative_to(ws.root).as_posix() + "/" for h in with_files)
+        raise ParqctlError(
+            f"legacy {interval} files are in {where}; the collector reads only "
+            f"stocks_{interval}/ at the workspace root",
+            "merge them into one of these folders (ticker by ticker), then plan again",
+        )
+    if not homes:
+        raise ParqctlError(
+            f"no legacy {interval} data in {ws.root}",
+            f"expected stocks_{interval}/ at the workspace root, data/legacy/stocks_{interval}/ "
+            f"or data/stocks_{interval}/",
+        )
+    return (with_files or homes)[0].path
+
+
 def plan_migration(
     ws: Workspace, venue: Venue, intervals: list[str] | None = None, *, force: bool = False
 ) -> PlanResult:
@@ -46,17 +72,15 @@ def plan_migration(
     ``force``, and never once it is active."""
     names = intervals or legacy_intervals(ws)
     if not names:
-        raise ParqctlError(f"no legacy data in {ws.root / 'data'}", "nothing to migrate")
+        raise ParqctlError(
+            f"no legacy data in {ws.root}",
+            "nothing to migrate: legacy files are stocks_<iv>/<TICKER>.parquet at the "
+            "workspace root, in data/legacy/ or in data/",
+        )
     sources = {}
     for name in names:
         validate_interval(name)
-        dataset = ws.legacy_dataset(name)
-        if dataset is None:
-            raise ParqctlError(
-                f"no legacy {name} data in {ws.root}",
-                f"expected data/legacy/stocks_{name}/ or data/stocks_{name}/",
-            )
-        sources[name] = dataset.path
+        sources[name] = legacy_source(ws, name)
     with run_lock.hold(ws.root, "parqctl migrate plan"):
         ws.__dict__.pop("migration_plan", None)  # re-read under the lock
         plan = ws.migration_plan

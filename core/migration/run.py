@@ -350,6 +350,7 @@ class _Batches:
         failpoint("batch-intent-recorded")
         changed: list[Path] = []
         for o in batch:
+            run_lock.ensure_still_held(self.ws.root)
             staged_dir = self.staging / f"ticker={o.ticker}"
             if staged_dir.is_dir():
                 promotion = staging.promote(

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.bars import parquet_write_options
+from core.bars import parquet_write_options, with_pandas_metadata
 from core.layout import PARTITION_FILE
 from core.migration import months as mo
 from core.migration.bars_table import (
@@ -205,7 +205,7 @@ def _write_staged(
     years_made: set[str] = set()
     for month_file in files:
         sink = pa.BufferOutputStream()
-        table = tables[month_file.month]
+        table = with_pandas_metadata(tables[month_file.month])
         pq.write_table(table, sink, **parquet_write_options(table.schema))
         data = sink.getvalue()
         read_back[month_file.month] = decode_parquet(data)

@@ -28,6 +28,13 @@ def register(commands) -> None:
         "--years-1h", type=positive_int, default=2, help="years of hourly bars (default 2)"
     )
     p.add_argument("--stale-lock", action="store_true", help="leave a stale run lock behind")
+    p.add_argument(
+        "--layout",
+        choices=["collector", "data-legacy"],
+        default="collector",
+        help="where the legacy files go: stocks_<iv>/ at the root, where the collector keeps "
+        "them (default), or data/legacy/, where its migration tool wants them moved",
+    )
     p.add_argument("--no-open", action="store_true", help="do not open the console afterwards")
     p.set_defaults(run=run)
 
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             years_1d=args.years_1d,
             years_1h=args.years_1h,
             stale_lock=args.stale_lock,
+            layout=args.layout,
             progress=lambda done, total: tracker.advance(),
         )
     print("\n".join(report.lines()))
