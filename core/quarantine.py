@@ -481,7 +481,7 @@ def _data_file(root: Path, path: Path) -> Path:
     in_root_legacy = source.parent.parent == real_root and interval_of_dataset_dir(
         source.parent.name
     )
-    if not (_inside(source, data_dir) or in_root_legacy):
+    if not (source.is_relative_to(data_dir) or in_root_legacy):
         raise ParqctlError(
             f"{path} is not a bar file of the workspace (under data/ or stocks_<iv>/)",
             "quarantine holds data files; give the path of one",

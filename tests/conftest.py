@@ -83,7 +83,7 @@ def workspace(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
     days = [datetime(2025, 12, d) for d in (1, 2, 3)]
     for ticker in ("AAPL", "BRK-B"):
-        write_bars(root / "data" / "legacy" / "stocks_1d" / f"{ticker}.parquet", ticker, days)
+        write_bars(root / "stocks_1d" / f"{ticker}.parquet", ticker, days)
     write_tickers(root, {t: ticker_entry(t) for t in ("AAPL", "BRK-B")})
     write_json(root / "intervals.json", ["1d"])
     write_json(root / "storage_config.json", {"partitioned": False, "markets": {}, "sources": {}})

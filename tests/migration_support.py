@@ -31,7 +31,7 @@ def copy_workspace(source: Path, target: Path, *, readable_only: bool, report=No
 def legacy_hashes(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((root / "data" / "legacy").rglob("*"))
+        for p in sorted(root.glob("stocks_*/*"))
         if p.is_file()
     }
 

@@ -54,7 +54,7 @@ def hourly(days: list[date], calendar: str = "XNYS", cut: dict[date, int] | None
 
 
 def legacy_path(root: Path, interval: str, ticker: str) -> Path:
-    return root / "data" / "legacy" / f"stocks_{interval}" / f"{ticker}.parquet"
+    return root / f"stocks_{interval}" / f"{ticker}.parquet"
 
 
 def write_legacy(root: Path, interval: str, ticker: str, times: list[datetime]) -> Path:

@@ -62,7 +62,7 @@ def test_json_output_and_incremental_index(root: Path):
             "status": "recoverable",
         }
     ]
-    assert tickers["BAD"]["unreadable_files"][0]["path"] == "data/legacy/stocks_1d/BAD.parquet"
+    assert tickers["BAD"]["unreadable_files"][0]["path"] == "stocks_1d/BAD.parquet"
     hourly_full = report["intervals"]["1h"]["tickers"][0]
     assert hourly_full["partial"] == [{"session": "2025-11-28", "bars": 3, "expected": 4}]
     assert report["intervals"]["1h"]["retention_days"] == 730
@@ -84,7 +84,7 @@ def test_human_output_lists_the_named_tickers_gaps(root: Path):
     assert gap_lines == [
         "  gap      2025-11-26..2025-11-28     2 sessions  recoverable (never expires)"
     ]
-    assert any(line.startswith("unreadable 1d data/legacy/stocks_1d/BAD.parquet") for line in lines)
+    assert any(line.startswith("unreadable 1d stocks_1d/BAD.parquet") for line in lines)
     assert "BAD 1d: no readable bars" in lines
 
 

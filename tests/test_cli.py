@@ -97,7 +97,7 @@ def test_show_reads_real_symbols(workspace: Path):
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert (shown["rows"], shown["read_from"], shown["routed_to"]) == (3, "legacy", "legacy")
-    assert shown["files"] == ["data/legacy/stocks_1d/BRK-B.parquet"]
+    assert shown["files"] == ["stocks_1d/BRK-B.parquet"]
 
 
 def test_output_cut_short_by_its_reader_is_no_traceback(workspace: Path):
@@ -119,7 +119,7 @@ def test_output_cut_short_by_its_reader_is_no_traceback(workspace: Path):
 
 
 def test_a_corrupt_bar_file_is_one_line(workspace: Path):
-    path = workspace / "data/legacy/stocks_1d/AAPL.parquet"
+    path = workspace / "stocks_1d/AAPL.parquet"
     path.write_bytes(path.read_bytes()[:50])
     result = run_cli("-w", str(workspace), "show", "AAPL")
     assert result.returncode == 2

@@ -40,7 +40,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoReport:
 
 
 def bar_path(root: Path, interval: str, ticker: str) -> Path:
-    return root / "data" / "legacy" / f"stocks_{interval}" / f"{ticker}.parquet"
+    return root / f"stocks_{interval}" / f"{ticker}.parquet"
 
 
 def read(root: Path, interval: str, ticker: str) -> pa.Table:

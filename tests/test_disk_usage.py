@@ -45,12 +45,13 @@ def test_breakdown_sums_to_du(demo_root: Path, tmp_path: Path):
     shutil.copytree(demo_root, root)
     run_cli("-w", str(root), "integrity")  # .parqctl/index and the row-check cache
     with run_lock.hold(root, "test") as lock:
-        quarantine.add(root, root / "data/legacy/stocks_1d/AAPL.parquet", "test", lock=lock)
+        quarantine.add(root, root / "stocks_1d/AAPL.parquet", "test", lock=lock)
     staging = root / ".parqctl" / "staging" / "run-1"
     staging.mkdir(parents=True)
     (staging / "data.parquet").write_bytes(os.urandom(100_000))
     # A hard link is counted once, as du counts it (in whichever bucket is walked first).
-    os.link(root / "data/legacy/stocks_1m/MSFT.parquet", staging / "linked.parquet")
+    os.link(root / "stocks_1m/MSFT.parquet", staging / "linked.parquet")
+    (root / "data").mkdir(exist_ok=True)
     (root / "data" / "README").write_text("not a dataset\n")
 
     usage = disk_usage(Workspace.open(root))

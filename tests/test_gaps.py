@@ -170,7 +170,7 @@ def test_a_corrupt_file_is_unreadable_and_the_rest_is_reported(root: Path):
     result = report(root)
     bad = ticker(result, "1d", "BAD")
     assert bad.first is None and not bad.complete
-    assert [u.path for u in bad.unreadable] == ["data/legacy/stocks_1d/BAD.parquet"]
+    assert [u.path for u in bad.unreadable] == ["stocks_1d/BAD.parquet"]
     assert bad.unreadable[0].error and bad.source == "legacy"
     daily_result = result.intervals["1d"]
     assert daily_result.unreadable_files == 1 and daily_result.complete == 3  # FULL LATE GONE

@@ -24,7 +24,7 @@ from core.workspace import Workspace
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 DAYS = [datetime(2025, 12, d) for d in (1, 2, 3, 4)]
-LEGACY = Path("data/legacy/stocks_1d")
+LEGACY = Path("stocks_1d")
 PARTS = Path("data/us/yahoo/stocks_1h")
 
 
@@ -252,7 +252,7 @@ def test_quarantine_moves_file_errors_and_never_promotes_a_temp_file(damaged: Pa
     shutil.copytree(damaged, root, symlinks=True)
     run_cli("-w", str(root), "lock", "break", "--yes")
     good_before = legacy(root, "GOOD").read_bytes()
-    digest_before = tree_digest(root / "data")
+    digest_before = tree_digest(root)
 
     result = run_cli("-w", str(root), "integrity", "--quarantine", "--json")
     assert result.returncode == 1, result.stderr
@@ -269,7 +269,7 @@ def test_quarantine_moves_file_errors_and_never_promotes_a_temp_file(damaged: Pa
         assert not (root / path).exists()
         assert (
             tree_digest(stored[path].stored_path.parent)[stored[path].stored_name]
-            == digest_before[os.path.relpath(path, "data")]
+            == digest_before[path]
         )
     again = integrity.check(Workspace.open(root))
     assert [f.code for f in again.findings if f.severity is ERROR] == [

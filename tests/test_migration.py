@@ -67,7 +67,7 @@ def _injection(source, kind: str):
 
 
 def _legacy_rows(root: Path, interval: str, ticker: str) -> pa.Table:
-    path = root / "data" / "legacy" / f"stocks_{interval}" / f"{ticker}.parquet"
+    path = root / f"stocks_{interval}" / f"{ticker}.parquet"
     return pq.read_table(path).replace_schema_metadata(None)
 
 
@@ -89,7 +89,7 @@ def test_the_collector_reads_exactly_the_legacy_rows_after_activation(clean: Pat
     ws = _ws(clean)
     duplicated = _injection(source, "duplicates").ticker
     for interval in IVS:
-        for path in sorted((clean / "data/legacy" / f"stocks_{interval}").glob("*.parquet")):
+        for path in sorted((clean / f"stocks_{interval}").glob("*.parquet")):
             ticker = path.stem
             bars = read_ticker_bars(ws, ticker, interval)
             assert bars.source == "partitioned", (ticker, interval)
@@ -114,13 +114,13 @@ def test_the_collector_reads_exactly_the_legacy_rows_after_activation(clean: Pat
 def test_the_plan_keeps_the_collectors_fields(clean: Path):
     _migrate(clean, ["1d"])
     plan = json.loads((clean / "migration_plan.json").read_text())
-    assert plan["schema_version"] == 1 and plan["legacy_root"] == "data/legacy"
+    assert plan["schema_version"] == 1 and plan["legacy_root"] == "."
     [venue] = plan["venues"]
     assert (venue["id"], venue["market"], venue["source"], venue["status"]) == (
         "us:yahoo", "US", "yahoo", "complete",
     )  # fmt: skip
     day = venue["intervals"]["1d"]
-    assert day["legacy_path"] == "data/legacy/stocks_1d"
+    assert day["legacy_path"] == "stocks_1d"
     assert day["partition_path"] == "data/us/yahoo/stocks_1d"
     assert day["jobs"]["total"] == day["jobs"]["completed"] == 13
     assert day["totals"]["legacy_rows"] == day["totals"]["partition_rows"] > 0
@@ -206,7 +206,7 @@ def test_legacy_duplicates_collapse_when_equal_and_fail_when_not(clean: Path, so
     times = [datetime(2025, 3, 3, 9, 30) + timedelta(hours=i) for i in range(5)]
     table = bar_table("BAD", times)
     twin = table.slice(2, 1).set_column(6, "volume", pa.array([1], pa.int64()))
-    write_bar_file(clean / "data/legacy/stocks_1h/BAD.parquet", pa.concat_tables([table, twin]))
+    write_bar_file(clean / "stocks_1h/BAD.parquet", pa.concat_tables([table, twin]))
     [hour] = _migrate(clean, ["1h"]).intervals
     assert hour.collapsed[dup] and len(hour.collapsed[dup]) == 3
     [failure] = hour.failures
@@ -296,7 +296,7 @@ def test_verify_names_a_session_missing_from_the_partitions(clean: Path):
 def test_activation_refuses_when_legacy_changed_since_verify(clean: Path):
     _migrate(clean, ["1d"])
     verify_migration(_ws(clean), US, workers=1)
-    path = clean / "data/legacy/stocks_1d/AAPL.parquet"
+    path = clean / "stocks_1d/AAPL.parquet"
     write_bar_file(path, pq.read_table(path).slice(1))
     with pytest.raises(ParqctlError, match="changed or appeared since verification"):
         activate_migration(_ws(clean), US, ["1d"])
@@ -332,9 +332,9 @@ def test_finalize_deletes_legacy_only_after_activation_and_then_blocks_rollback(
     activate_migration(_ws(clean), US, ["1d"])
     declined = finalize_migration(_ws(clean), US, ["1d"], confirm=lambda p: False, workers=1)
     assert not declined.deleted and len(declined.deletion.files) == 13
-    assert len(list((clean / "data/legacy/stocks_1d").glob("*.parquet"))) == 13
+    assert len(list((clean / "stocks_1d").glob("*.parquet"))) == 13
     done = finalize_migration(_ws(clean), US, ["1d"], confirm=lambda p: True, workers=1)
-    assert done.deleted and not list((clean / "data/legacy/stocks_1d").glob("*.parquet"))
+    assert done.deleted and not list((clean / "stocks_1d").glob("*.parquet"))
     assert read_ticker_bars(_ws(clean), "AAPL", "1d").source == "partitioned"
     with pytest.raises(ParqctlError, match="no longer there"):
         rollback_migration(_ws(clean), US, ["1d"])
@@ -349,7 +349,7 @@ def test_cli_run_reports_unreadable_files_and_ends_with_failures(demo: Path, sou
     assert result.stderr.strip().splitlines()[-1] == "parqctl: completed with 1 failures"
     assert (
         f"parqctl quarantine add {truncated.path.relative_to(source[0]).name}"
-        in result.stdout.replace(str(demo / "data/legacy/stocks_1d") + "/", "")
+        in result.stdout.replace(str(demo / "stocks_1d") + "/", "")
     )
     assert (demo / truncated.path.relative_to(source[0])).exists()
     status = json.loads(run_cli(*w, "status", "--json").stdout)
@@ -407,7 +407,7 @@ def test_bars_that_cannot_be_combined_fail_that_ticker_only(clean: Path):
     stored = bar_table("AAPL", [last + timedelta(days=1)], 500.0)
     stored = stored.append_column("note", pa.array([{"a": 1}], pa.struct([("a", pa.int64())])))
     write_bar_file(_partition_file(clean, "1d", "AAPL", last.year, last.month), stored)
-    (clean / "data/legacy/stocks_1d/AAPL.parquet").write_bytes(
+    (clean / "stocks_1d/AAPL.parquet").write_bytes(
         _with_note_column(_legacy_rows(clean, "1d", "AAPL"))
     )
 

@@ -35,7 +35,7 @@ from tui.text import human_bytes
 
 US = Venue("us", "yahoo")
 DATASET = Path("data/us/yahoo/stocks_1d")
-LEGACY = Path("data/legacy/stocks_1d")
+LEGACY = Path("stocks_1d")
 AAPL_BLOCK = {"mode": "legacy", "root": "data", "note": "set by hand before the migration"}
 
 
@@ -49,7 +49,7 @@ def base(tmp_path_factory) -> Path:
         source, tmp_path_factory.mktemp("safety-base") / "ws", readable_only=True, report=report
     )
     for interval in ("1h", "1m"):
-        shutil.rmtree(root / "data" / "legacy" / f"stocks_{interval}")
+        shutil.rmtree(root / f"stocks_{interval}")
     for stray in (root / LEGACY).glob("*.tmp-*"):
         stray.unlink()
     return root

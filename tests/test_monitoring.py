@@ -47,7 +47,7 @@ def plan(venues: list[tuple[str, str, str, int, int]]) -> dict:
     records: dict[str, dict] = {}
     for venue, interval, status, completed, total in venues:
         records.setdefault(venue, {})[interval] = {
-            "legacy_path": f"data/legacy/stocks_{interval}",
+            "legacy_path": f"stocks_{interval}",
             "partition_path": f"data/us/yahoo/stocks_{interval}",
             "status": status,
             "jobs": {"total": total, "completed": completed},
@@ -134,7 +134,7 @@ def test_quarantine_and_lock_changes_show_up(demo_root: Path, tmp_path: Path):
     shutil.copytree(demo_root, root)
     assert run_cli("-w", str(root), "lock", "break", "--yes").returncode == 0
     with run_lock.hold(root, "test") as lock:
-        entry = quarantine.add(root, root / "data/legacy/stocks_1d/AAPL.parquet", "t", lock=lock)
+        entry = quarantine.add(root, root / "stocks_1d/AAPL.parquet", "t", lock=lock)
     output = tmp_path / "parqctl.prom"
     assert run_cli("-w", str(root), "health", "--prometheus", str(output)).returncode == 1
     values = samples(output.read_text())
@@ -163,7 +163,7 @@ def test_verdict_takes_in_quarantine_and_disk_projection(workspace: Path):
     # A move cut short (manifest says "moving", nothing moved yet) is worth a warning.
     with run_lock.hold(workspace, "test") as lock:
         entry = quarantine.add(
-            workspace, workspace / "data/legacy/stocks_1d/AAPL.parquet", "t", lock=lock
+            workspace, workspace / "stocks_1d/AAPL.parquet", "t", lock=lock
         )
     manifest = json.loads((entry.directory / quarantine.MANIFEST).read_text())
     write_json(entry.directory / quarantine.MANIFEST, {**manifest, "state": "moving"})

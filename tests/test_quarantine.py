@@ -22,14 +22,15 @@ from core import audit, quarantine, run_lock
 from core.atomic import write_json
 from core.errors import DiskSpaceError, ParqctlError
 
-AAPL = Path("data/legacy/stocks_1d/AAPL.parquet")
-BRK = Path("data/legacy/stocks_1d/BRK-B.parquet")
+AAPL = Path("stocks_1d/AAPL.parquet")
+BRK = Path("stocks_1d/BRK-B.parquet")
 
 
 def contents(root: Path) -> Counter[str]:
-    """sha256 of every data file, in data/ or in quarantine: what must never be lost."""
+    """sha256 of every data file, in a legacy folder, data/ or quarantine: what must never
+    be lost."""
     found: Counter[str] = Counter()
-    places = [root / "data", root / quarantine.QUARANTINE_DIR]
+    places = [*root.glob("stocks_*"), root / "data", root / quarantine.QUARANTINE_DIR]
     for place in places:
         for directory, _dirs, names in os.walk(place):
             for name in names:
@@ -89,14 +90,16 @@ def test_restore_refuses_a_taken_path_unless_told_where(workspace: Path):
 def test_refusals_change_nothing(workspace: Path, tmp_path: Path):
     outside = tmp_path / "elsewhere.parquet"
     outside.write_bytes(b"x")
+    (workspace / "data").mkdir()
     (workspace / "data" / "link.parquet").symlink_to(workspace / AAPL)
     with run_lock.hold(workspace, "test") as lock:
         for path, message in [
-            (outside, "not under the workspace's data/"),
-            (workspace / "tickers.json", "not under the workspace's data/"),
+            (outside, "not a bar file of the workspace"),
+            (workspace / "tickers.json", "not a bar file of the workspace"),
             (workspace / "data" / "missing.parquet", "does not exist"),
             (workspace / "data" / "link.parquet", "not a regular file"),
-            (workspace / "data" / "legacy", "not a regular file"),
+            (workspace / "stocks_1d", "not a bar file of the workspace"),
+            (workspace / "data", "not a regular file"),
         ]:
             with pytest.raises(ParqctlError, match=message):
                 quarantine.add(workspace, path, "reason", lock=lock)

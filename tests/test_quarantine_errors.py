@@ -13,7 +13,7 @@ from conftest import run_cli, tree_digest
 
 from core import quarantine
 
-AAPL = Path("data/legacy/stocks_1d/AAPL.parquet")
+AAPL = Path("stocks_1d/AAPL.parquet")
 
 
 def _one_line(result: subprocess.CompletedProcess) -> str:
@@ -100,7 +100,7 @@ def test_a_failed_restore_removes_the_directories_it_made(workspace: Path):
     w = ["-w", str(workspace), "quarantine"]
     entry = json.loads(run_cli(*w, "add", str(AAPL), "--reason", "x", "--json").stdout)
     elsewhere = workspace / "data" / "restored"
-    elsewhere.mkdir()
+    elsewhere.mkdir(parents=True)
     with _own_mount(elsewhere):
         result = run_cli(*w, "restore", entry["id"], "--to", "data/restored/a/b/AAPL.parquet")
         line = _one_line(result)
