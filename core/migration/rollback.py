@@ -5,9 +5,10 @@ where a ticker had another block before) and the storage switches it changed are
 restored, from the values the plan recorded before activation wrote anything; an
 activation a crash interrupted (``activating``) is undone the same way. The plan is
 marked ``rolling_back`` before the metadata is written, so a crash in between is
-finished by running rollback again. Refused while a migrated ticker's legacy file is missing, and
-(without ``force``) while partition files changed since they were verified: the
-collector may have written bars there that the legacy files lack. With ``purge``, the
+finished by running rollback again. Refused while a migrated ticker's legacy file is missing.
+Before any metadata changes, the bars the collector wrote into partitions while they were
+active are carried back into the legacy files it will read (``core.migration.carry_back``);
+a bar whose values differ between the two refuses the rollback unless ``force``. With ``purge``, the
 partition files this migration created (recorded in the plan) are deleted too, and
 nothing else: a file that changed since, or that held collector rows before the
 migration merged into it, is kept and reported.
@@ -22,10 +23,11 @@ from pathlib import Path
 from core import audit, run_lock
 from core.atomic import fsync_dir
 from core.errors import ParqctlError
-from core.layout import Venue, ticker_partition_dir
+from core.layout import COLLECTOR_LEGACY_HOME, Venue, legacy_dataset_dir, ticker_partition_dir
 from core.metadata import MigrationPlan
 from core.migration import checkpoint, staging
 from core.migration import months as mo
+from core.migration.carry_back import CarryBack, carry_back, plan_carry_back, refuse_conflicts
 from core.migration.checkpoint import IntervalPlan
 from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
@@ -51,6 +53,7 @@ class RollbackResult:
     switch_restored: bool
     purge: PurgePlan | None = None
     purged: bool = False
+    carried: list[CarryBack] = field(default_factory=list)
 
 
 def rollback_migration(
@@ -69,8 +72,15 @@ def rollback_migration(
         selected = checkpoint.planned_intervals(plan, venue, intervals)
         for interval in selected:
             _check_legacy_present(ws, interval)
-            if interval.routed and not force:
-                _check_unchanged(ws, interval)
+        switch_restored = "switch_before" in (
+            (checkpoint.venue_raw(plan, venue) or {}).get(checkpoint.OURS) or {}
+        )
+        carries = [
+            plan_carry_back(ws, interval, switch_restored)
+            for interval in selected
+            if interval.routed
+        ]
+        refuse_conflicts(carries, force)
         purge_plan = _purge_plan(ws, selected) if purge else None
         wants_confirmation = purge_plan is not None and purge_plan.files
         if wants_confirmation and (confirm_purge is None or not confirm_purge(purge_plan)):
@@ -81,6 +91,11 @@ def rollback_migration(
                 interval.ours.setdefault("rolling_back", stamp)
         checkpoint.save(ws, plan)
         failpoint("rollback-intent-recorded")
+        for carry in carries:
+            carry_back(ws, carry, force)
+        for interval in selected:
+            _follow_moved_legacy(ws, plan, interval)
+        failpoint("rollback-carried-back")
         removed = sum(_restore_blocks(ws, i) for i in selected)
         ws.save_tickers()
         failpoint("rollback-tickers-written")
@@ -102,6 +117,8 @@ def rollback_migration(
             intervals=[i.interval for i in selected],
             blocks_removed=removed,
             switch_restored=restored,
+            carried_rows={c.interval: c.rows_added for c in carries},
+            moved_files={c.interval: sum(t.moves for t in c.tickers) for c in carries},
             purged_files=len(purge_plan.files) if purge_plan else 0,
             forced=force,
         )
@@ -112,6 +129,7 @@ def rollback_migration(
         restored,
         purge_plan,
         purge_plan is not None,
+        carries,
     )
 
 
@@ -120,7 +138,8 @@ def _migrated(interval: IntervalPlan) -> list[str]:
 
 
 def _check_legacy_present(ws: Workspace, interval: IntervalPlan) -> None:
-    present = {f.ticker for f in list_legacy(interval.legacy_dir(ws.root))[0]}
+    homes = {interval.legacy_dir(ws.root), legacy_dataset_dir(ws.root, interval.interval)}
+    present = {f.ticker for home in homes for f in list_legacy(home)[0]}
     missing = [t for t in _migrated(interval) if t not in present]
     if missing or (interval.ours.get("legacy_deleted") and _migrated(interval)):
         shown = ", ".join(missing[:5]) or "deleted by finalize"
@@ -130,21 +149,21 @@ def _check_legacy_present(ws: Workspace, interval: IntervalPlan) -> None:
         )
 
 
-def _check_unchanged(ws: Workspace, interval: IntervalPlan) -> None:
-    dataset = interval.partition_dir(ws.root)
-    changed = [
-        t
-        for t in _migrated(interval)
-        if staging.tree_fingerprint(ticker_partition_dir(dataset, t))
-        != ((interval.tickers[t].get("verify") or {}).get("tree"))
+def _follow_moved_legacy(ws: Workspace, plan: MigrationPlan, interval: IntervalPlan) -> None:
+    """Once carry-back has moved every legacy file to the collector's home, the plan says
+    so: its legacy path stays true to where the files are (the collector's own
+    ``yf-parqed-migrate status`` and ``verify`` read it)."""
+    home = legacy_dataset_dir(ws.root, interval.interval)
+    if interval.legacy_dir(ws.root) == home or list_legacy(interval.legacy_dir(ws.root))[0]:
+        return
+    interval.raw["legacy_path"] = home.relative_to(ws.root).as_posix()
+    paths = [
+        str(r.get("legacy_path", ""))
+        for v in plan.raw.get("venues", [])
+        for r in (v.get("intervals") or {}).values()
     ]
-    if changed:
-        shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
-        raise ParqctlError(
-            f"{len(changed)} tickers of {interval.describe()} have partition files written "
-            f"since verification ({shown}): their newer bars are not in the legacy files",
-            "copy them back first, or pass --force to roll back anyway",
-        )
+    if all(p.startswith("stocks_") for p in paths):
+        plan.raw["legacy_root"] = COLLECTOR_LEGACY_HOME
 
 
 def _restore_blocks(ws: Workspace, interval: IntervalPlan) -> int:

@@ -88,7 +88,8 @@ def register(commands) -> None:
     q.add_argument(
         "--force",
         action="store_true",
-        help="roll back even though partition files changed since verification",
+        help="where a bar differs between the partitions and the legacy file, keep the "
+        "partitions' value (what the collector reads now) instead of refusing",
     )
     q.add_argument(
         "--list-files",
@@ -433,6 +434,21 @@ def run_rollback(args) -> int:
         f"{result.blocks_removed} storage blocks removed or restored"
         + ("; storage_config.json restored" if result.switch_restored else "")
     )
+    for carry in result.carried:
+        moved = sum(t.moves for t in carry.tickers)
+        if moved:
+            print(
+                f"  {carry.interval}: moved {moved:,} legacy files back to stocks_{carry.interval}/ "
+                "at the workspace root, where the collector reads them"
+            )
+        written = [t for t in carry.tickers if t.added or (args.force and t.conflicts)]
+        if written:
+            print(
+                f"  {carry.interval}: carried {carry.rows_added:,} bars the collector wrote into "
+                f"partitions back into {len(written):,} legacy files (verified)"
+            )
+        for ticker in carry.conflicts[:MAX_LISTED]:
+            print(f"  {ticker.ticker}: kept the partitions' values: {ticker.conflicts[0]}")
     if result.purge is not None:
         print(
             f"deleted {len(result.purge.files):,} partition files "
