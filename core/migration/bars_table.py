@@ -8,7 +8,6 @@ or two different rows for one timestamp are reported as a ``BarProblem``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,12 +19,11 @@ import pyarrow as pa
 import pyarrow._parquet as _parquet
 import pyarrow.compute as pc
 
-from core.bars import BAR_COLUMNS, BAR_SCHEMA
+from core.bars import BAR_COLUMNS, BAR_SCHEMA, PANDAS_KEY
 
 REQUIRED_COLUMNS = ("stock", "date", "open", "high", "low", "close")
 OPTIONAL_COLUMNS = ("volume", "sequence")  # added as nulls when missing (older files)
 CONFLICT_EXAMPLES = 10
-PANDAS_KEY = b"pandas"
 
 
 class BarProblem(Exception):
@@ -98,8 +96,10 @@ def normalise(table: pa.Table, ticker: str, source: str) -> Normalised:
             columns[name] = table.column(name)
     out = pa.Table.from_arrays(list(columns.values()), names=list(columns))
     _check_rows(out, ticker, source)
-    if not result.cast_columns and not result.added_columns and PANDAS_KEY in metadata:
-        out = out.replace_schema_metadata({PANDAS_KEY: _without_range_index(metadata[PANDAS_KEY])})
+    if PANDAS_KEY in metadata:
+        # Kept for the descriptions of extra columns (an ``Int64`` stays ``Int64``); the
+        # writer (core.bars.with_pandas_metadata) describes the bar columns and the index anew.
+        out = out.replace_schema_metadata({PANDAS_KEY: metadata[PANDAS_KEY]})
     dates = out.column("date").to_numpy()
     if len(dates) > 1 and not (dates[1:] >= dates[:-1]).all():
         out = out.take(pc.sort_indices(out, [("date", "ascending")]))
@@ -139,19 +139,6 @@ def _check_rows(table: pa.Table, ticker: str, source: str) -> None:
         raise BarProblem(
             "invalid", f"{source}: rows of another ticker ({shown}) in {ticker}'s file"
         )
-
-
-def _without_range_index(pandas_json: bytes) -> bytes:
-    """A RangeIndex entry describes the whole frame's length; a month file has no index."""
-    try:
-        meta = json.loads(pandas_json)
-    except ValueError:
-        return pandas_json
-    indexes = meta.get("index_columns") or []
-    if indexes and all(isinstance(i, dict) and i.get("kind") == "range" for i in indexes):
-        meta["index_columns"] = []
-        return json.dumps(meta).encode("utf-8")
-    return pandas_json
 
 
 def collapse_duplicates(table: pa.Table, source: str) -> tuple[pa.Table, list[str]]:

@@ -13,13 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from core.atomic import write_json
 from core.errors import MetadataError, ParqctlError
 from core.layout import LEGACY_HOMES, Venue, legacy_dataset_dir, partition_dataset_dir
-from core.metadata import MIGRATION_PLAN_FILE, MigrationPlan
+from core.metadata import MIGRATION_PLAN_FILE, MigrationPlan, load_json
 from core.migration import months as mo
 from core.workspace import Workspace
 
 OURS = "parqctl"
+OWN_COPY = "migration_plan.parqctl.json"  # in .parqctl/: the plan as parqctl last wrote it
 CREATED_BY = "parqctl"
 VERIFY_METHOD = "row_counts+content_digest"
 PENDING, MIGRATING, COMPLETE = "pending", "migrating", "complete"
@@ -30,9 +32,12 @@ def now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def load(ws: Workspace, *, fresh: bool = False) -> MigrationPlan:
+def load(ws: Workspace, *, fresh: bool = False, rewritten_ok: bool = False) -> MigrationPlan:
     """The plan; ``fresh`` re-reads it from disk (do so once the lock is held, since a
-    concurrent activate or rollback may have rewritten it since it was first read)."""
+    concurrent activate or rollback may have rewritten it since it was first read).
+
+    Refused when another tool rewrote it and dropped parqctl's records (``rewritten_ok``
+    for the commands that only report)."""
     if fresh:
         ws.__dict__.pop("migration_plan", None)
     plan = ws.migration_plan
@@ -41,12 +46,50 @@ def load(ws: Workspace, *, fresh: bool = False) -> MigrationPlan:
             f"no migration plan in {ws.root}",
             "create one with `parqctl migrate plan --venue us:yahoo --interval 1d`",
         )
+    if not rewritten_ok:
+        lost = records_lost(ws, plan)
+        if lost:
+            raise MetadataError(
+                f"{ws.root / MIGRATION_PLAN_FILE} was rewritten by {plan.raw.get('created_by')!r} "
+                f"at {plan.raw.get('generated_at')} and parqctl's records of {', '.join(lost)} "
+                "(checkpoints, verification, activation) are gone; nothing was changed",
+                "put them back with `parqctl migrate plan --restore` (which keeps the rewritten "
+                "plan in .parqctl/), then run this again",
+            )
     return plan
 
 
 def save(ws: Workspace, plan: MigrationPlan) -> None:
+    """Write the plan, then parqctl's own copy of it: the copy tells, after another tool
+    (the collector's ``yf-parqed-migrate``) rewrote the plan from its own model, which
+    records it dropped, and lets ``migrate plan --restore`` put them back."""
     plan.raw["generated_at"] = now_iso()
     ws.save_migration_plan(plan)
+    ws.state_dir.mkdir(exist_ok=True)
+    write_json(own_copy_path(ws), plan.raw)
+
+
+def own_copy_path(ws: Workspace) -> Path:
+    return ws.state_dir / OWN_COPY
+
+
+def records_lost(ws: Workspace, plan: MigrationPlan) -> list[str]:
+    """``venue interval`` of each interval whose parqctl records parqctl's copy has and the
+    plan no longer has. A crash between the two writes cannot cause this: both copies of
+    an interval parqctl wrote carry its records."""
+    path = own_copy_path(ws)
+    if not path.is_file():
+        return []
+    try:
+        own = MigrationPlan.from_json(path, load_json(path))
+    except MetadataError:
+        return []
+    kept = {(v, iv) for v, iv, r in plan.interval_states() if isinstance(r.get(OURS), dict)}
+    return [
+        f"{v} {iv}"
+        for v, iv, record in own.interval_states()
+        if isinstance(record.get(OURS), dict) and (v, iv) not in kept
+    ]
 
 
 def venue_raw(plan: MigrationPlan, venue: Venue) -> dict[str, Any] | None:

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import audit, run_lock
+from core.atomic import write_json
 from core.errors import ParqctlError
 from core.layout import Venue, partition_dataset_dir, validate_interval
-from core.metadata import MigrationPlan
+from core.metadata import MigrationPlan, load_json
 from core.migration import checkpoint
 from core.migration.legacy import list_legacy
 from core.workspace import Workspace
@@ -85,6 +86,8 @@ def plan_migration(
         ws.__dict__.pop("migration_plan", None)  # re-read under the lock
         plan = ws.migration_plan
         created = plan is None
+        if plan is not None:
+            checkpoint.load(ws)  # refused when another tool dropped parqctl's records
         if plan is None:
             first = sources[names[0]].relative_to(ws.root).parent.as_posix()
             plan = MigrationPlan(
@@ -161,3 +164,36 @@ def _plan_interval(
     return PlannedInterval(
         name, action, legacy_path, partition_path, len(files), [str(p) for p in strays]
     )
+
+
+@dataclass
+class RestoreResult:
+    intervals: list[str]  # "venue interval" whose records were put back
+    kept_at: Path  # the rewritten plan, as it was
+
+
+def restore_records(ws: Workspace) -> RestoreResult:
+    """Put back the plan as parqctl last wrote it, after another tool rewrote it and
+    dropped parqctl's records; the rewritten plan is kept beside parqctl's copy."""
+    with run_lock.hold(ws.root, "parqctl migrate plan --restore"):
+        plan = checkpoint.load(ws, fresh=True, rewritten_ok=True)
+        lost = checkpoint.records_lost(ws, plan)
+        if not lost:
+            raise ParqctlError(
+                "migration_plan.json still holds all of parqctl's records", "nothing to restore"
+            )
+        copy = checkpoint.own_copy_path(ws)
+        own = MigrationPlan.from_json(copy, load_json(copy))
+        kept_at = ws.state_dir / f"migration_plan.rewritten-{checkpoint.now_iso()}.json"
+        write_json(kept_at, plan.raw)
+        checkpoint.save(ws, own)
+        audit.append(
+            ws.root,
+            "migrate.plan.restore",
+            "ok",
+            intervals=lost,
+            rewritten_by=plan.raw.get("created_by"),
+            rewritten_at=plan.raw.get("generated_at"),
+            kept_at=str(kept_at.relative_to(ws.root)),
+        )
+    return RestoreResult(lost, kept_at)

@@ -37,14 +37,20 @@ class IntervalStatus:
     updated_at: str | None = None
     interrupted: str | None = None  # the step a crash stopped: run the hint to finish it
     interrupted_hint: str | None = None
+    # parqctl keeps no records for this interval: what is shown is another tool's
+    records_lost_hint: str | None = None
+    collector_only: bool = False
 
     @property
     def pending(self) -> int:
+        if self.collector_only:  # the collector's own counters are all there is
+            return max(self.jobs_total - self.jobs_completed, 0)
         return max(self.jobs_total - self.done - self.failed - self.promoting, 0)
 
 
 def migration_status(ws: Workspace, venue: Venue | None = None) -> list[IntervalStatus]:
-    plan = checkpoint.load(ws)
+    plan = checkpoint.load(ws, rewritten_ok=True)
+    lost = set(checkpoint.records_lost(ws, plan))
     out = []
     for record in plan.raw.get("venues", []):
         try:
@@ -54,7 +60,15 @@ def migration_status(ws: Workspace, venue: Venue | None = None) -> list[Interval
         if venue is not None and v != venue:
             continue
         for name in record.get("intervals", {}):
-            out.append(_status(IntervalPlan.of(plan, v, name)))
+            status = _status(IntervalPlan.of(plan, v, name))
+            if f"{v.id} {name}" in lost:
+                status.stage = "records lost"
+                status.records_lost_hint = (
+                    f"rewritten by {plan.raw.get('created_by')!r} at "
+                    f"{plan.raw.get('generated_at')}, without parqctl's records: the fields "
+                    "shown are that tool's; `parqctl migrate plan --restore` puts them back"
+                )
+            out.append(status)
     return out
 
 
@@ -92,6 +106,11 @@ def _status(interval: IntervalPlan) -> IntervalStatus:
         legacy_deleted_at=deleted.get("at"),
         updated_at=ours.get("updated_at"),
     )
+    if checkpoint.OURS not in raw:  # planned or rewritten by the collector's own tool
+        result.collector_only = True
+        result.done = result.jobs_completed
+        result.stage = f"{result.status} (collector's migration tool)"
+        return result
     _interruption(interval, result)
     if result.interrupted:
         return result

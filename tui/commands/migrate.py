@@ -53,6 +53,11 @@ def register(commands) -> None:
 
     q = step("plan", "create or extend migration_plan.json", run_plan)
     q.add_argument("--force", action="store_true", help="reset intervals already planned")
+    q.add_argument(
+        "--restore",
+        action="store_true",
+        help="put back parqctl's records after another tool (yf-parqed-migrate) rewrote the plan",
+    )
     q = step(
         "estimate",
         "projected size, duration and disk level (measured on a sample)",
@@ -167,8 +172,16 @@ def _cancellable() -> Iterator[CancelToken]:
 
 
 def run_plan(args) -> int:
-    from core.migration.plan import plan_migration
+    from core.migration.plan import plan_migration, restore_records
 
+    if args.restore:
+        restored = restore_records(_ws(args))
+        if args.json:
+            print_json(asdict(restored))
+        else:
+            print(f"restored parqctl's records of {', '.join(restored.intervals)}")
+            print(f"the rewritten plan is kept at {restored.kept_at}")
+        return 0
     result = plan_migration(_ws(args), args.venue, _intervals(args), force=args.force)
     if args.json:
         print_json(asdict(result))
@@ -523,6 +536,8 @@ def run_status(args) -> int:
             print(f"  legacy files deleted {s.legacy_deleted_at}")
         if s.interrupted:
             print(f"  {s.interrupted} was interrupted; finish it with `{s.interrupted_hint}`")
+        if s.records_lost_hint:
+            print(f"  ! {s.records_lost_hint}")
         for f in s.failures[:MAX_LISTED]:
             print(f"  FAILED {f['ticker']} ({f['kind']}): {f['error']}")
     return 0
