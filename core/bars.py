@@ -142,8 +142,8 @@ def _entry(name: str, pandas_type: str, numpy_type: str, extra: dict | None = No
 def _arrow_entry(field: pa.Field) -> dict:
     """A column with no description of its own: the dtype pandas reads its Arrow type as."""
     dtype, name = field.type, field.name
-    if pa.types.is_boolean(dtype) or pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
-        numpy_name = np.dtype(dtype.to_pandas_dtype()).name
+    if _is_number(dtype):
+        numpy_name = _numpy_name(dtype)
         return _entry(name, numpy_name, numpy_name)
     if _is_text(dtype):
         return _entry(name, "unicode", "object")
@@ -179,10 +179,6 @@ def _own_column_entries(own: bytes | None) -> dict[str, dict]:
     }
 
 
-_INTEGER_DTYPES = {f"{s}int{b}" for s in ("", "u") for b in (8, 16, 32, 64)}
-_FLOAT_DTYPES = {"float16", "float32", "float64"}
-
-
 def _entry_fits(entry: dict, dtype: pa.DataType) -> bool:
     """Whether a column's own pandas description still fits its Arrow type: the dtype it
     names (``Int64``, ``string``, ...) must read that type without loss or error."""
@@ -190,12 +186,10 @@ def _entry_fits(entry: dict, dtype: pa.DataType) -> bool:
     if not isinstance(numpy_type, str) or not isinstance(pandas_type, str):
         return False
     lowered = numpy_type.lower()
-    if pa.types.is_integer(dtype):
-        return lowered in _INTEGER_DTYPES
-    if pa.types.is_floating(dtype):
-        return lowered in _FLOAT_DTYPES
     if pa.types.is_boolean(dtype):
         return lowered in ("bool", "boolean")
+    if _is_number(dtype):  # int64 as int64 or Int64, double as float64 or Float64
+        return lowered == _numpy_name(dtype)
     if _is_text(dtype):
         return lowered in ("object", "str", "string") or lowered.startswith("string[")
     if pa.types.is_timestamp(dtype):
@@ -205,10 +199,17 @@ def _entry_fits(entry: dict, dtype: pa.DataType) -> bool:
     return False
 
 
+def _is_number(dtype: pa.DataType) -> bool:
+    return pa.types.is_boolean(dtype) or pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+
+
+def _numpy_name(dtype: pa.DataType) -> str:
+    return np.dtype(dtype.to_pandas_dtype()).name  # int64, float64, bool, ...
+
+
 def _is_text(dtype: pa.DataType) -> bool:
-    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or (
-        pa.types.is_string_view(dtype)
-    )
+    types = pa.types
+    return types.is_string(dtype) or types.is_large_string(dtype) or types.is_string_view(dtype)
 
 
 @functools.cache

@@ -15,6 +15,7 @@ from core import disk_history, findings, gap_watch, quarantine, run_lock
 from core.disk import DiskStatus, Level, disk_status
 from core.disk_usage import Filesystem, workspace_filesystems
 from core.errors import ParqctlError
+from core.routing import routed_mode
 from core.workspace import DatasetInventory, Workspace, inventory
 
 # A projected crossing of the critical watermark this close is worth a warning today.
@@ -69,6 +70,9 @@ class HealthReport:
     gaps: gap_watch.GapWatch | None = None  # None until the workspace has a file index
     gaps_error: str | None = None
     disk_history_error: str | None = None
+    # legacy home -> interval -> tickers whose only legacy file the collector never reads
+    stranded: dict[str, dict[str, int]] = field(default_factory=dict)
+    lock_lost: dict[str, Any] | None = None  # the last writer whose lock was taken from it
     checked_at: float = field(default_factory=time.time)
 
     @property
@@ -97,7 +101,9 @@ class HealthReport:
                 for inv in self.datasets
             ],
             "storage_modes": self.storage_modes,
+            "stranded_legacy": self.stranded,
             "lock": lock_as_dict(self.lock),
+            "lock_lost": self.lock_lost,
             "disk": disk_as_dict(self.disk),
             "filesystems": [
                 {
@@ -140,14 +146,37 @@ def lock_as_dict(status: run_lock.LockStatus) -> dict[str, Any]:
 
 
 def storage_modes(ws: Workspace) -> dict[str, dict[str, int]]:
-    """Per interval, how many tickers the collector routes to each layout."""
+    """Per interval, how many tickers of tickers.json the collector routes to each layout
+    (every interval of intervals.json counts for every ticker, as the collector's updater
+    fetches them all)."""
     modes: dict[str, Counter[str]] = {iv: Counter() for iv in ws.intervals}
     for entry in ws.tickers.entries():
-        for interval in entry.interval_names():
-            block = entry.storage(interval)
-            mode = block.mode if block else "legacy"
-            modes.setdefault(interval, Counter())[mode] += 1
+        for interval in dict.fromkeys([*ws.intervals, *entry.interval_names()]):
+            modes.setdefault(interval, Counter())[routed_mode(ws, entry.name, interval)] += 1
     return {iv: dict(counts) for iv, counts in modes.items()}
+
+
+def stranded_legacy(ws: Workspace, datasets: list[DatasetInventory]) -> dict[str, dict[str, int]]:
+    """Per legacy home the collector does not read, and interval: the tickers whose only
+    legacy file is there while the collector routes them to legacy (it finds nothing)."""
+    read = {
+        inv.dataset.interval: set(inv.groups)
+        for inv in datasets
+        if inv.dataset.kind == "legacy" and inv.dataset.read_by_collector
+    }
+    found: dict[str, dict[str, int]] = {}
+    for inv in datasets:
+        ds = inv.dataset
+        if ds.kind != "legacy" or ds.read_by_collector:
+            continue
+        stranded = [
+            t
+            for t in inv.groups
+            if t not in read.get(ds.interval, set()) and routed_mode(ws, t, ds.interval) == "legacy"
+        ]
+        if stranded:
+            found.setdefault(str(ds.home), {})[str(ds.interval)] = len(stranded)
+    return found
 
 
 _LOCK_PROBLEMS = {
@@ -217,6 +246,8 @@ def health_report(
         quarantine=quarantine.totals(ws.root),
         integrity=findings.last_summary(ws.root),
         migration=migration_progress(ws),
+        stranded=stranded_legacy(ws, datasets),
+        lock_lost=run_lock.last_loss(ws.root),
         checked_at=now,
     )
     if record_disk_sample:
@@ -286,7 +317,28 @@ def _problems(report: HealthReport) -> list[Problem]:
             Problem(Verdict.WARNING, f"{stray} stray temp or partial file(s) in the data tree")
         )
     if not report.datasets:
-        problems.append(Problem(Verdict.WARNING, "no bar datasets found under data/"))
+        problems.append(
+            Problem(Verdict.WARNING, "no bar datasets found (stocks_<iv>/ at the root, or data/)")
+        )
+    for home, intervals in report.stranded.items():
+        for interval, count in intervals.items():
+            problems.append(
+                Problem(
+                    Verdict.WARNING,
+                    f"{count} tickers' {interval} bars are only in {home}/stocks_{interval}/, "
+                    f"which the collector never reads (it reads stocks_{interval}/ at the "
+                    "workspace root): migrate them, or move them back",
+                )
+            )
+    if report.lock_lost is not None:
+        holder = report.lock_lost.get("holder") or "another program"
+        problems.append(
+            Problem(
+                Verdict.WARNING,
+                f"the run lock was taken from `{report.lock_lost.get('command')}` by {holder}; "
+                "it stopped at a safe point: run it again to resume",
+            )
+        )
     if report.integrity is not None and report.integrity.open_errors:
         problems.append(
             Problem(

@@ -59,16 +59,31 @@ class TickerBars:
     files: list[Path]
 
 
-def locate(ws: Workspace, ticker: str, interval: str) -> BarLocation:
-    validate_ticker(ticker)
-    validate_interval(interval)
+def storage_block(ws: Workspace, ticker: str, interval: str) -> dict | None:
     entry = ws.tickers.raw.get(ticker)
     iv_entry = entry.get("intervals", {}).get(interval) if isinstance(entry, dict) else None
     block = iv_entry.get("storage") if isinstance(iv_entry, dict) else None
+    return block if isinstance(block, dict) else None
+
+
+def routed_mode(ws: Workspace, ticker: str, interval: str) -> str:
+    """``partitioned`` or ``legacy``, from the metadata alone (no file is looked at)."""
+    block = storage_block(ws, ticker, interval)
+    if block is not None and block.get("mode") == "partitioned":
+        market, source = block.get("market"), block.get("source")
+        named = isinstance(market, str) and isinstance(source, str) and market and source
+        return "partitioned" if named else "legacy"
+    return "partitioned" if ws.storage_config.collector_partitions_unblocked else "legacy"
+
+
+def locate(ws: Workspace, ticker: str, interval: str) -> BarLocation:
+    validate_ticker(ticker)
+    validate_interval(interval)
+    block = storage_block(ws, ticker, interval)
     collector_file = legacy_file(ws.root / f"{DATASET_PREFIX}{interval}", ticker)
     default_dir = partition_dataset_dir(ws.root, DEFAULT_VENUE, interval)
     legacy_path, dataset_dir = collector_file, default_dir
-    if isinstance(block, dict) and block.get("mode") == "partitioned":
+    if block is not None and block.get("mode") == "partitioned":
         market, source = block.get("market"), block.get("source")
         root = str(block.get("root") or "data")
         if isinstance(market, str) and isinstance(source, str) and market and source:

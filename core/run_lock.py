@@ -42,6 +42,7 @@ from core.errors import DiskSpaceError, LockHeldError, ParqctlError, WorkspaceEr
 
 LOCK_DIR_NAME = ".run_lock"
 OWNER_FILE = "owner.json"
+LOSS_FILE = Path(".parqctl") / "lock_lost.json"  # the last writer whose lock was taken
 WRITER = "parqctl"
 # psutil's create_time is the boot time (whole seconds) plus clock ticks since boot.
 PROCESS_START_TOLERANCE_S = 1.0
@@ -311,6 +312,35 @@ class LockLostError(LockHeldError):
 _held: dict[Path, RunLock] = {}
 
 
+def last_loss(workspace_root: Path | str) -> dict[str, Any] | None:
+    """The last writer whose lock was taken from it, until that command runs through."""
+    try:
+        with open(Path(workspace_root) / LOSS_FILE, "rb") as handle:
+            data = json.loads(handle.read(MAX_OWNER_BYTES))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _record_loss(lock: RunLock, status: LockStatus) -> None:
+    with contextlib.suppress(OSError):
+        write_json(
+            lock.workspace_root / LOSS_FILE,
+            {
+                "command": lock.command,
+                "at": time.time(),
+                "holder": status.holder_summary() if status.pid is not None else None,
+            },
+        )
+
+
+def _clear_loss(root: Path, command: str) -> None:
+    loss = last_loss(root)
+    if loss is not None and loss.get("command") == command:
+        with contextlib.suppress(OSError):
+            os.unlink(root / LOSS_FILE)
+
+
 def ensure_still_held(workspace_root: Path | str) -> None:
     """Raise LockLostError if this process took the workspace's lock and it is no longer
     its own. The collector's cron mode removes any lock it finds and writes on, so a
@@ -354,6 +384,7 @@ class RunLock:
         )
         if not self._lost:
             self._lost = True
+            _record_loss(self, status)
             _audit_or_note(
                 error,
                 self.workspace_root,
@@ -385,6 +416,8 @@ class RunLock:
         try:
             outcome = _remove_own_lock(self.lock_dir, self.token)
             self._released = True
+            if outcome == "ok" and not self._lost:
+                _clear_loss(self.workspace_root, self.command)
             if _held.get(Path(self.workspace_root).absolute()) is self:
                 del _held[Path(self.workspace_root).absolute()]
         finally:
