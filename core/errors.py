@@ -39,6 +39,10 @@ class LockHeldError(ParqctlError):
     exit_code = 3
 
 
+class LockLostError(LockHeldError):
+    """The run lock this process held was removed or taken by another writer."""
+
+
 class DiskSpaceError(ParqctlError):
     """A write would cross the critical watermark, or the disk is full."""
 

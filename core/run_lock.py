@@ -38,7 +38,13 @@ import psutil
 
 from core import audit
 from core.atomic import is_temp_name, write_json
-from core.errors import DiskSpaceError, LockHeldError, ParqctlError, WorkspaceError
+from core.errors import (
+    DiskSpaceError,
+    LockHeldError,
+    LockLostError,
+    ParqctlError,
+    WorkspaceError,
+)
 
 LOCK_DIR_NAME = ".run_lock"
 OWNER_FILE = "owner.json"
@@ -301,10 +307,6 @@ def _judge_local_pid(
 
 
 # --- acquiring and releasing --------------------------------------------------------------
-
-
-class LockLostError(LockHeldError):
-    """The run lock this process held was removed or taken by another writer."""
 
 
 # The locks this process holds, by workspace: writers deep in the engine (metadata saves,

@@ -179,11 +179,12 @@ def test_an_activation_killed_between_its_writes_is_completed_or_rolled_back(
     assert "activating" not in record and record["activation"]["replaced"] == {"AAPL": AAPL_BLOCK}
 
 
-def test_a_rollback_killed_after_tickers_json_is_finished_by_running_it_again(ready: Path):
+@pytest.mark.parametrize("at", [2, 3])  # after the carry-back, after tickers.json
+def test_a_rollback_killed_after_tickers_json_is_finished_by_running_it_again(ready: Path, at: int):
     tickers_before = _json(ready / "tickers.json")
     config_before = _json(ready / "storage_config.json")
     activate_migration(Workspace.open(ready), US)
-    killed = _migrate(ready, "rollback", env={FAILPOINT_ENV: "kill@2"})
+    killed = _migrate(ready, "rollback", env={FAILPOINT_ENV: f"kill@{at}"})
     assert killed.returncode == -signal.SIGKILL
     run_lock.break_lock(ready)
     [status] = json.loads(_migrate(ready, "status", "--json").stdout)
