@@ -9,7 +9,7 @@ from collections import defaultdict
 from core import run_lock
 from core.findings import Finding, Scope, Severity
 from core.metadata import INTERVALS_FILE, TICKERS_FILE, TickerEntry
-from core.routing import locate
+from core.routing import locate, routed_mode
 from core.workspace import Workspace
 
 
@@ -44,6 +44,7 @@ def metadata_findings(ws: Workspace, files, interval: str | None) -> list[Findin
                 ticker=ticker,
             )
         )
+    findings += _legacy_home_findings(ws, files, interval)
     listed = set(ws.intervals)
     for iv in sorted({iv for _, iv in with_data} - listed):
         findings.append(
@@ -54,6 +55,54 @@ def metadata_findings(ws: Workspace, files, interval: str | None) -> list[Findin
                 f"interval {iv} has bar files but is not in intervals.json",
                 f"the collector does not update {iv}: add it to intervals.json if it should",
                 scope=Scope.WORKSPACE,
+                interval=iv,
+            )
+        )
+    return findings
+
+
+def _legacy_home_findings(ws: Workspace, files, interval: str | None) -> list[Finding]:
+    """Legacy files in a home the collector never reads (``data/legacy/``, ``data/``)."""
+    homes: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for path, ticker, iv in (
+        files.filter(files["kind"] == "legacy").select("path", "ticker", "interval").iter_rows()
+    ):
+        if interval is None or iv == interval:
+            homes[ticker, iv].append(path)
+    findings = []
+    for (ticker, iv), paths in sorted(homes.items()):
+        read = f"stocks_{iv}/{ticker}.parquet"
+        stranded = [p for p in paths if p != read]
+        if not stranded:
+            continue
+        code = "metadata.legacy_stranded"
+        if read in paths:
+            code = "metadata.legacy_in_two_homes"
+            message = (
+                f"{ticker} {iv} has legacy files in two homes: the collector reads {read}; "
+                f"{', '.join(stranded)} it never reads"
+            )
+            advice = (
+                "compare them with `parqctl show`; once the stranded copy's bars are in the "
+                "other, set it aside with `parqctl quarantine add`"
+            )
+        elif routed_mode(ws, ticker, iv) == "legacy":
+            message = (
+                f"{ticker} {iv}'s legacy file is {stranded[0]}, where the collector never "
+                f"reads; it reads {read}, which does not exist"
+            )
+            advice = f"migrate the interval (`parqctl migrate plan --interval {iv}`), or move the file to stocks_{iv}/"
+        else:
+            continue  # partitioned now: the legacy file is what was migrated
+        findings.append(
+            Finding(
+                Severity.WARNING,
+                code,
+                stranded[0],
+                message,
+                advice,
+                scope=Scope.TICKER,
+                ticker=ticker,
                 interval=iv,
             )
         )

@@ -202,3 +202,20 @@ def test_a_plan_path_other_than_the_layouts_is_refused(ws: Path):
     plan_path.write_text(json.dumps(plan))
     with pytest.raises(MetadataError, match="partition_path is 'data/elsewhere/stocks_1d'"):
         rollback_migration(Workspace.open(ws), US)
+
+
+def test_integrity_names_the_legacy_file_the_collector_reads_and_the_stranded_one(
+    tmp_path: Path,
+):
+    root = tmp_path / "demo"
+    assert run_cli("demo", str(root), "--tickers", "14", "--no-open").returncode == 0
+    (root / "data/legacy/stocks_1d").mkdir(parents=True)
+    shutil.copy(root / "stocks_1d/AAPL.parquet", root / "data/legacy/stocks_1d/AAPL.parquet")
+    (root / "stocks_1d/MSFT.parquet").rename(root / "data/legacy/stocks_1d/MSFT.parquet")
+    report = json.loads(run_cli("-w", str(root), "integrity", "--json").stdout)
+    found = {(f["code"], f["ticker"]): f for f in report["findings"]}
+    both = found["metadata.legacy_in_two_homes", "AAPL"]
+    assert both["path"] == "data/legacy/stocks_1d/AAPL.parquet"
+    assert "the collector reads stocks_1d/AAPL.parquet" in both["message"]
+    alone = found["metadata.legacy_stranded", "MSFT"]
+    assert "stocks_1d/MSFT.parquet, which does not exist" in alone["message"]
