@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-
-from core.bars import concat_bar_tables, read_bar_file
 from core.errors import DataError
 from core.layout import (
     DATASET_PREFIX,
@@ -30,6 +28,9 @@ from core.layout import (
     validate_ticker,
 )
 from core.workspace import Workspace
+
+if TYPE_CHECKING:  # pyarrow loads (and starts threads) only when bars are read
+    import pyarrow as pa
 
 # The collector writes partitions for tickers without a storage block here when the
 # storage_config switch is on.
@@ -128,6 +129,10 @@ def read_ticker_bars(ws: Workspace, ticker: str, interval: str) -> TickerBars:
     The routed layout wins even when the other one also has files: during a migration the
     partition tree is incomplete until activation, and after it the legacy file is stale.
     """
+    import pyarrow as pa
+
+    from core.bars import concat_bar_tables, read_bar_file
+
     location = locate(ws, ticker, interval)
     partition_files = location.partition_files()
     legacy_files = [location.legacy_path] if location.legacy_path.is_file() else []
