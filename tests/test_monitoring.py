@@ -162,9 +162,7 @@ def test_verdict_takes_in_quarantine_and_disk_projection(workspace: Path):
     assert health_report(ws).verdict == Verdict.OK
     # A move cut short (manifest says "moving", nothing moved yet) is worth a warning.
     with run_lock.hold(workspace, "test") as lock:
-        entry = quarantine.add(
-            workspace, workspace / "stocks_1d/AAPL.parquet", "t", lock=lock
-        )
+        entry = quarantine.add(workspace, workspace / "stocks_1d/AAPL.parquet", "t", lock=lock)
     manifest = json.loads((entry.directory / quarantine.MANIFEST).read_text())
     write_json(entry.directory / quarantine.MANIFEST, {**manifest, "state": "moving"})
     report = health_report(Workspace.open(workspace))

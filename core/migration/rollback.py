@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import audit, run_lock
 from core.atomic import fsync_dir
@@ -27,11 +28,13 @@ from core.layout import COLLECTOR_LEGACY_HOME, Venue, legacy_dataset_dir, ticker
 from core.metadata import MigrationPlan
 from core.migration import checkpoint, staging
 from core.migration import months as mo
-from core.migration.carry_back import CarryBack, carry_back, plan_carry_back, refuse_conflicts
 from core.migration.checkpoint import IntervalPlan
 from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
 from core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from core.migration.carry_back import CarryBack
 
 
 @dataclass
@@ -65,6 +68,9 @@ def rollback_migration(
     force: bool = False,
     confirm_purge: Callable[[PurgePlan], bool] | None = None,
 ) -> RollbackResult:
+    # Reads bars (pyarrow, polars); imported here so that importing this module does not.
+    from core.migration.carry_back import carry_back, plan_carry_back, refuse_conflicts
+
     with run_lock.hold(ws.root, "parqctl migrate rollback"):
         for name in ("tickers", "storage_config", "migration_plan"):
             ws.__dict__.pop(name, None)
