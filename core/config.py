@@ -13,6 +13,9 @@ de = "XETR"
 [retention_days]    # how far back Yahoo still serves an interval
 "1m" = 7
 "1h" = 730
+
+[storage]           # directories outside the workspace that hold its data through a
+extra_roots = []    # symlink (a dataset on another volume); nothing else outside is written
 ```
 """
 
@@ -60,6 +63,7 @@ class Config:
     retention_days: dict[str, int | None] = field(
         default_factory=lambda: dict(DEFAULT_RETENTION_DAYS)
     )
+    extra_roots: tuple[Path, ...] = ()
 
 
 def _bad(path: Path, what: str) -> MetadataError:
@@ -104,4 +108,14 @@ def load_config(workspace_root: Path) -> Config:
         watermarks=_watermarks(path, data.get("watermarks", {})),
         calendars=calendars,
         retention_days=retention,
+        extra_roots=_extra_roots(path, data.get("storage", {})),
     )
+
+
+def _extra_roots(path: Path, table: Any) -> tuple[Path, ...]:
+    roots = table.get("extra_roots", []) if isinstance(table, dict) else None
+    if not isinstance(roots, list) or not all(
+        isinstance(r, str) and r and Path(r).is_absolute() for r in roots
+    ):
+        raise _bad(path, "storage.extra_roots must be a list of absolute directory paths")
+    return tuple(Path(r) for r in roots)
