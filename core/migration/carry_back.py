@@ -24,6 +24,7 @@ import pyarrow as pa
 from core import run_lock
 from core.atomic import fsync_dir
 from core.bars import concat_bar_tables, read_bar_file, write_bar_file
+from core.containment import require_inside
 from core.errors import DataError, ParqctlError
 from core.layout import PARTITION_FILE, legacy_dataset_dir, legacy_file, ticker_partition_dir
 from core.migration import staging
@@ -114,6 +115,9 @@ def carry_back(ws: Workspace, carry: CarryBack, force: bool) -> None:
     home = legacy_dataset_dir(ws.root, carry.interval)
     for ticker in carry.tickers:
         run_lock.ensure_still_held(ws.root)
+        for path in (ticker.source, ticker.target):
+            if path is not None:
+                require_inside(ws, path, "write the legacy file")
         if ticker.moves:
             _move_home(ticker, home)
         if ticker.added or (force and ticker.conflicts):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from core import audit, run_lock
 from core.atomic import fsync_dir
+from core.containment import require_inside
 from core.errors import ParqctlError
 from core.jobs import CancelToken, ProgressCallback
 from core.layout import Venue
@@ -104,6 +105,9 @@ def _delete(
     ws: Workspace, plan: MigrationPlan, chosen: list[tuple[IntervalPlan, list[Path]]]
 ) -> None:
     """Write-ahead record, the unlinks, a directory flush, the record of what is gone."""
+    for _, files in chosen:  # refused before anything is recorded, and again at each file
+        for path in files:
+            require_inside(ws, path, "delete")
     stamp = checkpoint.now_iso()
     earlier = {interval.interval: _deleted_before(ws, interval) for interval, _ in chosen}
     for interval, files in chosen:
@@ -115,6 +119,7 @@ def _delete(
     for interval, files in chosen:
         for path in files:
             run_lock.ensure_still_held(ws.root)
+            require_inside(ws, path, "delete")
             try:
                 path.unlink()
             except OSError as exc:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from core import audit, run_lock
 from core.atomic import fsync_dir
+from core.containment import require_inside
 from core.errors import ParqctlError
 from core.layout import COLLECTOR_LEGACY_HOME, Venue, legacy_dataset_dir, ticker_partition_dir
 from core.metadata import MigrationPlan
@@ -228,6 +229,7 @@ def _purge_plan(ws: Workspace, selected: list[IntervalPlan]) -> PurgePlan:
             result.kept_merged += len(interval.months(ws.root, ticker, "merged"))
             for month in interval.months(ws.root, ticker, "created"):
                 path = ticker_dir / mo.relative_file(month)
+                require_inside(ws, path, "delete")
                 if path.is_file():
                     result.files.append(path)
                     result.bytes += path.stat().st_size
@@ -239,6 +241,7 @@ def _purge(
 ) -> None:
     changed: set[Path] = set()
     for path in purge.files:
+        require_inside(ws, path, "delete")
         path.unlink(missing_ok=True)
         changed.add(path.parent)
         for directory in (path.parent, path.parent.parent, path.parent.parent.parent):

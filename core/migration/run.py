@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import audit, run_lock
+from core.containment import require_inside
 from core.disk import Level, disk_status
 from core.errors import DiskSpaceError, ParqctlError
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
@@ -249,6 +250,7 @@ class _Batches:
         self.legacy = files
         self.result.tickers = len(files)
         self.result.strays = [str(p) for p in strays]
+        require_inside(self.ws, self.dataset, "write partitions into")
         self.dataset.mkdir(parents=True, exist_ok=True)
         require_same_filesystem(self.staging, self.dataset)
         jobs = self._jobs(files)
@@ -352,10 +354,12 @@ class _Batches:
         for o in batch:
             run_lock.ensure_still_held(self.ws.root)
             staged_dir = self.staging / f"ticker={o.ticker}"
+            final_dir = ticker_partition_dir(self.dataset, o.ticker)
+            require_inside(self.ws, final_dir, "write partitions into")
             if staged_dir.is_dir():
                 promotion = staging.promote(
                     staged_dir,
-                    ticker_partition_dir(self.dataset, o.ticker),
+                    final_dir,
                     list_changes=not flush.whole_filesystem,
                 )
                 changed += promotion.directories
