@@ -90,7 +90,9 @@ def locate(ws: Workspace, ticker: str, interval: str) -> BarLocation:
         if isinstance(market, str) and isinstance(source, str) and market and source:
             venue = Venue(market.lower(), source.lower())
             dataset = str(block.get("dataset") or "stocks")
-            dataset_dir = partition_dataset_dir(ws.root, venue, interval, root, dataset)
+            # Its partitioned reader and writer always work below <workspace>/data, whatever
+            # the block's root says (that root only places the venue-less legacy file).
+            dataset_dir = partition_dataset_dir(ws.root, venue, interval, "data", dataset)
             mode, decided_by = "partitioned", "storage block"
         else:
             legacy_path = legacy_file(ws.root / root / f"{DATASET_PREFIX}{interval}", ticker)
