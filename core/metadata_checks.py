@@ -120,13 +120,13 @@ def _route_findings(
     ticker = entry.name
     block = entry.storage(iv)
     if block is not None and block.mode == "partitioned" and block.venue is not None:
-        if block.root == "data" and block.dataset == "stocks":
+        if block.dataset == "stocks":
             routed = (ticker, iv, block.venue.id) in partitioned
         else:
             routed = bool(locate(ws, ticker, iv).partition_files())
         if routed:
             return []
-        where = f"{block.venue.id} partitions under {block.root}/"
+        where = f"{block.venue.id} partitions under data/"
         if (ticker, iv) in legacy:
             return [
                 Finding(
