@@ -3,6 +3,7 @@
 Run with the collector's own python (see ``collector_support.py``)::
 
     python collector_driver.py read W IV [TICKER...]
+    python collector_driver.py read-many W IV,IV [TICKER...]   ({IV: what read answers})
     python collector_driver.py update W [--start D --end D] [--non-interactive]
                                         [--tickers A,B] [--intervals 1d,1h]
     python collector_driver.py init W --tickers A,B --intervals 1d,1h --start D --end D
@@ -152,14 +153,27 @@ def _relative(path: Path, ws: Path) -> str:
 
 
 def cmd_read(args) -> None:
-    ws = Path(args.workspace).resolve()
+    emit(_read_intervals(Path(args.workspace).resolve(), [args.interval], args.tickers)[0])
+
+
+def cmd_read_many(args) -> None:
+    intervals = _split(args.intervals)
+    reads = _read_intervals(Path(args.workspace).resolve(), intervals, args.tickers)
+    emit(dict(zip(intervals, reads, strict=True)))
+
+
+def _read_intervals(ws: Path, intervals: list[str], tickers: list[str]) -> list[dict]:
     would_delete: list[str] = []
     # Its reader deletes files it cannot read; a read for a test must not change anything.
     parquet_recovery._safe_remove = lambda path: would_delete.append(_relative(path, ws))
     yfp = YFParqed(my_path=ws)  # no intervals given: loads intervals.json, writes nothing
+    return [_read(yfp, ws, interval, tickers, would_delete) for interval in intervals]
+
+
+def _read(yfp, ws: Path, interval: str, tickers: list[str], would_delete: list[str]) -> dict:
     result = {}
-    for ticker in args.tickers or list(yfp.tickers):
-        request = yfp._build_storage_request(ticker, args.interval)
+    for ticker in tickers or list(yfp.tickers):
+        request = yfp._build_storage_request(ticker, interval)
         if yfp._select_storage_backend(request) is yfp._legacy_storage:
             path = request.legacy_path()
             route = {"backend": "legacy", "path": _relative(path, ws), "exists": path.is_file()}
@@ -175,11 +189,12 @@ def cmd_read(args) -> None:
             "dtypes": {column: str(dtype) for column, dtype in frame.dtypes.items()},
             "min": frame["date"].min().isoformat() if len(frame) else None,
             "max": frame["date"].max().isoformat() if len(frame) else None,
+            "days": int(frame["date"].dt.normalize().nunique()) if len(frame) else 0,
             "digest": digest.hexdigest(),
             "route": route,
             "would_delete": list(would_delete),
         }
-    emit(result)
+    return result
 
 
 def _register(ws: Path, tickers: list[str], intervals: list[str]) -> None:
@@ -302,6 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     read.add_argument("interval")
     read.add_argument("tickers", nargs="*")
     read.set_defaults(func=cmd_read)
+
+    read_many = sub.add_parser("read-many")
+    read_many.add_argument("workspace")
+    read_many.add_argument("intervals", help="comma-separated")
+    read_many.add_argument("tickers", nargs="*")
+    read_many.set_defaults(func=cmd_read_many)
 
     update = sub.add_parser("update")
     update.add_argument("workspace")

@@ -71,6 +71,12 @@ class Collector:
         """{ticker: {rows, dtypes, min, max, digest, route}} as the collector's reader sees it."""
         return self.run("read", ws, interval, *(tickers or ()))
 
+    def read_many(
+        self, ws: Path, intervals: Iterable[str], tickers: Iterable[str] | None = None
+    ) -> dict:
+        """{interval: what ``read`` answers}, from one start of the collector."""
+        return self.run("read-many", ws, ",".join(intervals), *(tickers or ()))
+
     def update(
         self,
         ws: Path,
@@ -134,8 +140,13 @@ class Collector:
             raise AssertionError(f"the collector could not take the lock: {answer}")
         return proc
 
-    def cli(self, name: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        """One of the collector's console scripts (``yf-parqed``, ``yf-parqed-migrate``)."""
+    def cli(
+        self, name: str, *args: str, timeout: float = 120, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess:
+        """One of the collector's console scripts (``yf-parqed``, ``yf-parqed-migrate``).
+
+        ``yf-parqed`` builds its YFParqed on the current directory when imported (before it
+        reads ``--wrk-dir``): give the workspace as ``cwd``, as cron does with ``cd``."""
         return subprocess.run(
             [str(self.bin(name)), *map(str, args)],
             capture_output=True,
@@ -143,6 +154,7 @@ class Collector:
             env=self._env(),
             stdin=subprocess.DEVNULL,
             timeout=timeout,
+            cwd=cwd,
         )
 
 
