@@ -304,11 +304,11 @@ def test_the_collector_in_cron_mode_removes_a_live_parqctl_lock(
         assert again[ticker]["digest"] == made["reads"]["1d"][ticker]["digest"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10: routing of root legacy homes not built yet")
 def test_parqctl_counts_the_rows_the_collector_reads_in_a_root_layout(made: dict) -> None:
     ws = made["ws"]
-    health = run_cli("--workspace", str(ws), "health", "--json")
-    datasets = {d["path"]: d for d in json.loads(health.stdout)["datasets"]}
+    health = json.loads(run_cli("--workspace", str(ws), "health", "--json").stdout)
+    datasets = {d["path"]: d for d in health["datasets"]}
+    assert health["stranded_legacy"] == {}
     for iv in INTERVALS:
         reads = made["reads"][iv]
         for ticker in TICKERS:
@@ -318,5 +318,5 @@ def test_parqctl_counts_the_rows_the_collector_reads_in_a_root_layout(made: dict
             assert answer["files"] == [reads[ticker]["route"]["path"]]
             assert answer["rows"] == reads[ticker]["rows"]
         dataset = datasets[f"stocks_{iv}"]
-        assert dataset["tickers"] == len(TICKERS)
-        assert dataset.get("rows") == sum(r["rows"] for r in reads.values())
+        assert (dataset["label"], dataset["tickers"]) == (f"legacy {iv}", len(TICKERS))
+        assert health["storage_modes"][iv] == {"legacy": len(TICKERS)}
