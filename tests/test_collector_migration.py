@@ -221,6 +221,7 @@ def test_full_chain_migrate_activate_collector_update_rollback(
 ) -> None:
     before = made["reads"]
     config_before = json.loads((ws / "storage_config.json").read_text())
+    tickers_before = json.loads((ws / "tickers.json").read_text())
 
     migrate_all(ws)
     assert json.loads((ws / "storage_config.json").read_text()) == {
@@ -288,6 +289,7 @@ def test_full_chain_migrate_activate_collector_update_rollback(
     assert routes(back) == {iv: {t: legacy_route(iv, t) for t in TICKERS} for iv in INTERVALS}
     assert compared(back) == compared(written)
     assert json.loads((ws / "storage_config.json").read_text()) == config_before
+    assert json.loads((ws / "tickers.json").read_text()) == tickers_before
 
     print_table(
         "test 1: the collector's reader, rows per stage",

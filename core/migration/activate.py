@@ -138,6 +138,7 @@ def _intent(ws: Workspace, interval: IntervalPlan) -> dict[str, Any]:
     verified_at = interval.raw.get("verification", {}).get("verified_at") or checkpoint.now_iso()
     migrated = {f.ticker for f in list_legacy(interval.legacy_dir(ws.root))[0]}
     blocks_set: list[str] = []
+    created: list[str] = []
     replaced: dict[str, Any] = {}
     for entry in ws.tickers.entries():
         iv_entry = entry.interval(interval.interval)
@@ -147,7 +148,9 @@ def _intent(ws: Workspace, interval: IntervalPlan) -> dict[str, Any]:
         if current is not None and current.mode == "partitioned":
             continue  # routed there before this migration: not ours to set or remove
         blocks_set.append(entry.name)
-        if iv_entry is not None and "storage" in iv_entry:
+        if iv_entry is None:
+            created.append(entry.name)  # rollback removes the entry it adds
+        elif "storage" in iv_entry:
             replaced[entry.name] = iv_entry["storage"]  # restored as it was on rollback
     return {
         "at": checkpoint.now_iso(),
@@ -155,6 +158,7 @@ def _intent(ws: Workspace, interval: IntervalPlan) -> dict[str, Any]:
         "block": StorageBlock.partitioned_raw(interval.venue, verified_at),
         "blocks_set": blocks_set,
         "replaced": replaced,
+        "created_entries": created,
         "unregistered": sorted(t for t in migrated if t not in ws.tickers),
     }
 

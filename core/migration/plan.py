@@ -8,11 +8,11 @@ from pathlib import Path
 from core import audit, run_lock
 from core.atomic import write_json
 from core.errors import ParqctlError
-from core.layout import Venue, partition_dataset_dir, validate_interval
+from core.layout import LEGACY_HOMES, Venue, partition_dataset_dir, validate_interval
 from core.metadata import MigrationPlan, load_json
 from core.migration import checkpoint
-from core.migration.legacy import list_legacy
-from core.workspace import Workspace
+from core.migration.legacy import LegacyFile, list_legacy
+from core.workspace import Unreadable, Workspace
 
 
 @dataclass
@@ -34,10 +34,42 @@ class PlanResult:
 
 
 def legacy_intervals(ws: Workspace) -> list[str]:
-    """Intervals that have a legacy directory, in the order intervals.json gives."""
-    found = {d.interval for d in ws.datasets() if d.kind == "legacy"}
+    """Intervals that have a legacy directory, in the order intervals.json gives.
+
+    Refused when a legacy home cannot be listed: which intervals it holds is unknown."""
+    unreadable: list[Unreadable] = []
+    found = {d.interval for d in ws.datasets(unreadable) if d.kind == "legacy"}
+    homes = {(ws.root / home).resolve() for home in LEGACY_HOMES}
+    blind = [u for u in unreadable if u.path.resolve() in homes]
+    if blind:
+        raise _unreadable_error(ws, blind[0], "which legacy intervals it holds is unknown")
     ordered = [i for i in ws.intervals if i in found]
     return ordered + sorted(found - set(ordered))
+
+
+def _unreadable_error(ws: Workspace, where: Unreadable, consequence: str) -> ParqctlError:
+    try:
+        name = where.path.relative_to(ws.root).as_posix() + "/"
+    except ValueError:
+        name = str(where.path)
+    return ParqctlError(
+        f"cannot read {name} ({where.reason}): {consequence}",
+        "give this user read and search permission on it (chmod/chown), or plan the "
+        "other intervals with --interval",
+    )
+
+
+def _list_legacy(ws: Workspace, directory: Path) -> tuple[list[LegacyFile], list[Path]]:
+    """The legacy files of a home; a directory that cannot be read is refused in one line
+    (planning from a part of the files would record the wrong jobs)."""
+    try:
+        return list_legacy(directory)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            return [], []
+        raise _unreadable_error(
+            ws, Unreadable.of(directory, exc), "its legacy files cannot be listed"
+        ) from None
 
 
 def legacy_source(ws: Workspace, interval: str) -> Path:
@@ -48,8 +80,13 @@ def legacy_source(ws: Workspace, interval: str) -> Path:
     tool, with only newer bars written at the root since); migrating either would leave
     the other behind.
     """
-    homes = ws.legacy_homes(interval)
-    with_files = [h for h in homes if list_legacy(h.path)[0]]
+    blind: list[Unreadable] = []
+    homes = ws.legacy_homes(interval, blind)
+    if blind:
+        raise _unreadable_error(
+            ws, blind[0], f"whether it holds legacy {interval} files is unknown"
+        )
+    with_files = [h for h in homes if _list_legacy(ws, h.path)[0]]
     if len(with_files) > 1:
         where = " and ".join(h.path.relative_to(ws.root).as_posix() + "/" for h in with_files)
         raise ParqctlError(
@@ -132,7 +169,7 @@ def _plan_interval(
     legacy_dir: Path,
     force: bool,
 ) -> PlannedInterval:
-    files, strays = list_legacy(legacy_dir)
+    files, strays = _list_legacy(ws, legacy_dir)
     intervals = record.setdefault("intervals", {})
     action = "added"
     if name in intervals:

@@ -9,7 +9,6 @@ otherwise (the console's worker thread) it uses a fork server.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.abc
 import multiprocessing
 import os
@@ -21,8 +20,6 @@ from typing import Any
 
 from core import fork_server
 from core.jobs import CancelToken
-
-PR_SET_PDEATHSIG = 1
 
 
 def default_workers() -> int:
@@ -48,12 +45,10 @@ def _init_worker(parent: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if sys.platform.startswith("linux"):
-        # A parent killed with SIGKILL cannot stop its workers: the kernel does.
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if parent is not None and os.getppid() != parent:
-            os._exit(1)  # the parent died before the line above took effect
+    # A parent killed with SIGKILL cannot stop its workers: the kernel does. (A fork
+    # server's workers: when the server goes, which goes with its own parent.) Exits now
+    # if the parent died before the request took effect.
+    fork_server.die_with_parent(parent, signal.SIGKILL)
     if "pandas" not in sys.modules:
         sys.meta_path.insert(0, _WithoutPandas())
     import pyarrow as pa
@@ -88,7 +83,7 @@ def start(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         return
     context = _context()
     # A forked worker's parent is this process; a fork server's child's is the server.
-    parent = os.getpid() if context.get_start_method() == "fork" else None
+    parent = os.getpid() if context.get_start_method() == "fork" else fork_server.server_pid()
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(parent,)
     ) as executor:

@@ -181,6 +181,7 @@ def _restore_blocks(ws: Workspace, interval: IntervalPlan) -> int:
     """
     record = interval.activation or interval.activating or {}
     replaced = record.get("replaced") or {}
+    created = set(record.get("created_entries") or [])
     restored = 0
     for name in record.get("blocks_set", []):
         entry = ws.tickers.get(name)
@@ -191,6 +192,8 @@ def _restore_blocks(ws: Workspace, interval: IntervalPlan) -> int:
             entry.set_storage(interval.interval, replaced[name])
         else:
             entry.clear_storage(interval.interval)
+            if name in created and entry.interval(interval.interval) == {}:
+                entry.raw["intervals"].pop(interval.interval)
         restored += 1
     return restored
 

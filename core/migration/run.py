@@ -125,7 +125,8 @@ def run_migration(
                     checkpoint.save(ws, plan)
                 for interval in selected:
                     batches = _Batches(ws, plan, interval, area, batch_size, result.run_id)
-                    result.intervals.append(batches.run(executor, workers, token, progress))
+                    result.intervals.append(batches.result)  # counted even if the run stops
+                    batches.run(executor, workers, token, progress)
                     if token.cancelled:
                         result.cancelled = True
                         break

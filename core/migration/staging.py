@@ -4,6 +4,11 @@ A run stages each ticker as a complete ``ticker=<T>/year=/month=/data.parquet`` 
 ticker without partition files yet is promoted with one directory rename, others file by
 file (each a rename over the old file). The collector never looks under ``.parqctl/``,
 and its readers only ever see complete files in the partitioned tree.
+
+Every creation and deletion here walks down from the workspace root without following
+links (``core.atomic.open_dir``): a ``.parqctl`` or ``.parqctl/staging`` that is a symbolic
+link, even one swapped in during a run, is refused (``atomic.UnsafeLinkError``) and nothing
+is created or deleted through it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from core import atomic
 from core.layout import PARTITION_FILE
 
 STAGING_DIR = Path(".parqctl") / "staging"
@@ -28,9 +34,10 @@ SAMPLE_PREFIX = "estimate-"
 def new_area(workspace_root: Path, prefix: str = RUN_PREFIX) -> Path:
     """A fresh directory for one run (or one estimate sample)."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = workspace_root / STAGING_DIR / f"{prefix}{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
-    path.mkdir(parents=True)
-    return path
+    name = f"{prefix}{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
+    with atomic.opened_dir(workspace_root, STAGING_DIR, create=True) as base:
+        os.mkdir(name, 0o755, dir_fd=base)
+    return workspace_root / STAGING_DIR / name
 
 
 def clear_stale(workspace_root: Path) -> list[Path]:
@@ -41,14 +48,20 @@ def clear_stale(workspace_root: Path) -> list[Path]:
     """
     removed = []
     base = workspace_root / STAGING_DIR
-    if not base.is_dir():
+    try:
+        base_fd = atomic.open_dir(workspace_root, STAGING_DIR)
+    except (FileNotFoundError, NotADirectoryError):
         return removed
-    for entry in sorted(base.iterdir()):
-        if entry.name.startswith(SAMPLE_PREFIX) and _writer_alive(entry.name):
-            continue
-        if entry.name.startswith((RUN_PREFIX, SAMPLE_PREFIX)):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
+    try:
+        for name in sorted(os.listdir(base_fd)):
+            if name.startswith(SAMPLE_PREFIX) and _writer_alive(name):
+                continue
+            if name.startswith((RUN_PREFIX, SAMPLE_PREFIX)):
+                # rmtree with dir_fd never follows a link, neither this entry nor below it.
+                shutil.rmtree(name, ignore_errors=True, dir_fd=base_fd)
+                removed.append(base / name)
+    finally:
+        os.close(base_fd)
     return removed
 
 
@@ -61,7 +74,31 @@ def _writer_alive(name: str) -> bool:
 
 
 def discard(area: Path) -> None:
-    shutil.rmtree(area, ignore_errors=True)
+    """Delete a staging area (or a directory inside one), best effort; refused, deleting
+    nothing, when a link has taken the place of ``.parqctl`` or ``staging`` (or of any
+    directory on the way down to ``area``)."""
+    root, rel = _split_area(area)
+    try:
+        parent_fd = atomic.open_dir(root, rel.parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    try:
+        shutil.rmtree(rel.name, ignore_errors=True, dir_fd=parent_fd)
+    finally:
+        os.close(parent_fd)
+
+
+def _split_area(path: Path) -> tuple[Path, Path]:
+    """(workspace root, path relative to it) of a path under ``<root>/.parqctl/staging/``."""
+    parts = Path(path).parts
+    for i in range(len(parts) - len(STAGING_DIR.parts), -1, -1):
+        if parts[i : i + len(STAGING_DIR.parts)] == STAGING_DIR.parts:
+            rel = Path(*parts[i:])
+            if len(rel.parts) > len(STAGING_DIR.parts):
+                return Path(*parts[:i]), rel
+    raise atomic.UnsafeLinkError(
+        f"{path} is not a staging area", f"parqctl stages only under {STAGING_DIR}/"
+    )
 
 
 @dataclass(frozen=True)
@@ -76,6 +113,8 @@ def promote(staged_ticker: Path, final_ticker: Path, *, list_changes: bool = Tru
     ``list_changes`` False: a whole-tree rename does not list the files and directories it
     moved (only an fsync-per-file flush needs them; syncfs covers everything).
     """
+    root, rel = _split_area(staged_ticker)
+    atomic.confined(root, rel)  # the staged side is renamed away: never through a link
     if not final_ticker.exists():
         final_ticker.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staged_ticker, final_ticker)
