@@ -3,12 +3,19 @@ a volume the operator declares in [storage] extra_roots is the one exception."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
-from conftest import run_cli, tree_digest
+from conftest import PARQCTL, run_cli, tree_digest
 from migration_support import build_source, copy_workspace
+
+from core.migration.failpoints import FAILPOINT_ENV
 
 TICKER_DIR = "data/us/yahoo/stocks_1d/ticker={t}"
 
@@ -98,3 +105,30 @@ def test_extra_roots_must_be_absolute_paths(ws: Path):
     (ws / ".parqctl/config.toml").write_text('[storage]\nextra_roots = ["relative"]\n')
     result = run_cli("-w", str(ws), "health")
     assert result.returncode != 0 and "storage.extra_roots must be" in result.stderr
+
+
+def test_a_link_swapped_in_while_the_run_is_under_way_is_caught(ws: Path, tmp_path: Path):
+    """The run stops itself right after taking the lock; the link appears; it goes on."""
+    assert _migrate(ws, "plan", "--interval", "1d").returncode == 0
+    env = {**os.environ, FAILPOINT_ENV: "stop@1"}
+    run = subprocess.Popen(
+        [str(PARQCTL), "-w", str(ws), "migrate", "run", "--workers", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while psutil.Process(run.pid).status() != psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, "the run never reached its first failpoint"
+            time.sleep(0.05)
+        outside = tmp_path / "outside"
+        _link_ticker_outside(ws, outside, "MSFT")
+        run.send_signal(signal.SIGCONT)
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 2
+    assert "ticker=MSFT is a symbolic link to" in stderr
+    assert list(outside.rglob("*")) == []
