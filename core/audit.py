@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core import atomic
+
 AUDIT_FILE = Path(".parqctl") / "audit.jsonl"
 
 
@@ -24,7 +26,9 @@ def append(workspace_root: Path, action: str, result: str, **details: Any) -> di
     """Append one record and fsync it; returns the record written.
 
     One ``write`` of a single line with O_APPEND, so concurrent writers never interleave
-    within a record.
+    within a record. ``.parqctl`` and the log are opened without following links: a
+    symbolic link (or a FIFO) in their place is refused with ``atomic.UnsafeLinkError``
+    and nothing is written, not even the record of that refusal.
     """
     record = {
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
@@ -35,25 +39,19 @@ def append(workspace_root: Path, action: str, result: str, **details: Any) -> di
         "result": result,
         **details,
     }
-    path = workspace_root / AUDIT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, default=str, ensure_ascii=False) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic.append(Path(workspace_root), AUDIT_FILE, line)
     return record
 
 
 def read(workspace_root: Path) -> list[dict[str, Any]]:
-    """All records, oldest first; a torn last line (crash mid-append) is skipped."""
-    path = workspace_root / AUDIT_FILE
-    if not path.exists():
+    """All records, oldest first; a torn last line (crash mid-append) is skipped. A link or
+    FIFO in place of the log is refused (``atomic.UnsafeLinkError``), never read through."""
+    content = atomic.read_state_file(Path(workspace_root), AUDIT_FILE)
+    if content is None:
         return []
     records = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    for line in content.decode("utf-8", errors="replace").splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

@@ -10,12 +10,12 @@ usage to the critical watermark.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from core import atomic
 from core.atomic import write_bytes
 from core.disk_usage import Filesystem
 from core.workspace import STATE_DIR
@@ -28,6 +28,7 @@ MAX_PROJECTION_DAYS = 36500
 # Past this size the file is thinned: all samples of the last week, one a day before that.
 MAX_HISTORY_BYTES = 1024 * 1024
 KEEP_ALL_DAYS = 7
+MAX_READ_BYTES = 16 * MAX_HISTORY_BYTES
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,11 @@ def record(
     workspace_bytes: int | None = None,
     now: float | None = None,
 ) -> DiskSample:
-    """Append a sample of every filesystem's usage; returns it."""
+    """Append a sample of every filesystem's usage; returns it.
+
+    A symbolic link (or a FIFO) in place of ``.parqctl`` or the history file is refused
+    with ``atomic.UnsafeLinkError`` (an OSError, which callers report) and nothing is
+    written."""
     sample = DiskSample(
         ts=time.time() if now is None else now,
         command=command,
@@ -84,26 +89,23 @@ def record(
         ),
         workspace_bytes=workspace_bytes,
     )
-    path = root / HISTORY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, sample.line().encode("utf-8"))
-        size = os.fstat(fd).st_size
-    finally:
-        os.close(fd)
+    size = atomic.append(root, HISTORY_FILE, sample.line().encode("utf-8"), sync=False)
     if size > MAX_HISTORY_BYTES:
         _thin(root, sample.ts)
     return sample
 
 
 def load(root: Path) -> list[DiskSample]:
-    """Every sample, oldest first; torn or foreign lines are skipped."""
-    path = root / HISTORY_FILE
+    """Every sample, oldest first; torn or foreign lines are skipped. A history that is a
+    link or a FIFO (which ``record`` refused and its caller reported) reads as empty; one
+    grown past ``MAX_READ_BYTES`` by another writer is read from its tail."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
+        content = atomic.read_state_file(root, HISTORY_FILE, limit=MAX_READ_BYTES)
+    except atomic.UnsafeLinkError:
         return []
+    if content is None:
+        return []
+    text = content.decode("utf-8", errors="replace")
     samples = []
     for line in text.splitlines():
         try:
@@ -190,4 +192,7 @@ def _thin(root: Path, now: float) -> None:
         if sample.ts < now - KEEP_ALL_DAYS * 86400:
             daily[datetime.fromtimestamp(sample.ts, UTC).date()] = sample
     kept = [*daily.values(), *recent]
-    write_bytes(root / HISTORY_FILE, "".join(s.line() for s in kept).encode("utf-8"))
+    # The rewrite renames a temp file over the history: refuse if .parqctl became a link.
+    write_bytes(
+        atomic.confined(root, HISTORY_FILE), "".join(s.line() for s in kept).encode("utf-8")
+    )

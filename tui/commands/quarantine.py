@@ -67,14 +67,31 @@ def register(commands) -> None:
 
 
 def entry_line(entry: quarantine.QuarantineEntry, now: float) -> str:
-    state = "" if entry.condition == "ok" else f" [{entry.condition}]"
+    if not entry.valid:
+        state = f" [invalid: {entry.problem}]"
+    else:
+        state = "" if entry.condition == "ok" else f" [{entry.condition}]"
     return (
         f"{entry.id}  {human_age(now - entry.quarantined_at):>7} ago  "
         f"{human_bytes(entry.size):>10}  {entry.original_path}{state}  ({entry.reason})"
     )
 
 
+def warn_invalid(found: list[quarantine.QuarantineEntry]) -> int:
+    """One line on stderr per invalid entry; 1 if there was any, else 0."""
+    invalid = [e for e in found if not e.valid]
+    for entry in invalid:
+        print(
+            f"parqctl: warning: {entry.directory / quarantine.MANIFEST} is not a quarantine "
+            f"manifest parqctl can trust ({entry.problem}): entry {entry.id} is left alone; "
+            "inspect it by hand",
+            file=sys.stderr,
+        )
+    return 1 if invalid else 0
+
+
 def list_(args: argparse.Namespace) -> int:
+    """Exit 0, or 1 when an entry is invalid (listed with its reason, never acted on)."""
     ws = Workspace.open(args.workspace)
     reconciled, note = [], None
     if any(e.pending for e in quarantine.entries(ws.root)):
@@ -92,7 +109,7 @@ def list_(args: argparse.Namespace) -> int:
                 "note": note,
             }
         )
-        return 0
+        return warn_invalid(found)
     for item in reconciled:
         print(f"reconciled {item.id} ({item.was}): {item.outcome}, {item.detail}")
     if note:
@@ -103,9 +120,9 @@ def list_(args: argparse.Namespace) -> int:
     now = time.time()
     for entry in found:
         print(entry_line(entry, now))
-    total = sum(e.size for e in found if e.payload_present)
+    total = sum(e.size for e in found if e.valid and e.payload_present)
     print(f"{len(found)} file(s), {human_bytes(total)}")
-    return 0
+    return warn_invalid(found)
 
 
 def add(args: argparse.Namespace) -> int:
@@ -135,18 +152,25 @@ def restore(args: argparse.Namespace) -> int:
 
 
 def purge(args: argparse.Namespace) -> int:
+    """Exit 0; 1 when ``--older-than`` left invalid entries alone (each named on stderr)."""
     ws = Workspace.open(args.workspace)
     if not args.ids and args.older_than is None:
         raise ParqctlError("nothing to purge named", "give entry ids or --older-than AGE")
     now = time.time()
     chosen = {quarantine.find(ws.root, i).id: None for i in args.ids}
+    left_alone = 0
     if args.older_than is not None:
-        old = quarantine.older_than(quarantine.entries(ws.root), args.older_than, now)
+        found = quarantine.entries(ws.root)
+        old = quarantine.older_than(found, args.older_than, now)
         chosen.update({e.id: None for e in old})
+        left_alone = warn_invalid(found)  # never purged: their age is not known either
     entries = [quarantine.find(ws.root, i) for i in chosen]
+    invalid = [e for e in entries if not e.valid]
+    if invalid:
+        raise quarantine.invalid_error(invalid[0])
     if not entries:
         print("nothing in quarantine is that old")
-        return 0
+        return left_alone
     if not args.yes:
         listing = "\n".join(f"  {entry_line(e, now)}" for e in entries)
         total = human_bytes(sum(e.size for e in entries))
@@ -167,4 +191,4 @@ def purge(args: argparse.Namespace) -> int:
     else:
         for entry in purged:
             print(f"purged {entry.id} ({entry.original_path}, {human_bytes(entry.size)})")
-    return 0
+    return left_alone

@@ -1,0 +1,354 @@
+"""Hostile state files (issue 12, "Writes and deletes outside the workspace"): a forged
+quarantine manifest, and symbolic links (or FIFOs) in place of parqctl's own state
+directory and files. Every attack runs the real `parqctl` against a real workspace and
+checks that nothing outside it changed, nothing inside it was lost, and the command ended
+in one line rather than a traceback (or a hang)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import PARQCTL, run_cli, tree_digest, write_bars
+
+from core import audit, quarantine, run_lock
+from core.atomic import write_json
+from core.migration import staging
+
+AAPL = Path("stocks_1d/AAPL.parquet")
+BRK = Path("stocks_1d/BRK-B.parquet")
+MSFT = Path("stocks_1d/MSFT.parquet")
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cli(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``parqctl -w root ...`` with a timeout of its own: a hang is a failure, not a wait."""
+    env = {k: v for k, v in os.environ.items() if k != "PARQCTL_WORKSPACE"}
+    return subprocess.run(
+        [str(PARQCTL), "-w", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("parqctl: error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory beside the workspace, with a file in it that nothing may touch."""
+    place = tmp_path / "outside"
+    place.mkdir()
+    (place / "victim.parquet").write_bytes(b"not yours")
+    return place
+
+
+@pytest.fixture
+def ws(workspace: Path) -> Path:
+    """The conftest workspace plus a live MSFT file that is never quarantined."""
+    write_bars(workspace / MSFT, "MSFT", [datetime(2025, 12, d) for d in (1, 2, 3)])
+    return workspace
+
+
+def quarantined(root: Path, rel: Path = AAPL, age_days: float = 0) -> dict:
+    """Quarantine ``rel`` with the real CLI; returns its manifest (aged by ``age_days``)."""
+    added = run_cli("-w", str(root), "quarantine", "add", str(rel), "--reason", "x", "--json")
+    assert added.returncode == 0, added.stderr
+    entry = json.loads(added.stdout)
+    manifest = manifest_of(root, entry["id"])
+    if age_days:
+        manifest["quarantined_at"] = time.time() - age_days * 86400
+        forge(root, manifest)
+    return manifest
+
+
+def manifest_of(root: Path, entry_id: str) -> dict:
+    return json.loads((root / quarantine.QUARANTINE_DIR / entry_id / "manifest.json").read_text())
+
+
+def forge(root: Path, manifest: dict) -> None:
+    write_json(root / quarantine.QUARANTINE_DIR / manifest["id"] / "manifest.json", manifest)
+
+
+def payload_of(root: Path, manifest: dict) -> Path:
+    return root / quarantine.QUARANTINE_DIR / manifest["id"] / "payload" / AAPL.name
+
+
+def assert_quarantine_still_works(root: Path, entry_id: str, reason: str) -> None:
+    """list shows the entry as invalid with its reason; add still works."""
+    listed = cli(root, "quarantine", "list")
+    assert "Traceback" not in listed.stderr, listed.stderr
+    assert listed.returncode == 1, (listed.stdout, listed.stderr)
+    [line] = [line for line in listed.stdout.splitlines() if line.startswith(entry_id)]
+    assert "[invalid:" in line and reason in line, line
+    as_json = json.loads(cli(root, "quarantine", "list", "--json").stdout)
+    [record] = [e for e in as_json["entries"] if e["id"] == entry_id]
+    assert record["condition"] == "invalid" and reason in record["problem"]
+    added = cli(root, "quarantine", "add", str(BRK), "--reason", "still works")
+    assert added.returncode == 0, added.stderr
+    assert not (root / BRK).exists()
+
+
+# --- 1. a forged manifest -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("forged", ["absolute", "traversal"])
+def test_a_forged_stored_name_never_steers_purge(ws: Path, outside: Path, forged: str):
+    manifest = quarantined(ws, age_days=40)
+    payload = payload_of(ws, manifest)
+    kept, live_msft, before = sha(payload), sha(ws / MSFT), tree_digest(outside)
+    manifest["stored_name"] = (
+        str(outside / "victim.parquet") if forged == "absolute" else f"../../../../{MSFT}"
+    )
+    forge(ws, manifest)
+
+    result = cli(ws, "quarantine", "purge", "--older-than", "30d", "--yes")
+
+    assert "Traceback" not in result.stderr, result.stderr
+    assert tree_digest(outside) == before
+    assert sha(ws / MSFT) == live_msft
+    assert sha(payload) == kept
+    assert manifest_of(ws, manifest["id"]) == manifest  # left alone, not even rewritten
+    assert f"{manifest['id']}" in result.stderr and "left alone" in result.stderr
+    assert_quarantine_still_works(ws, manifest["id"], "stored_name")
+    assert not [r for r in audit.read(ws) if r["action"] == "quarantine.purge"]
+
+
+@pytest.mark.parametrize(
+    "original_path",
+    [
+        "ABSOLUTE",
+        "../outside/AAPL.parquet",
+        "data/../../outside/AAPL.parquet",
+        "stocks_1d/../../outside/AAPL.parquet",
+        "migration_plan.json",
+        ".parqctl/config.toml",
+    ],
+)
+def test_a_tampered_original_path_never_steers_restore(ws: Path, outside: Path, original_path: str):
+    manifest = quarantined(ws)
+    payload = payload_of(ws, manifest)
+    kept, before, inside = sha(payload), tree_digest(outside), set(tree_digest(ws))
+    forged = str(outside / "AAPL.parquet") if original_path == "ABSOLUTE" else original_path
+    manifest["original_path"] = forged
+    forge(ws, manifest)
+
+    line = one_line_error(cli(ws, "quarantine", "restore", manifest["id"]))
+
+    assert "invalid" in line and "original_path" in line, line
+    assert tree_digest(outside) == before
+    assert set(tree_digest(ws)) == inside  # nothing created in the workspace either
+    assert sha(payload) == kept
+    assert_quarantine_still_works(ws, manifest["id"], "original_path")
+
+
+def test_restore_to_a_path_outside_the_workspace_is_refused(ws: Path, outside: Path):
+    manifest = quarantined(ws)
+    payload = payload_of(ws, manifest)
+    before = tree_digest(outside)
+    for to in (str(outside / "AAPL.parquet"), "../outside/AAPL.parquet"):
+        line = one_line_error(cli(ws, "quarantine", "restore", manifest["id"], "--to", to))
+        assert "outside the workspace" in line, line
+    assert tree_digest(outside) == before and payload.exists()
+
+
+def test_a_replaced_payload_is_neither_purged_nor_restored(ws: Path):
+    manifest = quarantined(ws)
+    payload = payload_of(ws, manifest)
+    original = payload.read_bytes()
+    # Same size, other bytes: only the sha256 tells.
+    payload.write_bytes(bytes(b ^ 0xFF for b in original[:16]) + original[16:])
+    for command in (["purge", manifest["id"], "--yes"], ["restore", manifest["id"]]):
+        line = one_line_error(cli(ws, "quarantine", *command))
+        assert "sha256" in line, line
+        assert payload.exists() and not (ws / AAPL).exists()
+    # Another size: the listing already says so.
+    payload.write_bytes(original + b"more")
+    assert_quarantine_still_works(ws, manifest["id"], "size")
+
+
+def test_a_symlinked_payload_directory_is_never_purged_through(ws: Path, outside: Path):
+    manifest = quarantined(ws)
+    payload = payload_of(ws, manifest)
+    decoy = outside / "payload"
+    decoy.mkdir()
+    (decoy / AAPL.name).write_bytes(payload.read_bytes())  # a perfect copy: sha256 matches
+    payload.rename(ws / AAPL)  # put the real one back by hand
+    payload.parent.rmdir()
+    payload.parent.symlink_to(decoy)
+    before = tree_digest(outside)
+
+    line = one_line_error(cli(ws, "quarantine", "purge", manifest["id"], "--yes"))
+
+    assert "invalid" in line and "payload" in line, line
+    assert tree_digest(outside) == before
+    assert_quarantine_still_works(ws, manifest["id"], "payload")
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[]", "not json", pytest.param("[" * 100000, id="deeply-nested"), "FIFO", "LINK"],
+)
+def test_an_unreadable_manifest_is_listed_as_invalid(ws: Path, outside: Path, content: str):
+    manifest = quarantined(ws)
+    path = ws / quarantine.QUARANTINE_DIR / manifest["id"] / "manifest.json"
+    path.unlink()
+    if content == "FIFO":
+        os.mkfifo(path)
+    elif content == "LINK":
+        path.symlink_to(outside / "victim.parquet")
+    else:
+        path.write_text(content)
+    assert_quarantine_still_works(ws, manifest["id"], "manifest")
+    assert tree_digest(outside)["victim.parquet"] == hashlib.sha256(b"not yours").hexdigest()
+
+
+# --- 2. symbolic links in place of parqctl's state ----------------------------------------
+
+
+def _link(ws: Path, rel: str, target: Path) -> Path:
+    link = ws / rel
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+def test_a_symlinked_state_directory_is_refused_by_every_writer(ws: Path, outside: Path):
+    state = outside / "state"
+    (state / "quarantine").mkdir(parents=True)
+    (state / "audit.jsonl").write_text("")
+    link = _link(ws, ".parqctl", state)
+    before, inside = tree_digest(outside), tree_digest(ws)
+    for command in (
+        ["quarantine", "add", str(AAPL), "--reason", "x"],
+        ["quarantine", "list"],
+        ["migrate", "plan", "--interval", "1d"],
+    ):
+        line = one_line_error(cli(ws, *command))
+        assert f"{link} is a symbolic link to {state}" in line, (command, line)
+        assert "replace it with a directory" in line
+        assert tree_digest(outside) == before, command
+        assert tree_digest(ws) == inside, command
+
+
+@pytest.mark.parametrize("name", ["audit.jsonl", "disk_history.jsonl"])
+def test_a_symlinked_state_file_is_never_appended_to(ws: Path, outside: Path, name: str):
+    target = outside / name
+    target.write_text("")
+    link = _link(ws, f".parqctl/{name}", target)
+    before = tree_digest(outside)
+    if name == "audit.jsonl":
+        line = one_line_error(cli(ws, "quarantine", "add", str(AAPL), "--reason", "x"))
+        assert f"{link} is a symbolic link to {target}" in line, line
+        assert (ws / AAPL).exists()
+    else:  # readers carry on and say so (health, for now, only in its JSON)
+        for command in (["disk"], ["health", "--json"]):
+            result = cli(ws, *command)
+            assert "Traceback" not in result.stderr, result.stderr
+            assert f"{link} is a symbolic link to {target}" in result.stdout + result.stderr
+    assert tree_digest(outside) == before
+
+
+def test_a_fifo_as_the_audit_log_does_not_hang_a_writer(ws: Path):
+    os.makedirs(ws / ".parqctl")
+    os.mkfifo(ws / ".parqctl" / "audit.jsonl")
+    line = one_line_error(cli(ws, "quarantine", "add", str(AAPL), "--reason", "x", timeout=30))
+    assert "audit.jsonl is not a regular file" in line, line
+    assert (ws / AAPL).exists()
+
+
+def test_a_refused_lock_is_not_audited_through_a_link(ws: Path, outside: Path):
+    target = outside / "audit.jsonl"
+    target.write_text("")
+    with run_lock.hold(ws, "test: someone else"):
+        (ws / ".parqctl" / "audit.jsonl").unlink()
+        _link(ws, ".parqctl/audit.jsonl", target)
+        before = tree_digest(outside)
+        result = cli(ws, "quarantine", "add", str(AAPL), "--reason", "x")
+        assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+        assert tree_digest(outside) == before
+        (ws / ".parqctl" / "audit.jsonl").unlink()  # so the test's own release can audit
+    assert (ws / AAPL).exists()
+
+
+def test_a_symlinked_quarantine_directory_is_refused(ws: Path, outside: Path):
+    link = _link(ws, ".parqctl/quarantine", outside)
+    before = tree_digest(outside)
+    line = one_line_error(cli(ws, "quarantine", "add", str(AAPL), "--reason", "x"))
+    assert f"{link} is a symbolic link to {outside}" in line, line
+    assert tree_digest(outside) == before and (ws / AAPL).exists()
+    one_line_error(cli(ws, "quarantine", "list"))
+
+
+def test_a_symlinked_staging_directory_is_refused_by_migrate_run(ws: Path, outside: Path):
+    stale = outside / "staging" / "run-20250101T000000Z-1-abcdef"
+    stale.mkdir(parents=True)
+    (stale / "precious.txt").write_text("keep")
+    planned = cli(ws, "migrate", "plan", "--interval", "1d")
+    assert planned.returncode == 0, planned.stderr
+    link = _link(ws, ".parqctl/staging", outside / "staging")
+    before = tree_digest(outside)
+    for command in (["migrate", "run"], ["migrate", "estimate"]):
+        line = one_line_error(cli(ws, *command))
+        assert f"{link} is a symbolic link to {outside / 'staging'}" in line, line
+        assert tree_digest(outside) == before
+        assert sorted(os.listdir(outside / "staging")) == [stale.name]
+    assert not (ws / "data" / "us").exists()
+
+
+# A link swapped in after the command started (after the lock was taken and audited): each
+# write checks again, in the library, where the window can be hit exactly.
+
+
+def test_links_swapped_in_mid_command_are_refused_at_the_write(ws: Path, outside: Path):
+    from core.atomic import UnsafeLinkError
+
+    state = ws / ".parqctl"
+    with run_lock.hold(ws, "test") as lock:
+        (state / "quarantine").mkdir(exist_ok=True)
+        (state / "quarantine").rmdir()
+        (state / "quarantine").symlink_to(outside)
+        with pytest.raises(UnsafeLinkError, match="quarantine is a symbolic link"):
+            quarantine.add(ws, ws / AAPL, "x", lock=lock)
+        assert (ws / AAPL).exists() and os.listdir(outside) == ["victim.parquet"]
+        (state / "quarantine").unlink()
+
+        (outside / "staging").mkdir()
+        area = staging.new_area(ws)
+        stale = outside / "staging" / area.name
+        stale.mkdir()
+        (stale / "precious.txt").write_text("keep")
+        os.rename(state / "staging", ws / "staging-aside")
+        (state / "staging").symlink_to(outside / "staging")
+        with pytest.raises(UnsafeLinkError, match="staging is a symbolic link"):
+            staging.discard(area)
+        with pytest.raises(UnsafeLinkError, match="staging is a symbolic link"):
+            staging.clear_stale(ws)
+        with pytest.raises(UnsafeLinkError, match="staging is a symbolic link"):
+            staging.new_area(ws)
+        assert (stale / "precious.txt").read_text() == "keep"
+        (state / "staging").unlink()
+
+        os.rename(state / "audit.jsonl", ws / "audit-aside")
+        (state / "audit.jsonl").symlink_to(outside / "victim.parquet")
+        with pytest.raises(UnsafeLinkError, match=r"audit\.jsonl is a symbolic link"):
+            audit.append(ws, "test", "ok")
+        assert (outside / "victim.parquet").read_bytes() == b"not yours"
+        (state / "audit.jsonl").unlink()
+        os.rename(ws / "audit-aside", state / "audit.jsonl")
