@@ -28,9 +28,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core import quarantine, run_lock
-from core.atomic import write_json
-from core.bar_checks import BarFile, ChangedWhileChecking, RowCheckCache, check_rows
-from core.bars import BAR_COLUMNS, BAR_SCHEMA
+from core.atomic import confined, write_json
+from core.bar_checks import (
+    BarFile,
+    ChangedWhileChecking,
+    RowCheckCache,
+    check_rows,
+    too_large_finding,
+)
+from core.bars import BAR_COLUMNS, BAR_SCHEMA, TOO_LARGE
 from core.findings import LAST_REPORT, Finding, Scope, Severity
 from core.index import RefreshStats, refresh_index
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
@@ -323,6 +329,8 @@ def _unreadable(record: _Record, lock: run_lock.LockStatus) -> Finding:
             f"not checked: it is being written ({error})",
             "nothing to do; the next check reads it",
         )
+    if error.startswith(TOO_LARGE):  # readable, but beyond the workspace's [limits]
+        return too_large_finding(_bar_file(record), error)
     if record.size == 0:
         return _file_finding(
             record,
@@ -578,4 +586,6 @@ def quarantine_errors(
 def save_report(root: Path, report: IntegrityReport) -> None:
     """Keep a full run's result for ``health`` and the console; filtered runs are not kept."""
     if report.full:
-        write_json(root / LAST_REPORT, report.as_dict(findings_per_code=REPORT_FINDINGS_PER_CODE))
+        write_json(
+            confined(root, LAST_REPORT), report.as_dict(findings_per_code=REPORT_FINDINGS_PER_CODE)
+        )

@@ -37,7 +37,7 @@ from typing import Any
 import psutil
 
 from core import audit
-from core.atomic import is_temp_name, write_json
+from core.atomic import confined, is_temp_name, write_json
 from core.errors import (
     DiskSpaceError,
     LockHeldError,
@@ -325,9 +325,9 @@ def last_loss(workspace_root: Path | str) -> dict[str, Any] | None:
 
 
 def _record_loss(lock: RunLock, status: LockStatus) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # UnsafeLinkError too: never written through a link
         write_json(
-            lock.workspace_root / LOSS_FILE,
+            confined(lock.workspace_root, LOSS_FILE),
             {
                 "command": lock.command,
                 "at": time.time(),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import health
-from core.atomic import atomic_open
+from core.atomic import atomic_open, confined
 from core.config import CONFIG_FILE
 from core.gap_watch import GapWatch
 from core.jobs import CancelToken
@@ -58,8 +58,9 @@ def save(root: Path, watch: GapWatch) -> None:
     record = {"inputs": _inputs(root), "summary": dataclasses.asdict(watch)}
     text = json.dumps(record, default=date.isoformat)
     try:
-        (root / SAVED_FILE).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(root / SAVED_FILE, durable=False) as handle:
+        path = confined(root, SAVED_FILE)  # an UnsafeLinkError is an OSError: not kept
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path, durable=False) as handle:
             handle.write(text.encode("utf-8"))
     except OSError:
         pass

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from core.atomic import atomic_path
+from core.atomic import UnsafeLinkError, atomic_path, confined
 from core.calendars import SessionTable, sessions
 from core.index import INDEX_DIR, numpy_values
 
@@ -85,7 +85,10 @@ def cached_sessions(root: Path, calendar: str, start: date, end: date) -> Sessio
     if end < start:
         return sessions(calendar, start, end)
     version = _library_version()
-    path = _cache_file(root, calendar)
+    try:
+        path = confined(root, _cache_file(root, calendar))
+    except UnsafeLinkError:  # never read or write a cache through a link: compute it
+        return sessions(calendar, start, end)
     cached = _load(path, version)
     if cached is not None and cached[0] <= start and end <= cached[1]:
         return _slice(cached[2], start, end)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.atomic import write_json
+from core.atomic import confined, write_json
 from core.errors import MetadataError, ParqctlError
 from core.layout import LEGACY_HOMES, Venue, legacy_dataset_dir, partition_dataset_dir
 from core.metadata import MIGRATION_PLAN_FILE, MigrationPlan, load_json
@@ -65,8 +65,9 @@ def save(ws: Workspace, plan: MigrationPlan) -> None:
     records it dropped, and lets ``migrate plan --restore`` put them back."""
     plan.raw["generated_at"] = now_iso()
     ws.save_migration_plan(plan)
-    ws.state_dir.mkdir(exist_ok=True)
-    write_json(own_copy_path(ws), plan.raw)
+    path = confined(ws.root, own_copy_path(ws))
+    path.parent.mkdir(exist_ok=True)
+    write_json(path, plan.raw)
 
 
 def own_copy_path(ws: Workspace) -> Path:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import audit, run_lock
-from core.atomic import write_json
+from core.atomic import confined, write_json
 from core.errors import ParqctlError
 from core.layout import LEGACY_HOMES, Venue, partition_dataset_dir, validate_interval
 from core.metadata import MigrationPlan, load_json
@@ -222,7 +222,7 @@ def restore_records(ws: Workspace) -> RestoreResult:
         copy = checkpoint.own_copy_path(ws)
         own = MigrationPlan.from_json(copy, load_json(copy))
         kept_at = ws.state_dir / f"migration_plan.rewritten-{checkpoint.now_iso()}.json"
-        write_json(kept_at, plan.raw)
+        write_json(confined(ws.root, kept_at), plan.raw)
         checkpoint.save(ws, own)
         audit.append(
             ws.root,
