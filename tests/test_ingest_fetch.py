@@ -32,6 +32,16 @@ TODAY = date(2025, 12, 15)
 DEC = [datetime(2025, 12, d) for d in (1, 2, 3)]
 
 
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    """In this process, Yahoo itself is never asked: a test that forgot its fake fails."""
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a test reached for the real Yahoo Finance")
+
+    monkeypatch.setattr(yahoo.YFinanceSource, "history", refuse)
+
+
 def pacer() -> Pacer:
     return Pacer(IngestSettings(), FakeClock())
 

@@ -366,6 +366,10 @@ def _loop(
             table = _kept(table, request, outcome)
             outcome.kept += table.num_rows
             tables.append(table)
+        if not outcome.requests:  # stopped before its first answer: never asked
+            result.units.pop()
+            result.stopped = result.stopped or stop
+            return
         try:
             _finish_unit(ws, unit, tables, options, outcome, lock)
         except (LockLostError, DiskSpaceError):

@@ -16,7 +16,9 @@ nulls there; an overwritten row keeps its own).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core import quarantine, run_lock
-from core.atomic import atomic_path
+from core.atomic import TEMP_MARKER, atomic_path, temp_path_for
 from core.bars import BAR_SCHEMA, COMPRESSION, read_bar_file, with_pandas_metadata, write_bar_file
 from core.containment import require_inside
 from core.disk import ensure_room
@@ -296,6 +298,7 @@ def write_merge(ws: Workspace, plan: MergePlan, *, lock: RunLock, reason: str) -
         estimate = change.table.num_rows * _BYTES_PER_ROW
         ensure_room(_existing_parent(path), ws.config.watermarks, estimate)
         run_lock.ensure_still_held(ws.root)
+        clear_stale_temps(path)
         if change.existed and change.overwritten:
             with atomic_path(path) as tmp:
                 pq.write_table(with_pandas_metadata(change.table), tmp, compression=COMPRESSION)
@@ -305,6 +308,24 @@ def write_merge(ws: Workspace, plan: MergePlan, *, lock: RunLock, reason: str) -
         else:
             write_bar_file(path, change.table)
     return entries
+
+
+def clear_stale_temps(target: Path) -> int:
+    """Remove the temp files an interrupted writer (a SIGKILL mid-write) left beside
+    ``target``. Every parqctl writer holds the run lock, which is ours now, so none of them
+    is being written; the collector's own temp names are never touched. Returns how many."""
+    prefix = temp_path_for(target).name.split(TEMP_MARKER)[0] + TEMP_MARKER
+    removed = 0
+    try:
+        entries = list(os.scandir(target.parent))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
 
 
 def _existing_parent(path: Path) -> Path:
