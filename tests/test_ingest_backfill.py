@@ -155,6 +155,18 @@ def test_a_window_yahoo_has_no_bars_for_is_recorded_shown_and_not_asked_again(ws
     ]
     stored = json.loads((ws_root / ".parqctl/ingest/confirmed_empty.json").read_text())
     assert stored["windows"][0]["asked"] == "2025-12-15"
+    # availability shows it as such
+    assert main(["-w", str(ws_root), "availability", "-t", "DAY", "--today", "2025-12-15"]) == 1
+    assert (
+        "confirmed  1d DAY 2023-06-05..2023-06-07: 3 sessions Yahoo has no bars for "
+        "(asked 2025-12-15; `parqctl backfill --recheck` asks again)"
+    ) in capsys.readouterr().out
+    main(["-w", str(ws_root), "availability", "-t", "DAY", "--today", "2025-12-15", "--json"])
+    shown = json.loads(capsys.readouterr().out)["confirmed_empty"]
+    assert shown == [
+        {"interval": "1d", "ticker": "DAY", "gap": {"start": "2023-06-05", "end": "2023-06-07"},
+         "start": "2023-06-05", "end": "2023-06-07", "sessions": 3, "asked": "2025-12-15"}
+    ]  # fmt: skip
     # the next run skips it, and says why
     again = plan_backfill(Workspace.open(ws_root), tickers=["DAY"], today=TODAY)
     assert again.requests == []

@@ -116,3 +116,52 @@ def update(
     if result != windows:
         save(root, result)
     return result
+
+
+@dataclass(frozen=True)
+class ConfirmedGap:
+    """A gap of an availability report that a recorded window says Yahoo has no bars for."""
+
+    interval: str
+    ticker: str
+    gap_start: date
+    gap_end: date
+    window: EmptyWindow
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "ticker": self.ticker,
+            "gap": {"start": self.gap_start.isoformat(), "end": self.gap_end.isoformat()},
+            **{k: v for k, v in self.window.as_dict().items() if k not in ("ticker", "interval")},
+        }
+
+
+def in_report(windows: list[EmptyWindow], report: Any) -> list[ConfirmedGap]:
+    """The gaps of ``report`` (core.gaps.AvailabilityReport) with a recorded window inside."""
+    if not windows:
+        return []
+    by_key: dict[tuple[str, str], list[EmptyWindow]] = {}
+    for w in windows:
+        by_key.setdefault((w.ticker, w.interval), []).append(w)
+    found = []
+    for interval, iv in report.intervals.items():
+        for ticker in iv.tickers:
+            for w in by_key.get((ticker.ticker, interval), ()):
+                for gap in ticker.gaps:
+                    if gap.start <= w.start and w.end <= gap.end:
+                        found.append(ConfirmedGap(interval, ticker.ticker, gap.start, gap.end, w))
+    return found
+
+
+def lines(confirmed: list[ConfirmedGap]) -> list[str]:
+    """One line per confirmed-empty window, as ``parqctl availability`` prints them."""
+    out = []
+    for c in confirmed:
+        w = c.window
+        span = f"{w.start}..{w.end}" if w.end != w.start else str(w.start)
+        out.append(
+            f"confirmed  {c.interval} {c.ticker} {span}: {w.sessions:,} sessions Yahoo has no "
+            f"bars for (asked {w.asked}; `parqctl backfill --recheck` asks again)"
+        )
+    return out

@@ -75,10 +75,16 @@ def run(args: argparse.Namespace) -> int:
         window=window,
         today=args.today,
     )
+    from core.ingest import confirmed_empty  # windows `parqctl backfill` found empty
+
+    empty = confirmed_empty.in_report(confirmed_empty.load(ws.root), report)
     if args.json:
-        print_json({**report.as_dict(), "index": _index_dict(report.index)})
+        confirmed = [e.as_dict() for e in empty]
+        print_json(
+            {**report.as_dict(), "index": _index_dict(report.index), "confirmed_empty": confirmed}
+        )
     else:
-        print("\n".join(render(report, named=bool(args.ticker))))
+        print("\n".join(render(report, named=bool(args.ticker)) + confirmed_empty.lines(empty)))
     return 0 if report.clean else 1
 
 
