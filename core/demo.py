@@ -15,13 +15,16 @@ names no venue, and parqctl reads legacy data as us:yahoo.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -34,7 +37,7 @@ import pyarrow as pa
 from core.atomic import write_json
 from core.bars import BAR_SCHEMA, write_bar_file
 from core.calendars import INTRADAY_MINUTES, SessionTable, sessions
-from core.errors import ParqctlError
+from core.errors import DiskSpaceError, ParqctlError
 from core.layout import COLLECTOR_LEGACY_HOME, legacy_dataset_dir, legacy_file
 
 CALENDAR = "XNYS"
@@ -53,6 +56,14 @@ DUPLICATED_ROWS = 3
 # pyarrow's default gzip level is 9, several times slower on int64 columns for files a few
 # percent smaller; the codec, and so what the collector reads, is the same.
 GZIP_LEVEL = 1
+# The space a build needs, estimated before it writes anything: bars take about 38 bytes a
+# row at GZIP_LEVEL 1 (measured on builds of 20 to 300 tickers); each file costs its
+# footer and its last block; the metadata files a little more. Rounded up generously: a
+# refusal costs a smaller --tickers, a disk filled half-way costs a rebuild.
+ESTIMATE_BYTES_PER_ROW = 48
+ESTIMATE_BYTES_PER_FILE = 8192
+ESTIMATE_FIXED_BYTES = 1 << 20
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 FAMOUS_SYMBOLS = (
     "AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "BRK-B", "BF.B", "JPM", "V",
@@ -221,22 +232,21 @@ def build_demo(
     calendar = _demo_calendar(end, years_1d, years_1h)
     symbols = demo_symbols(tickers, seed)
     plans, injections = _plan(symbols, seed, calendar, legacy_root)
-    build = _Build(
-        root,
-        legacy_root,
-        seed,
-        calendar,
-        {iv: _make_grid(calendar, iv) for iv in INTERVALS},
-        dead_pid(),
-    )
-    rows, faults = _write_all(build, plans, progress)
-    injections += faults
-    if stale_lock:
-        injections.append(_write_stale_lock(root, build.dead_pid))
-    write_json(root / "intervals.json", INTERVALS)
-    write_json(root / "storage_config.json", {"partitioned": False, "markets": {}, "sources": {}})
-    # Last, so that a build cut short is not mistaken for a workspace (`make demo` checks it).
-    write_json(root / "tickers.json", _registry(plans, calendar))
+    grids = {iv: _make_grid(calendar, iv) for iv in INTERVALS}
+    ensure_demo_room(root, estimated_bytes(plans, grids))
+    build = _Build(root, legacy_root, seed, calendar, grids, dead_pid())
+    with _removed_on_failure(root):
+        rows, faults = _write_all(build, plans, progress)
+        injections += faults
+        if stale_lock:
+            injections.append(_write_stale_lock(root, build.dead_pid))
+        write_json(root / "intervals.json", INTERVALS)
+        write_json(
+            root / "storage_config.json", {"partitioned": False, "markets": {}, "sources": {}}
+        )
+        # Last, so that a build cut short is not mistaken for a workspace (`make demo`
+        # checks it).
+        write_json(root / "tickers.json", _registry(plans, calendar))
     files, size = _disk_usage(root)
     return DemoReport(
         root=root,
@@ -266,6 +276,93 @@ def _check_arguments(root: Path, tickers: int, years_1d: int, years_1h: int) -> 
             f"too little history (years_1d={years_1d}, years_1h={years_1h})",
             "give at least 2 years of daily and 1 year of hourly bars",
         )
+
+
+def estimated_bytes(plans: list[TickerPlan], grids: dict[str, BarGrid]) -> int:
+    """What a build of these plans will take on disk, rounded up (see ESTIMATE_*)."""
+    rows = sum(len(grids[iv].times) for plan in plans for iv in plan.intervals)
+    files = sum(len(plan.intervals) for plan in plans)
+    return rows * ESTIMATE_BYTES_PER_ROW + files * ESTIMATE_BYTES_PER_FILE + ESTIMATE_FIXED_BYTES
+
+
+def _existing_ancestor(path: Path) -> Path:
+    current = path
+    while not current.exists() and current.parent != current:
+        current = current.parent
+    return current
+
+
+def ensure_demo_room(root: Path, needed: int) -> None:
+    """Refuse, before anything is written, a build the filesystem has no room for."""
+    where = _existing_ancestor(root)
+    try:
+        st = os.statvfs(where)
+    except OSError:
+        return  # nothing to measure with: the build finds out, and cleans up
+    free = st.f_bavail * st.f_frsize
+    if needed > free:
+        raise DiskSpaceError(
+            f"not enough disk space for the demo at {root}: it needs about "
+            f"{_mib(needed)}, {_mib(free)} free on {where}",
+            "give fewer --tickers or --years-1d/--years-1h, or another directory",
+        )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"
+
+
+@contextlib.contextmanager
+def _removed_on_failure(root: Path) -> Iterator[None]:
+    """On any failure, remove what the build created (and only that): ``root`` with the
+    directories above it that did not exist, or, when ``root`` was an empty directory,
+    what is in it. A full disk becomes DiskSpaceError, saying so."""
+    created = root if not root.exists() else None
+    while created is not None and not created.parent.exists():
+        created = created.parent
+    try:
+        yield
+    except BaseException as exc:
+        removed = _remove_created(root, created)
+        full = _disk_full(exc)
+        if full is None:
+            raise
+        where = f" ({full.filename})" if full.filename else ""
+        raise DiskSpaceError(
+            f"the disk filled up while building the demo at {root}{where}: "
+            f"{full.strerror or full}; {removed}",
+            "free some space, or give fewer --tickers or --years-1d/--years-1h",
+        ) from exc
+
+
+def _remove_created(root: Path, created: Path | None) -> str:
+    """Remove what the build wrote; says what was removed (or what is left)."""
+    try:
+        if created is not None:
+            shutil.rmtree(created)
+            return f"removed {created}, which it had created"
+        for entry in os.scandir(root):  # root was empty: everything in it is the build's
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        return f"removed what it had written in {root}"
+    except OSError as exc:
+        return f"could not remove all it wrote ({exc.strerror or exc}): delete {root} by hand"
+
+
+def _disk_full(exc: BaseException) -> OSError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and (
+            current.errno in DISK_FULL_ERRNOS
+            or (current.errno is None and "No space left on device" in str(current))
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _years_before(day: date, years: int) -> date:

@@ -16,10 +16,11 @@ from core.disk import DiskStatus, Level, disk_status
 from core.disk_usage import Filesystem, workspace_filesystems
 from core.errors import ParqctlError
 from core.routing import routed_mode
-from core.workspace import DatasetInventory, Workspace, inventory
+from core.workspace import DatasetInventory, Unreadable, Workspace, inventory
 
 # A projected crossing of the critical watermark this close is worth a warning today.
 PROJECTION_WARN_DAYS = 7
+UNREADABLE_NAMED = 3  # unreadable directories named in the problem line; the rest counted
 
 
 class Verdict(enum.IntEnum):
@@ -73,6 +74,9 @@ class HealthReport:
     # legacy home -> interval -> tickers whose only legacy file the collector never reads
     stranded: dict[str, dict[str, int]] = field(default_factory=dict)
     lock_lost: dict[str, Any] | None = None  # the last writer whose lock was taken from it
+    # Directories of the data tree that could not be read (permissions, I/O errors): what
+    # they hold is not counted; the rest of the report is.
+    unreadable: list[Unreadable] = field(default_factory=list)
     checked_at: float = field(default_factory=time.time)
 
     @property
@@ -97,8 +101,12 @@ class HealthReport:
                     "files": inv.files,
                     "bytes": inv.bytes,
                     "stray_files": [str(p.relative_to(self.root)) for p in inv.stray_files],
+                    "unreadable": [_relative(u.path, self.root) for u in inv.unreadable],
                 }
                 for inv in self.datasets
+            ],
+            "unreadable": [
+                {"path": _relative(u.path, self.root), "reason": u.reason} for u in self.unreadable
             ],
             "storage_modes": self.storage_modes,
             "stranded_legacy": self.stranded,
@@ -126,6 +134,13 @@ class HealthReport:
             "gaps_error": self.gaps_error,
             "checked_at": self.checked_at,
         }
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix() or "."
+    except ValueError:
+        return str(path)
 
 
 def disk_as_dict(status: DiskStatus) -> dict[str, Any]:
@@ -177,6 +192,19 @@ def stranded_legacy(ws: Workspace, datasets: list[DatasetInventory]) -> dict[str
         if stranded:
             found.setdefault(str(ds.home), {})[str(ds.interval)] = len(stranded)
     return found
+
+
+def _unreadable_text(report: HealthReport) -> str:
+    named = [
+        f"{_relative(u.path, report.root)}/ ({u.reason})"
+        for u in report.unreadable[:UNREADABLE_NAMED]
+    ]
+    more = len(report.unreadable) - len(named)
+    listed = ", ".join(named) + (f" and {more} more" if more > 0 else "")
+    return (
+        f"cannot read {listed}: the files there are not counted or checked; "
+        "give this user read and search permission on them (chmod/chown)"
+    )
 
 
 _LOCK_PROBLEMS = {
@@ -232,7 +260,9 @@ def health_report(
     """
     now = time.time() if now is None else now
     ws.load_all_metadata()
-    datasets = [inventory(d) for d in ws.datasets()]
+    unreadable: list[Unreadable] = []
+    datasets = [inventory(d) for d in ws.datasets(unreadable)]
+    unreadable += [u for inv in datasets for u in inv.unreadable]
     filesystems = workspace_filesystems(ws)
     report = HealthReport(
         root=ws.root,
@@ -248,6 +278,7 @@ def health_report(
         migration=migration_progress(ws),
         stranded=stranded_legacy(ws, datasets),
         lock_lost=run_lock.last_loss(ws.root),
+        unreadable=unreadable,
         checked_at=now,
     )
     if record_disk_sample:
@@ -316,6 +347,8 @@ def _problems(report: HealthReport) -> list[Problem]:
         problems.append(
             Problem(Verdict.WARNING, f"{stray} stray temp or partial file(s) in the data tree")
         )
+    if report.unreadable:
+        problems.append(Problem(Verdict.WARNING, _unreadable_text(report)))
     if not report.datasets:
         problems.append(
             Problem(Verdict.WARNING, "no bar datasets found (stocks_<iv>/ at the root, or data/)")

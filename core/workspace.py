@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -54,6 +55,19 @@ class Dataset:
         return f"{self.venue.id} trades"
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A directory that could not be listed (permissions, I/O error): what it holds is not
+    counted, and the caller says so instead of failing."""
+
+    path: Path
+    reason: str
+
+    @classmethod
+    def of(cls, path: Path, exc: OSError) -> Unreadable:
+        return cls(Path(path), exc.strerror or type(exc).__name__)
+
+
 @dataclass
 class GroupUsage:
     """Files and bytes of one ticker (or trade venue) within a dataset."""
@@ -67,6 +81,9 @@ class DatasetInventory:
     dataset: Dataset
     groups: dict[str, GroupUsage] = field(default_factory=dict)
     stray_files: list[Path] = field(default_factory=list)
+    # Directories (the dataset's own, or below it) that could not be read, with why: their
+    # files are not counted.
+    unreadable: list[Unreadable] = field(default_factory=list)
 
     @property
     def files(self) -> int:
@@ -148,20 +165,38 @@ class Workspace:
         metadata.save(self.root / metadata.MIGRATION_PLAN_FILE, plan)
         self.__dict__["migration_plan"] = plan
 
-    def datasets(self) -> list[Dataset]:
-        return discover_datasets(self.root)
+    def datasets(self, unreadable: list[Unreadable] | None = None) -> list[Dataset]:
+        """Every dataset found; directories that cannot be listed are added to
+        ``unreadable`` when it is given (and skipped either way)."""
+        return discover_datasets(self.root, unreadable)
 
-    def legacy_homes(self, interval: str) -> list[Dataset]:
-        """The legacy directories of an interval that exist, the collector's own first."""
+    def legacy_homes(
+        self, interval: str, unreadable: list[Unreadable] | None = None
+    ) -> list[Dataset]:
+        """The legacy directories of an interval that exist, the collector's own first.
+
+        A home whose folder cannot be looked into (no search permission on it) is added to
+        ``unreadable`` when it is given: whether it holds the interval is unknown.
+        """
         found = []
         for home in LEGACY_HOMES:
             path = self.root / home / f"stocks_{interval}"
-            if path.is_dir() and not path.is_symlink():
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                if unreadable is not None:
+                    unreadable.append(Unreadable.of(path.parent, exc))
+                continue
+            if stat.S_ISDIR(st.st_mode):
                 found.append(Dataset("legacy", path, interval, home=home))
         return found
 
 
-def _subdirs(path: Path) -> list[os.DirEntry[str]]:
+def _subdirs(path: Path, unreadable: list[Unreadable] | None = None) -> list[os.DirEntry[str]]:
+    """The subdirectories of ``path`` (links not followed), sorted by name; none when it is
+    gone, and none (recorded in ``unreadable``) when it cannot be listed."""
     try:
         with os.scandir(path) as entries:
             return sorted(
@@ -169,23 +204,29 @@ def _subdirs(path: Path) -> list[os.DirEntry[str]]:
             )
     except (FileNotFoundError, NotADirectoryError):
         return []
+    except OSError as exc:
+        if unreadable is not None and all(u.path != path for u in unreadable):
+            unreadable.append(Unreadable.of(path, exc))
+        return []
 
 
-def discover_datasets(root: Path) -> list[Dataset]:
-    """Every bar and trade dataset (the legacy homes and ``data/``), from directory names."""
+def discover_datasets(root: Path, unreadable: list[Unreadable] | None = None) -> list[Dataset]:
+    """Every bar and trade dataset (the legacy homes and ``data/``), from directory names.
+
+    A directory that cannot be listed is skipped, and added to ``unreadable`` if given."""
     data = root / "data"
     found: list[Dataset] = []
     for home in LEGACY_HOMES:
-        for entry in _subdirs(root / home):
+        for entry in _subdirs(root / home, unreadable):
             interval = interval_of_dataset_dir(entry.name)
             if interval:
                 found.append(Dataset("legacy", Path(entry.path), interval, home=home))
-    for market in _subdirs(data):
+    for market in _subdirs(data, unreadable):
         if market.name == "legacy" or interval_of_dataset_dir(market.name):
             continue
-        for source in _subdirs(Path(market.path)):
+        for source in _subdirs(Path(market.path), unreadable):
             venue = Venue(market.name.lower(), source.name.lower())
-            for child in _subdirs(Path(source.path)):
+            for child in _subdirs(Path(source.path), unreadable):
                 interval = interval_of_dataset_dir(child.name)
                 if interval:
                     found.append(Dataset("partitioned", Path(child.path), interval, venue))
@@ -199,45 +240,77 @@ def _is_stray(name: str) -> bool:
     return ".tmp" in name or name.endswith(".partial") or ".parqctl-tmp-" in name
 
 
-def _walk_files(path: Path):
-    """(directory entry) for every regular file below ``path``, without following links."""
+def _walk_files(path: Path, unreadable: list[Unreadable]):
+    """(directory entry, size) for every regular file below ``path``, without following
+    links; a directory that cannot be listed, or a file that cannot be looked at, is added
+    to ``unreadable`` (the directory) and skipped."""
     stack = [path]
     while stack:
+        directory = stack.pop()
         try:
-            with os.scandir(stack.pop()) as entries:
+            with os.scandir(directory) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
                         stack.append(Path(entry.path))
                     elif entry.is_file(follow_symlinks=False):
-                        yield entry
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
+                        size = _size(entry, directory, unreadable)
+                        if size is not None:
+                            yield entry, size
+        except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError as exc:
+            unreadable.append(Unreadable.of(directory, exc))
+
+
+def _size(entry: os.DirEntry[str], directory: Path, unreadable: list[Unreadable]) -> int | None:
+    """The entry's size; None when it vanished, or cannot be looked at (a directory that
+    can be listed but not searched: recorded once)."""
+    try:
+        return entry.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if not any(u.path == directory for u in unreadable):
+            unreadable.append(Unreadable.of(directory, exc))
+        return None
 
 
 def inventory(dataset: Dataset) -> DatasetInventory:
-    """Tickers (or trade venues) with file counts and bytes, from directory entries only."""
+    """Tickers (or trade venues) with file counts and bytes, from directory entries only.
+
+    Directories that cannot be read are listed in ``unreadable``; the rest is counted."""
     result = DatasetInventory(dataset)
     if dataset.kind == "legacy":
-        with os.scandir(dataset.path) as entries:
-            for entry in entries:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                if _is_stray(entry.name) or not entry.name.endswith(".parquet"):
-                    result.stray_files.append(Path(entry.path))
-                    continue
-                usage = result.groups.setdefault(entry.name[: -len(".parquet")], GroupUsage())
-                usage.files += 1
-                usage.bytes += entry.stat(follow_symlinks=False).st_size
+        try:
+            with os.scandir(dataset.path) as entries:
+                listed = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return result
+        except OSError as exc:
+            result.unreadable.append(Unreadable.of(dataset.path, exc))
+            return result
+        for entry in listed:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if _is_stray(entry.name) or not entry.name.endswith(".parquet"):
+                result.stray_files.append(Path(entry.path))
+                continue
+            size = _size(entry, dataset.path, result.unreadable)
+            if size is None:
+                continue
+            usage = result.groups.setdefault(entry.name[: -len(".parquet")], GroupUsage())
+            usage.files += 1
+            usage.bytes += size
         return result
     key_prefix = "ticker=" if dataset.kind == "partitioned" else "venue="
-    for group_dir in _subdirs(dataset.path):
+    for group_dir in _subdirs(dataset.path, result.unreadable):
         if not group_dir.name.startswith(key_prefix):
             continue
         usage = result.groups.setdefault(group_dir.name[len(key_prefix) :], GroupUsage())
-        for entry in _walk_files(Path(group_dir.path)):
+        for entry, size in _walk_files(Path(group_dir.path), result.unreadable):
             if entry.name.endswith(".parquet") and not _is_stray(entry.name):
                 usage.files += 1
-                usage.bytes += entry.stat(follow_symlinks=False).st_size
+                usage.bytes += size
             else:
                 result.stray_files.append(Path(entry.path))
     return result

@@ -8,13 +8,16 @@ polars, exchange_calendars) inside their functions, so every command starts fast
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
+from types import TracebackType
 from typing import NoReturn
 
-from core.errors import ParqctlError
+from core.errors import DiskSpaceError, ParqctlError
 from tui.arguments import OneLineArgumentParser
 
 EXIT_INTERRUPTED = 130
@@ -55,7 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except ParqctlError as exc:
         print(f"parqctl: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        # A plain refusal raised from a full disk (`raise ParqctlError(...) from exc`, where
+        # exc is ENOSPC) is a full disk; a lock held or taken keeps its own code.
+        disk_full = exc.exit_code == ParqctlError.exit_code and disk_full_cause(exc, True)
+        return DiskSpaceError.exit_code if disk_full else exc.exit_code
     except KeyboardInterrupt:
         print("parqctl: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -64,9 +70,90 @@ def main(argv: Sequence[str] | None = None) -> int:
         # /dev/null so that flushing it at exit does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        # A full disk (or quota) anywhere in any command: one line naming the file, exit 4.
+        # Metadata is written atomically (a temp file beside the target, removed when the
+        # write fails): the file named keeps its old content.
+        full = disk_full_cause(exc)
+        if full is None:
+            raise
+        error = disk_full_error(full)
+        print(f"parqctl: error: {error.one_line()}", file=sys.stderr)
+        return error.exit_code
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded", re.IGNORECASE)
+# A temp file of core.atomic: ".<name>.parqctl-tmp-<pid>-<hex>" beside the target <name>.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.parqctl-tmp-\d+-[0-9a-f]+$")
+_PATH_LOCALS = ("target", "path", "tmp", "destination", "dest")
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_OUR_CODE = tuple(os.path.join(_REPO, package, "") for package in ("core", "tui"))
+
+
+def disk_full_cause(exc: BaseException, explicit_only: bool = False) -> OSError | None:
+    """The ENOSPC / EDQUOT error that ``exc`` is, or was raised from (its cause, or, unless
+    ``explicit_only``, the error being handled when it was raised); None when it has
+    nothing to do with a full disk."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and (
+            current.errno in DISK_FULL_ERRNOS
+            # pyarrow's IO errors carry the text, not always the errno
+            or (current.errno is None and _DISK_FULL_TEXT.search(str(current)))
+        ):
+            return current
+        current = current.__cause__ or (None if explicit_only else current.__context__)
+    return None
+
+
+def disk_full_error(exc: OSError) -> DiskSpaceError:
+    """DiskSpaceError's one line for a full disk: which file could not be written."""
+    where = _file_of(exc)
+    what = "disk quota exceeded" if exc.errno == errno.EDQUOT else "disk full"
+    reason = exc.strerror or str(exc)
+    target = f"cannot write {where}" if where else "a write failed"
+    return DiskSpaceError(
+        f"{what}: {target} ({reason})",
+        "free some space on that filesystem, then run the command again",
+    )
+
+
+def _file_of(exc: OSError) -> str | None:
+    """The file a failed write was for: the error's own file name, else the path the
+    innermost parqctl function writing it held; a temp file is named by its target."""
+    name = exc.filename
+    if name is None:
+        name = _path_in_traceback(exc.__traceback__)
+    if name is None:
+        return None
+    text = os.fsdecode(name) if isinstance(name, bytes | os.PathLike) else str(name)
+    head, tail = os.path.split(text)
+    temp = _TEMP_NAME.match(tail)
+    return os.path.join(head, temp["target"]) if temp else text
+
+
+def _path_in_traceback(tb: TracebackType | None) -> str | os.PathLike[str] | None:
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        if not frame.f_code.co_filename.startswith(_OUR_CODE):
+            continue
+        for local in _PATH_LOCALS:
+            value = frame.f_locals.get(local)
+            if isinstance(value, str | os.PathLike):
+                return value
+    return None
 
 
 def entry_point() -> NoReturn:
+    from tui.text import escape_output
+
+    escape_output()  # no name's control characters reach the terminal raw (tui.text)
     sys.exit(main())
 
 

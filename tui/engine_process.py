@@ -28,14 +28,12 @@ imports it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import multiprocessing
 import os
 import pickle
 import signal
 import socket
-import sys
 import threading
 import time
 import traceback
@@ -66,7 +64,6 @@ CANCEL_GRACE_S = 5.0  # for the job to reach a safe point and save its work
 TERMINATE_GRACE_S = 1.0
 FORKED_TIMEOUT_S = 60
 _POLL_S = 0.05
-_PR_SET_PDEATHSIG = 1
 
 _running_lock = threading.Lock()
 _running: set[CancelToken] = set()
@@ -133,7 +130,7 @@ def run_in_child(
     process = context.Process(
         target=_child_main,
         args=(there, job, args, kwargs, progress is not None, cancel is not None),
-        kwargs={"surroundings": _Surroundings.here()},
+        kwargs={"surroundings": _Surroundings.here(), "parent": fork_server.server_pid()},
         name=f"parqctl-{getattr(job, '__name__', 'job')}",
         daemon=True,  # terminated, not waited for, if the console exits past its clean-up
     )
@@ -195,6 +192,7 @@ def fork_job(job: Callable[..., Any], *args: Any, **kwargs: Any) -> ForkedJob | 
     if not _single_threaded():
         return None
     reading, writing = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid:
         os.close(writing)
@@ -202,7 +200,7 @@ def fork_job(job: Callable[..., Any], *args: Any, **kwargs: Any) -> ForkedJob | 
     try:  # the copy: never returns into the caller's code
         os.close(reading)
         _quiet()
-        _die_with_parent()
+        fork_server.die_with_parent(parent)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         signal.alarm(FORKED_TIMEOUT_S)  # a result nobody reads must not keep it forever
         try:
@@ -318,8 +316,10 @@ def _child_main(
     wants_cancel: bool,
     *,
     surroundings: _Surroundings,
+    parent: int | None = None,
 ) -> None:
-    _die_with_parent()
+    # Its parent is the fork server, which exits when the console does (core.fork_server).
+    fork_server.die_with_parent(parent)
     _quiet()
     # On a busy machine the console's event loop gets a core before its jobs do.
     os.nice(CHILD_NICENESS)
@@ -354,12 +354,6 @@ def _quiet() -> None:
     for stream in (1, 2):
         os.dup2(devnull, stream)
     os.close(devnull)
-
-
-def _die_with_parent() -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _exit_on_terminate(signum: int, frame: Any) -> None:
