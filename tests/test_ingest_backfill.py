@@ -22,7 +22,7 @@ from fixtures.ingest_fakes import (
 )
 
 from core import audit
-from core.errors import MetadataError
+from core.errors import LockLostError, MetadataError
 from core.ingest import confirmed_empty, yahoo
 from core.ingest.backfill import backfill, plan_backfill
 from core.ingest.pacing import Pacer, TokenBucket
@@ -291,15 +291,34 @@ def test_cli_backfill_plan_summary_and_json(ws_root, monkeypatch, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert answer["dry_run"] and answer["rows_added"] == 2 * 78 + 3 * 7
     assert [r["ticker"] for r in answer["plan"]["requests"]] == ["FIV", "HRS"]
-    assert main(argv) == 1  # the lost gaps stay
+    assert main(argv) == 0  # every gap asked for is closed; the lost ones were not asked for
     out = capsys.readouterr().out
     assert "backfill: 2 requests for 5 missing sessions of 2 ticker/intervals" in out
     assert (
-        "  FIV        5m   2025-10-20                 1 sessions  recoverable until 2025-12-19"
+        "  FIV        5m   2025-10-20                 1 session   recoverable until 2025-12-19"
         in out
     )
-    assert "skipped  HRS        1h   2023-08-01                 1 sessions  lost" in out
+    assert "skipped  HRS        1h   2023-08-01                 1 session   lost" in out
     table = out[out.index("ticker  interval") :].splitlines()
     assert table[1].split() == ["FIV", "5m", "1", "2", "156", "0", "3", "1"]
     assert table[2].split() == ["HRS", "1h", "1", "3", "21", "0", "4", "1"]
     assert "2 of 2 requests answered" in out
+
+
+def test_a_lock_taken_mid_run_stops_at_the_next_file_with_what_was_written(ws_root):
+    def collector_cron_removes_the_lock():  # what its --non-interactive update does
+        shutil.rmtree(ws_root / ".run_lock")
+
+    ws = Workspace.open(ws_root)
+    plan = plan_backfill(ws, today=TODAY)
+    source = FakeYahoo(script={2: collector_cron_removes_the_lock})
+    with pytest.raises(LockLostError, match="was removed by another program"):
+        backfill(ws, plan, source, pacer())
+    assert len(source.calls) == 2  # the second answer was never written
+    records = audit.read(ws_root)
+    assert [r["action"] for r in records if r["action"] in ("lock.lost", "ingest.backfill")] == [
+        "lock.lost",
+        "ingest.backfill",
+    ]
+    assert records[-1]["result"].startswith("failed: the run lock was removed")
+    assert records[-1]["units"][0]["added"] == 2 * 78  # the first window: written, kept

@@ -100,8 +100,14 @@ KILLABLE = textwrap.dedent(
         marker.write_text("stalled")
         time.sleep(120)
 
+    def slow():  # a request that takes a while to be answered
+        marker.write_text("slow")
+        time.sleep(1.5)
+
     if mode == "request":
         yahoo.default_source = lambda: FakeYahoo(script={{at: stall}})
+    elif mode == "slow":
+        yahoo.default_source = lambda: FakeYahoo(script={{at: slow}})
     elif mode == "clean":
         yahoo.default_source = lambda: FakeYahoo()
     else:  # stop for good half-way through the at-th file write: its temp file written
@@ -216,3 +222,28 @@ def test_sigkill_mid_write_leaves_the_old_file_whole_and_no_partial_bar_file(gap
     # the collector's reader opens <T>.parquet / data.parquet only: a hidden temp is never read
     assert not leftovers[0].endswith(".parquet")
     finish(gappy)  # the next run removes the dead writer's temp file before writing
+
+
+def test_sigterm_stops_after_the_request_in_progress_with_it_written(gappy, tmp_path):
+    rows = bar_files(gappy)
+    marker = tmp_path / "slow"
+    proc = backfill_process(gappy, marker, "slow", 3)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    assert "stopping after the request in progress" in err
+    assert "cancelled after 3 of 4 requests; everything fetched before is written" in out
+    after = bar_files(gappy)
+    assert after["stocks_1m/MIN.parquet"] == rows["stocks_1m/MIN.parquet"] + 2 * 390
+    assert after["stocks_1d/DAY.parquet"] == rows["stocks_1d/DAY.parquet"]  # never asked
+    assert not (gappy / ".run_lock").exists()
+    results = [
+        json.loads(line)
+        for line in (gappy / ".parqctl/audit.jsonl").read_text().splitlines()
+        if '"ingest.backfill"' in line
+    ]
+    assert results[-1]["result"] == "cancelled" and results[-1]["requests"] == 3

@@ -161,7 +161,8 @@ def lines(confirmed: list[ConfirmedGap]) -> list[str]:
         w = c.window
         span = f"{w.start}..{w.end}" if w.end != w.start else str(w.start)
         out.append(
-            f"confirmed  {c.interval} {c.ticker} {span}: {w.sessions:,} sessions Yahoo has no "
-            f"bars for (asked {w.asked}; `parqctl backfill --recheck` asks again)"
+            f"confirmed  {c.interval} {c.ticker} {span}: {w.sessions:,} "
+            f"session{'s' if w.sessions != 1 else ''} Yahoo has no bars for "
+            f"(asked {w.asked}; `parqctl backfill --recheck` asks again)"
         )
     return out

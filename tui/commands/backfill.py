@@ -25,7 +25,7 @@ PLAN_SHOWN = 20
 def register(commands) -> None:
     p = commands.add_parser(
         "backfill",
-        help="fetch the gaps Yahoo can still serve, most urgent first; exit 0 all closed",
+        help="fetch the gaps Yahoo can still serve, most urgent first; exit 0 all asked for closed",
     )
     p.add_argument(
         "--interval", "-i", action="extend", nargs="+", metavar="IV", help="only these intervals"
@@ -88,9 +88,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\n".join(result_lines(result)))
     code = exit_code(result.run)
-    if code == 0 and any(s.missing_after for s in result.summaries):
+    if code == 0 and any(_unfilled(s) for s in result.summaries):
         code = 1
     return code
+
+
+def _unfilled(summary) -> bool:
+    """Sessions asked for that are still missing, and that Yahoo did not answer empty
+    (lost sessions, never asked for, do not count)."""
+    if summary.missing_after is None:
+        return False
+    expected = summary.missing_before - summary.asked_sessions + summary.confirmed_empty_sessions
+    return summary.missing_after > expected
 
 
 def plan_lines(plan: BackfillPlan) -> list[str]:
@@ -112,7 +121,7 @@ def plan_lines(plan: BackfillPlan) -> list[str]:
             )
             lines.append(
                 f"  {request.ticker:<10} {request.interval:<4} {span!s:<22} "
-                f"{target.sessions:>5,} sessions  {until}"
+                f"{_sessions(target.sessions)}  {until}"
             )
     if len(plan.requests) > PLAN_SHOWN:
         lines.append(f"  ... and {len(plan.requests) - PLAN_SHOWN:,} more requests (--json)")
@@ -122,9 +131,13 @@ def plan_lines(plan: BackfillPlan) -> list[str]:
         span = f"{skipped.start}..{skipped.end}" if skipped.end != skipped.start else skipped.start
         lines.append(
             f"  skipped  {skipped.ticker:<10} {skipped.interval:<4} {span!s:<22} "
-            f"{skipped.sessions:>5,} sessions  {skipped.why}"
+            f"{_sessions(skipped.sessions)}  {skipped.why}"
         )
     return lines
+
+
+def _sessions(count: int) -> str:
+    return f"{count:>5,} session{'s' if count != 1 else ' '}"
 
 
 _HEADER = ("ticker", "interval", "requests", "asked", "rows added", "empty", "missing", "now")
@@ -157,8 +170,9 @@ def result_lines(result: BackfillResult) -> list[str]:
     lines = ["", line(_HEADER), *(line(r) for r in rows)]
     for unit in run.units:
         for target in unit.empty:
+            span = f"{target.start}..{target.end}" if target.end != target.start else target.start
             lines.append(
-                f"confirmed empty  {unit.ticker} {unit.interval} {target.start}..{target.end}: "
+                f"confirmed empty  {unit.ticker} {unit.interval} {span}: "
                 "Yahoo has no bars there (recorded; --recheck asks again)"
             )
         if unit.error:
