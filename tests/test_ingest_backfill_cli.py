@@ -185,19 +185,22 @@ def temp_files(root: Path) -> list[str]:
     return [str(p.relative_to(root)) for p in root.rglob("*parqctl-tmp-*")]
 
 
-def finish(root: Path) -> None:
-    """What the operator does next: break the dead run's lock, run backfill again."""
-    broken = run_cli("-w", str(root), "lock", "break", "--yes")
-    assert broken.returncode == 0, broken.stderr
-    again = backfill_process(root, root.parent / "unused", "clean")
-    out, err = again.communicate(timeout=120)
-    assert again.returncode == 0, out + err
+def finish(root: Path, monkeypatch) -> None:
+    """What the operator does next: break the dead run's lock, run backfill again (here,
+    in this process, its Yahoo the fake)."""
+    from fixtures.ingest_fakes import FakeYahoo
+
+    from core.ingest import yahoo
+    from tui.cli import main
+
+    assert main(["-w", str(root), "lock", "break", "--yes"]) == 0
+    monkeypatch.setattr(yahoo, "default_source", lambda: FakeYahoo())
+    assert main(["-w", str(root), "backfill", "--today", TODAY]) == 0
     assert temp_files(root) == []
-    check = run_cli("-w", str(root), "availability", "--today", TODAY, "--json")
-    assert check.returncode == 0, check.stdout
+    assert main(["-w", str(root), "availability", "--today", TODAY]) == 0
 
 
-def test_sigkill_while_waiting_for_yahoo_loses_nothing_written(gappy, tmp_path):
+def test_sigkill_while_waiting_for_yahoo_loses_nothing_written(gappy, tmp_path, monkeypatch):
     rows = bar_files(gappy)
     kill_at(gappy, tmp_path, "request", 3)  # the first 1m window and the 5m one are written
     after = bar_files(gappy)
@@ -206,10 +209,12 @@ def test_sigkill_while_waiting_for_yahoo_loses_nothing_written(gappy, tmp_path):
     assert after["stocks_1d/DAY.parquet"] == rows["stocks_1d/DAY.parquet"]
     assert temp_files(gappy) == []
     json.loads((gappy / "tickers.json").read_text())  # whole, and saved after each window
-    finish(gappy)
+    finish(gappy, monkeypatch)
 
 
-def test_sigkill_mid_write_leaves_the_old_file_whole_and_no_partial_bar_file(gappy, tmp_path):
+def test_sigkill_mid_write_leaves_the_old_file_whole_and_no_partial_bar_file(
+    gappy, tmp_path, monkeypatch
+):
     rows = bar_files(gappy)
     before = (gappy / "stocks_5m/FIV.parquet").read_bytes()
     # The requests go out 1m (until 12-19, first by interval), 5m (12-19), 1m, 1d: the
@@ -221,7 +226,7 @@ def test_sigkill_mid_write_leaves_the_old_file_whole_and_no_partial_bar_file(gap
     assert len(leftovers) == 1 and Path(leftovers[0]).name.startswith(".FIV.parquet.")
     # the collector's reader opens <T>.parquet / data.parquet only: a hidden temp is never read
     assert not leftovers[0].endswith(".parquet")
-    finish(gappy)  # the next run removes the dead writer's temp file before writing
+    finish(gappy, monkeypatch)  # the next run removes the dead writer's temp file first
 
 
 def test_sigterm_stops_after_the_request_in_progress_with_it_written(gappy, tmp_path):
