@@ -27,8 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import MetadataError
+from core.metadata import exists, key_path, read_text_file
 
 CONFIG_FILE = Path(".parqctl") / "config.toml"
+# A settings file is a few lines: anything beyond this is refused unread.
+MAX_CONFIG_BYTES = 1024 * 1024
+# today - retention must stay a date (year 1 at the earliest): about 270 years.
+MAX_RETENTION_DAYS = 100_000
 
 DEFAULT_VENUE_CALENDARS = {"us": "XNYS", "de": "XETR"}
 
@@ -70,6 +75,13 @@ def _bad(path: Path, what: str) -> MetadataError:
     return MetadataError(f"{path}: {what}", "fix the setting or remove it to use the default")
 
 
+def _table(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise _bad(path, f"[{name}] must be a table")
+    return table
+
+
 def _watermarks(path: Path, table: dict[str, Any]) -> Watermarks:
     defaults = Watermarks()
     values = {}
@@ -85,27 +97,39 @@ def _watermarks(path: Path, table: dict[str, Any]) -> Watermarks:
 
 def load_config(workspace_root: Path) -> Config:
     path = workspace_root / CONFIG_FILE
-    if not path.exists():
+    if not exists(path):
         return Config()
+    # Only a regular file of at most MAX_CONFIG_BYTES, never a FIFO or a device.
+    text = read_text_file(path, MAX_CONFIG_BYTES, "fix it or remove it to use the defaults")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _bad(path, f"malformed TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _bad(path, f"cannot read it: {exc}") from None
+    except RecursionError:
+        raise _bad(path, "malformed TOML: nested too deeply") from None
 
     calendars = dict(DEFAULT_VENUE_CALENDARS)
-    for market, code in data.get("calendars", {}).items():
+    for market, code in _table(path, data, "calendars").items():
         if not isinstance(code, str):
-            raise _bad(path, f'calendars.{market} must be a calendar code such as "XNYS"')
+            raise _bad(
+                path, f'{key_path("calendars", market)} must be a calendar code such as "XNYS"'
+            )
         calendars[market.lower()] = code
     retention = dict(DEFAULT_RETENTION_DAYS)
-    for interval, days in data.get("retention_days", {}).items():
-        if isinstance(days, bool) or not isinstance(days, int) or days < 0:
-            raise _bad(path, f"retention_days.{interval} must be a whole number of days")
+    for interval, days in _table(path, data, "retention_days").items():
+        if (
+            isinstance(days, bool)
+            or not isinstance(days, int)
+            or not 0 <= days <= MAX_RETENTION_DAYS
+        ):
+            raise _bad(
+                path,
+                f"{key_path('retention_days', interval)} must be a whole number of days "
+                f"from 0 to {MAX_RETENTION_DAYS}",
+            )
         retention[interval] = days
     return Config(
-        watermarks=_watermarks(path, data.get("watermarks", {})),
+        watermarks=_watermarks(path, _table(path, data, "watermarks")),
         calendars=calendars,
         retention_days=retention,
         extra_roots=_extra_roots(path, data.get("storage", {})),

@@ -37,7 +37,7 @@ from typing import Any
 import psutil
 
 from core import audit
-from core.atomic import confined, is_temp_name, write_json
+from core.atomic import confined, is_temp_name, read_state_file, write_json
 from core.errors import (
     DiskSpaceError,
     LockHeldError,
@@ -45,6 +45,7 @@ from core.errors import (
     ParqctlError,
     WorkspaceError,
 )
+from core.metadata import file_kind
 
 LOCK_DIR_NAME = ".run_lock"
 OWNER_FILE = "owner.json"
@@ -57,6 +58,7 @@ PROCESS_START_TOLERANCE_S = 1.0
 # the check for collector locks (process start vs the lock's ts) leans well towards LIVE.
 LOCK_TS_TOLERANCE_S = 60.0
 MAX_OWNER_BYTES = 64 * 1024
+NOT_REGULAR = "not a regular file"
 MAX_PID = 2**31 - 1
 _ACQUIRE_ATTEMPTS = 3
 
@@ -162,10 +164,16 @@ def _judge(lock_dir: Path, now: float) -> LockStatus:
     if text is None:
         if not os.path.lexists(lock_dir):
             return LockStatus(LockState.FREE, "the lock was released while inspecting", lock_dir)
-        reason = (
-            f"{OWNER_FILE} is {problem}: its holder crashed between creating "
-            f"{LOCK_DIR_NAME} and writing it, or is writing it now"
-        )
+        if problem.startswith(NOT_REGULAR):
+            reason = (
+                f"{OWNER_FILE} is {problem}: neither the collector nor parqctl writes one, "
+                "so its holder cannot be judged"
+            )
+        else:
+            reason = (
+                f"{OWNER_FILE} is {problem}: its holder crashed between creating "
+                f"{LOCK_DIR_NAME} and writing it, or is writing it now"
+            )
         return LockStatus(LockState.UNKNOWN, reason, lock_dir, age_seconds=dir_age)
     try:
         owner = _parse_owner(text)
@@ -198,16 +206,43 @@ def _judge(lock_dir: Path, now: float) -> LockStatus:
 
 
 def _read_owner_text(lock_dir: Path) -> tuple[str | None, str]:
-    """owner.json's text, or None and what is wrong with it."""
+    """owner.json's text (at most MAX_OWNER_BYTES + 1 bytes of it), or None and what is
+    wrong with it.
+
+    Only a regular file is read, and not through a symbolic link (neither the collector
+    nor parqctl writes one): a FIFO or a device there is reported, never waited on or
+    read from (opened with O_NONBLOCK and O_NOFOLLOW, checked with fstat)."""
+    path = lock_dir / OWNER_FILE
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(lock_dir / OWNER_FILE, "rb") as handle:
-            data = handle.read(MAX_OWNER_BYTES + 1)
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):  # not even opened: opening some devices acts
+            return None, f"{NOT_REGULAR} ({file_kind(mode)})"
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None, "missing"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:  # swapped for a link since the lstat
+            return None, f"{NOT_REGULAR} (a symbolic link)"
         return None, f"unreadable ({exc.strerror or exc})"
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            return None, f"{NOT_REGULAR} ({file_kind(mode)})"
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while size <= MAX_OWNER_BYTES:
+            chunk = os.read(fd, MAX_OWNER_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror or exc})"
+    finally:
+        os.close(fd)
     # surrogateescape keeps any bytes, so two different files never read as equal.
-    return data.decode("utf-8", errors="surrogateescape"), ""
+    return b"".join(chunks).decode("utf-8", errors="surrogateescape"), ""
 
 
 def _parse_owner(text: str) -> dict[str, Any]:
@@ -215,7 +250,9 @@ def _parse_owner(text: str) -> dict[str, Any]:
         raise _MalformedOwner("too large")
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeError) as exc:
+    except RecursionError:
+        raise _MalformedOwner("JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeError, a number of 5000 digits
         raise _MalformedOwner("not JSON") from exc
     if not isinstance(data, dict):
         raise _MalformedOwner("not a JSON object")
@@ -316,10 +353,10 @@ _held: dict[Path, RunLock] = {}
 
 def last_loss(workspace_root: Path | str) -> dict[str, Any] | None:
     """The last writer whose lock was taken from it, until that command runs through."""
-    try:
-        with open(Path(workspace_root) / LOSS_FILE, "rb") as handle:
-            data = json.loads(handle.read(MAX_OWNER_BYTES))
-    except (OSError, ValueError):
+    try:  # never through a link, never waiting on a FIFO (UnsafeLinkError is an OSError)
+        raw = read_state_file(Path(workspace_root), LOSS_FILE, limit=MAX_OWNER_BYTES)
+        data = json.loads(raw) if raw is not None else None
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -586,7 +623,7 @@ def _token_in(text: str | None) -> str | None:
         return None
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeError):
+    except (ValueError, RecursionError):
         return None
     return _as_str(data.get("token")) if isinstance(data, dict) else None
 

@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from tui.progress import stderr_progress
 
     ws = Workspace.open(args.workspace)
+    _ = ws.config  # a malformed config.toml refuses before the index is written
     window = Window(args.since, args.until, args.before_first)
     with stderr_progress() as draw:
         index = refresh_index(ws.root, full=args.refresh, progress=draw)
