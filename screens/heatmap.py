@@ -150,7 +150,10 @@ cursor with its gaps, newest first, and whether each can still be fetched from Y
 
 `g` shows only the tickers with gaps (or all again); `/` filters by a ticker pattern;
 `s` sorts by name, worst coverage or latest gap; `t` jumps to a ticker, `d` to a date;
-`r` re-indexes the files that changed.
+`r` re-indexes the files that changed. `b` backfills the recoverable gaps of the ticker
+under the cursor from Yahoo Finance, `B` those of every ticker in view: both say what will
+be fetched and ask first, then run with a progress bar (`escape` stops after the request
+in progress); the grid reloads when done.
 
 Arrows move the cursor, `ctrl+left` / `ctrl+right` by ten cells, `pageup` / `pagedown`
 by a screen, `home` / `end` to the first and last ticker.
@@ -167,6 +170,8 @@ by a screen, `home` / `end` to the first and last ticker.
         Binding("d", "ask('date')", "Date", show=False),
         Binding("r", "reload", "Re-index", show=False),
         Binding("escape", "close_prompt", "Close", show=False),
+        Binding("b", "backfill('ticker')", "Backfill ticker", show=False),
+        Binding("B", "backfill('view')", "Backfill all in view", show=False),
     ]
 
     def __init__(self) -> None:
@@ -363,6 +368,24 @@ by a screen, `home` / `end` to the first and last ticker.
 
     def action_reload(self) -> None:
         self.load_interval(self.interval, full=False)
+
+    def action_backfill(self, scope: str) -> None:
+        grid = self.query_one(HeatmapGrid)
+        if self.interval is None or grid.heatmap is None or not grid.heatmap.tickers:
+            return
+        from screens.backfill import BackfillScreen
+
+        ticker, _, _ = grid.current()
+        tickers = [ticker] if scope == "ticker" else list(grid.heatmap.tickers)
+        what = ticker if scope == "ticker" else f"the {len(tickers):,} tickers in view"
+        screen = BackfillScreen(
+            self.app.workspace.root, self.interval, tickers, self.app.today(), what
+        )
+        self.app.push_screen(screen, self._backfilled)
+
+    def _backfilled(self, changed: bool | None) -> None:
+        if changed:
+            self.load_interval(self.interval, full=False)
 
     def action_ask(self, kind: str) -> None:
         prompt = self.query_one("#heatmap-prompt", Input)

@@ -339,3 +339,19 @@ def test_fetched_file_reads_back_as_the_collector_wrote_it(tmp_path):
     table = read_bar_file(root / "stocks_1d" / "AAPL.parquet")
     assert table.schema.remove_metadata().equals(BAR_SCHEMA)
     assert b"pandas" in table.schema.metadata
+
+
+def test_the_ingest_engine_does_not_load_textual():
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, sys, core.ingest\n"
+        "for m in pkgutil.iter_modules(core.ingest.__path__):\n"
+        "    importlib.import_module('core.ingest.' + m.name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert result.stdout.strip() == "[]"
