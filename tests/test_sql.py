@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -13,8 +14,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, run_cli, ticker_entry, tree_digest, write_bars, write_tickers
+from conftest import PARQCTL, REPO, run_cli, ticker_entry, tree_digest, write_bars, write_tickers
 
 from core import audit
 from core.atomic import write_json
@@ -517,3 +519,164 @@ def test_the_sql_engine_never_loads_textual():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def _sql(root: Path, *args: str):
+    return run_cli("-w", str(root), "sql", *args)
+
+
+def test_cli_formats(legacy: Path, tmp_path: Path):
+    query = (
+        "SELECT ticker, date, close, volume FROM bars_1d WHERE ticker = 'EURUSD=X' ORDER BY date"
+    )
+    table = _sql(legacy, query)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["ticker", "date", "close", "volume"]
+    assert lines[2].split() == ["EURUSD=X", "2025-01-02", "00:00:00", "100.0", "1000"]
+    assert len(lines) == 2 + 6 and "(6 rows," in table.stderr
+
+    csv = _sql(legacy, query, "--format", "csv")
+    assert csv.stdout.splitlines()[:2] == [
+        '"ticker","date","close","volume"',
+        '"EURUSD=X",2025-01-02 00:00:00,100,1000',
+    ]
+    as_json = json.loads(_sql(legacy, query, "--format", "json").stdout)
+    assert as_json[0] == {
+        "ticker": "EURUSD=X",
+        "date": "2025-01-02 00:00:00",
+        "close": 100.0,
+        "volume": 1000,
+    }
+    assert len(as_json) == 6
+
+    out = tmp_path / "eurusd.parquet"
+    written = _sql(legacy, query, "--out", str(out))
+    assert written.returncode == 0, written.stderr
+    assert f"wrote 6 rows to {out}" in written.stderr
+    back = pq.read_table(out)
+    assert back.column_names == ["ticker", "date", "close", "volume"]
+    assert back.num_rows == 6 and back.schema.field("date").type == pa.timestamp("ns")
+    assert [p.name for p in tmp_path.iterdir()] == ["eurusd.parquet", "legacy"]  # no temp file
+
+    limited = _sql(legacy, query, "--limit", "2", "--format", "json")
+    assert len(json.loads(limited.stdout)) == 2
+
+
+def test_cli_runs_a_file_of_statements_and_lists_the_views(legacy: Path, tmp_path: Path):
+    script = tmp_path / "q.sql"
+    script.write_text(
+        "-- rows per ticker\nCREATE TEMP TABLE n AS SELECT ticker, count(*) AS c FROM bars_1h GROUP BY 1;\n"
+        "SELECT sum(c) AS rows FROM n;\n"
+    )
+    result = _sql(legacy, "-f", str(script), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ['"rows"', "60"]
+    views = _sql(legacy, "--views", "--format", "json")
+    listed = json.loads(views.stdout)
+    assert list(listed) == [
+        "bars_1h",
+        "bars_1d",
+        "tickers",
+        "files",
+        "gaps",
+        "findings",
+        "audit",
+        "quarantine",
+    ]
+    assert listed["gaps"]["columns"][2] == {"name": "first_missing", "type": "DATE"}
+    assert "bars_1d:" in _sql(legacy, "--views").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (
+            ["SELEC 1"],
+            1,
+            'parqctl: error: Parser Error: syntax error at or near "SELEC" (line 1, column 1)',
+        ),
+        (["SELECT nope FROM bars_1d"], 1, 'Referenced column "nope" not found'),
+        (
+            ["SELECT * FROM bars_15m"],
+            1,
+            "no view bars_15m in this workspace; the views are bars_1h",
+        ),
+        (["COPY bars_1d TO '/tmp/parqctl-never.csv'"], 1, "file system operations are disabled"),
+        (["SELECT 1", "--format", "parquet"], 2, "--format parquet needs --out PATH"),
+        (["SELECT 1", "--out", "{root}/data/x.csv"], 2, "inside the workspace's data/"),
+        (["SELECT 1", "--out", "{root}/stocks_1d/x.csv"], 2, "inside the workspace's stocks_1d/"),
+        (["SELECT 1", "--out", "{root}/tickers.json"], 2, "exists: pass --force to replace it"),
+        (["SELECT 1", "--out", "{root}/x.txt"], 2, "cannot tell the format of"),
+        (
+            ["SELECT 1", "--out", "{root}/x.csv", "--format", "table"],
+            2,
+            "--format table is for the screen",
+        ),
+        ([], 2, "no query given"),
+    ],
+)
+def test_cli_errors_are_one_line(legacy: Path, args: list[str], code: int, expected: str):
+    (legacy / "data").mkdir()
+    before = tree_digest(legacy)
+    result = _sql(legacy, *(a.format(root=legacy) for a in args))
+    assert result.returncode == code, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("parqctl: error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    assert result.stdout == ""
+    after = tree_digest(legacy)
+    assert {k: v for k, v in after.items() if not k.startswith(".parqctl")} == before
+    assert not Path("/tmp/parqctl-never.csv").exists()
+
+
+def test_cli_out_replaces_only_with_force_and_atomically(legacy: Path, tmp_path: Path):
+    out = tmp_path / "rows.csv"
+    out.write_text("old\n")
+    refused = _sql(legacy, "SELECT 1 AS one", "--out", str(out))
+    assert refused.returncode == 2 and out.read_text() == "old\n"
+    failed = _sql(
+        legacy, "SELECT 1 AS one UNION ALL SELECT error('boom')", "--out", str(out), "--force"
+    )
+    assert failed.returncode == 1 and "boom" in failed.stderr
+    assert out.read_text() == "old\n"  # a failed query leaves the old file as it was
+    done = _sql(legacy, "SELECT 1 AS one", "--out", str(out), "--force")
+    assert done.returncode == 0 and out.read_text() == '"one"\n1\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["legacy", "rows.csv"]
+
+
+def test_cli_ctrl_c_interrupts_and_leaves_nothing_behind(legacy: Path, tmp_path: Path):
+    out = tmp_path / "never.csv"
+    env = {k: v for k, v in os.environ.items() if k != "PARQCTL_WORKSPACE"}
+    process = subprocess.Popen(
+        [
+            str(PARQCTL),
+            "-w",
+            str(legacy),
+            "sql",
+            "SELECT a.range AS i FROM range(100000000) a, range(100000) b",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    sessions = legacy / TEMP_DIR
+    while time.monotonic() < deadline and not (
+        sessions.is_dir() and any(sessions.iterdir()) and list(tmp_path.glob(".never.csv*"))
+    ):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert process.returncode == 130, stderr
+    assert "query interrupted" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["legacy"]  # no out, no temp file
+    assert list(sessions.iterdir()) == []

@@ -381,9 +381,9 @@ class SqlEngine:
             yield
         except duckdb.InterruptException:
             raise QueryInterrupted() from None
-        except duckdb.Error as exc:
-            raise self._error(str(exc), sql, offset) from exc
-        except (pa.ArrowException, OSError) as exc:
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:
+            if "INTERRUPT Error" in str(exc):  # through the Arrow stream: another class
+                raise QueryInterrupted() from None
             raise self._error(str(exc), sql, offset) from exc
 
     def _error(self, text: str, sql: str, offset: int) -> QueryError:

@@ -338,28 +338,39 @@ def bar_files(ws: Workspace, interval: str) -> BarFiles:
 
 
 def _leave_out_unreadable(ws: Workspace, files: BarFiles) -> None:
-    """Drop the files the persisted index knows as unreadable, if unchanged since."""
-    import polars as pl
+    """Drop the files the persisted index knows as unreadable, if unchanged since.
 
-    from core.index import load_index
+    The index file is read with pyarrow alone (four columns), not through polars."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.feather as feather
 
-    index = load_index(ws.root, sessions=False)
-    bad = index.files.filter(pl.col("error").is_not_null() & (pl.col("interval") == files.interval))
-    if bad.is_empty():
+    from core.index import index_path
+
+    try:
+        index = feather.read_table(
+            index_path(ws.root), columns=["path", "interval", "size", "mtime_ns", "error"]
+        )
+    except (OSError, pa.ArrowException, KeyError):
+        return  # none yet, or unreadable: nothing is known to be bad
+    bad = index.filter(
+        pc.and_(pc.is_valid(index["error"]), pc.equal(index["interval"], files.interval))
+    )
+    if not bad.num_rows:
         return
     chosen = {path: i for i, path in enumerate(files.paths)}
     drop = set()
-    for rel, size, mtime_ns, error in bad.select("path", "size", "mtime_ns", "error").iter_rows():
-        absolute = str(ws.root / rel)
+    for row in bad.select(["path", "size", "mtime_ns", "error"]).to_pylist():
+        absolute = str(ws.root / row["path"])
         if absolute not in chosen:
             continue
         try:
             st = os.stat(absolute)
         except OSError:
             continue
-        if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+        if (st.st_size, st.st_mtime_ns) == (row["size"], row["mtime_ns"]):
             drop.add(chosen[absolute])
-            files.left_out.append((rel, error))
+            files.left_out.append((row["path"], row["error"]))
     if drop:
         keep = [i for i in range(len(files.paths)) if i not in drop]
         files.paths = [files.paths[i] for i in keep]
