@@ -16,7 +16,7 @@ from core.disk import DiskStatus, Level, disk_status
 from core.disk_usage import Filesystem, workspace_filesystems
 from core.errors import ParqctlError
 from core.routing import routed_mode
-from core.workspace import DatasetInventory, Unreadable, Workspace, inventory
+from core.workspace import DatasetInventory, DatasetLink, Unreadable, Workspace, inventory
 
 # A projected crossing of the critical watermark this close is worth a warning today.
 PROJECTION_WARN_DAYS = 7
@@ -60,6 +60,7 @@ class HealthReport:
     intervals: list[str]
     datasets: list[DatasetInventory]
     storage_modes: dict[str, dict[str, int]]  # interval -> {"legacy": n, "partitioned": n}
+    links: list[DatasetLink]  # dataset directories that are symbolic links
     lock: run_lock.LockStatus
     disk: DiskStatus  # the filesystem of the workspace root
     problems: list[Problem] = field(default_factory=list)
@@ -110,6 +111,14 @@ class HealthReport:
             ],
             "storage_modes": self.storage_modes,
             "stranded_legacy": self.stranded,
+            "dataset_links": [
+                {
+                    "path": _relative(link.path, self.root),
+                    "target": str(link.target),
+                    "declared": link.declared,
+                }
+                for link in self.links
+            ],
             "lock": lock_as_dict(self.lock),
             "lock_lost": self.lock_lost,
             "disk": disk_as_dict(self.disk),
@@ -261,7 +270,8 @@ def health_report(
     now = time.time() if now is None else now
     ws.load_all_metadata()
     unreadable: list[Unreadable] = []
-    datasets = [inventory(d) for d in ws.datasets(unreadable)]
+    links: list[DatasetLink] = []
+    datasets = [inventory(d) for d in ws.datasets(unreadable, links)]
     unreadable += [u for inv in datasets for u in inv.unreadable]
     filesystems = workspace_filesystems(ws)
     report = HealthReport(
@@ -270,6 +280,7 @@ def health_report(
         intervals=list(ws.intervals),
         datasets=datasets,
         storage_modes=storage_modes(ws),
+        links=links,
         lock=run_lock.inspect(ws.root, now=now),
         disk=disk_status(ws.root, ws.config.watermarks),
         filesystems=filesystems,
@@ -353,6 +364,17 @@ def _problems(report: HealthReport) -> list[Problem]:
         problems.append(
             Problem(Verdict.WARNING, "no bar datasets found (stocks_<iv>/ at the root, or data/)")
         )
+    for link in report.links:
+        if not link.declared:
+            problems.append(
+                Problem(
+                    Verdict.WARNING,
+                    f"{_relative(link.path, report.root)} is a symbolic link to {link.target}, "
+                    "outside the workspace and not declared: its files are not read and "
+                    "nothing is written there; list it under [storage] extra_roots in "
+                    ".parqctl/config.toml if it holds this workspace's data",
+                )
+            )
     for home, intervals in report.stranded.items():
         for interval, count in intervals.items():
             problems.append(

@@ -165,10 +165,13 @@ class Workspace:
         metadata.save(self.root / metadata.MIGRATION_PLAN_FILE, plan)
         self.__dict__["migration_plan"] = plan
 
-    def datasets(self, unreadable: list[Unreadable] | None = None) -> list[Dataset]:
+    def datasets(
+        self, unreadable: list[Unreadable] | None = None, links: list[DatasetLink] | None = None
+    ) -> list[Dataset]:
         """Every dataset found; directories that cannot be listed are added to
-        ``unreadable`` when it is given (and skipped either way)."""
-        return discover_datasets(self.root, unreadable)
+        ``unreadable`` when it is given (and skipped either way), dataset links to
+        ``links``."""
+        return discover_datasets(self.root, unreadable, links)
 
     def legacy_homes(
         self, interval: str, unreadable: list[Unreadable] | None = None
@@ -189,18 +192,60 @@ class Workspace:
                 if unreadable is not None:
                     unreadable.append(Unreadable.of(path.parent, exc))
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            if stat.S_ISDIR(st.st_mode) or (
+                stat.S_ISLNK(st.st_mode) and _LinkPolicy(self.root, None).follows(path)
+            ):
                 found.append(Dataset("legacy", path, interval, home=home))
         return found
 
 
-def _subdirs(path: Path, unreadable: list[Unreadable] | None = None) -> list[os.DirEntry[str]]:
-    """The subdirectories of ``path`` (links not followed), sorted by name; none when it is
-    gone, and none (recorded in ``unreadable``) when it cannot be listed."""
+@dataclass(frozen=True)
+class DatasetLink:
+    """A dataset directory that is a symbolic link: followed only when it leads inside the
+    workspace or into a directory declared in ``[storage] extra_roots``."""
+
+    path: Path
+    target: Path
+    declared: bool
+
+
+class _LinkPolicy:
+    """Which dataset links discovery follows; the config is read only if a link is met."""
+
+    def __init__(self, root: Path, found: list[DatasetLink] | None) -> None:
+        self.root, self.found = root, found
+        self._allowed: list[Path] | None = None
+
+    def follows(self, entry: os.DirEntry[str] | Path) -> bool:
+        path = Path(entry)
+        named = interval_of_dataset_dir(path.name) or path.name == TRADES_DIR
+        if not named or not path.is_symlink() or not path.is_dir():
+            return False
+        if self._allowed is None:
+            roots = [self.root, *load_config(self.root).extra_roots]
+            self._allowed = [Path(os.path.realpath(r)) for r in roots]
+        target = Path(os.path.realpath(path))
+        declared = any(target.is_relative_to(r) for r in self._allowed)
+        if self.found is not None:
+            self.found.append(DatasetLink(path, target, declared))
+        return declared
+
+
+def _subdirs(
+    path: Path, unreadable: list[Unreadable] | None = None, links: _LinkPolicy | None = None
+) -> list[os.DirEntry[str]]:
+    """The subdirectories of ``path`` (links followed only as ``links`` allows), sorted by
+    name; none when it is gone, and none (recorded in ``unreadable``) when it cannot be
+    listed."""
     try:
         with os.scandir(path) as entries:
             return sorted(
-                (e for e in entries if e.is_dir(follow_symlinks=False)), key=lambda e: e.name
+                (
+                    e
+                    for e in entries
+                    if e.is_dir(follow_symlinks=False) or (links is not None and links.follows(e))
+                ),
+                key=lambda e: e.name,
             )
     except (FileNotFoundError, NotADirectoryError):
         return []
@@ -210,14 +255,21 @@ def _subdirs(path: Path, unreadable: list[Unreadable] | None = None) -> list[os.
         return []
 
 
-def discover_datasets(root: Path, unreadable: list[Unreadable] | None = None) -> list[Dataset]:
+def discover_datasets(
+    root: Path,
+    unreadable: list[Unreadable] | None = None,
+    links: list[DatasetLink] | None = None,
+) -> list[Dataset]:
     """Every bar and trade dataset (the legacy homes and ``data/``), from directory names.
 
-    A directory that cannot be listed is skipped, and added to ``unreadable`` if given."""
+    A directory that cannot be listed is skipped, and added to ``unreadable`` if given. A
+    dataset directory that is a link is followed only into the workspace or a declared
+    extra root; each such link is added to ``links`` if given."""
     data = root / "data"
     found: list[Dataset] = []
+    policy = _LinkPolicy(root, links)
     for home in LEGACY_HOMES:
-        for entry in _subdirs(root / home, unreadable):
+        for entry in _subdirs(root / home, unreadable, policy):
             interval = interval_of_dataset_dir(entry.name)
             if interval:
                 found.append(Dataset("legacy", Path(entry.path), interval, home=home))
@@ -226,7 +278,7 @@ def discover_datasets(root: Path, unreadable: list[Unreadable] | None = None) ->
             continue
         for source in _subdirs(Path(market.path), unreadable):
             venue = Venue(market.name.lower(), source.name.lower())
-            for child in _subdirs(Path(source.path), unreadable):
+            for child in _subdirs(Path(source.path), unreadable, policy):
                 interval = interval_of_dataset_dir(child.name)
                 if interval:
                     found.append(Dataset("partitioned", Path(child.path), interval, venue))

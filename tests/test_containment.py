@@ -3,6 +3,7 @@ a volume the operator declares in [storage] extra_roots is the one exception."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -132,3 +133,27 @@ def test_a_link_swapped_in_while_the_run_is_under_way_is_caught(ws: Path, tmp_pa
     assert run.returncode == 2
     assert "ticker=MSFT is a symbolic link to" in stderr
     assert list(outside.rglob("*")) == []
+
+
+def test_a_dataset_on_another_volume_is_read_once_declared(ws: Path, tmp_path: Path):
+    volume = tmp_path / "volume"
+    shutil.move(ws / "stocks_1d", volume / "stocks_1d")
+    (ws / "stocks_1d").symlink_to(volume / "stocks_1d", target_is_directory=True)
+
+    undeclared = json.loads(run_cli("-w", str(ws), "health", "--json").stdout)
+    assert undeclared["datasets"] == []
+    [link] = undeclared["dataset_links"]
+    assert (link["path"], link["declared"]) == ("stocks_1d", False)
+    assert any("not declared" in p["text"] for p in undeclared["problems"])
+    assert _migrate(ws, "plan", "--interval", "1d").returncode != 0
+
+    (ws / ".parqctl").mkdir(exist_ok=True)
+    (ws / ".parqctl/config.toml").write_text(f'[storage]\nextra_roots = ["{volume}"]\n')
+    declared = json.loads(run_cli("-w", str(ws), "health", "--json").stdout)
+    assert [d["path"] for d in declared["datasets"]] == ["stocks_1d"]
+    assert declared["dataset_links"][0]["declared"] is True
+    assert not any("not declared" in p["text"] for p in declared["problems"])
+    text = run_cli("-w", str(ws), "health").stdout
+    assert "stocks_1d -> " in text and "declared in extra_roots" in text
+    shown = json.loads(run_cli("-w", str(ws), "show", "AAPL", "--json").stdout)
+    assert shown["read_from"] == "legacy" and shown["rows"] > 0

@@ -28,6 +28,9 @@ def render(report: HealthReport) -> list[str]:
                 f"dataset    {inv.dataset.label:<{width}}  {len(inv.groups):>6,} tickers "
                 f"{inv.files:>8,} files {human_bytes(inv.bytes):>10}{stray}"
             )
+    for link in report.links:
+        state = "declared in extra_roots" if link.declared else "NOT declared: ignored"
+        lines.append(f"link       {link.path.relative_to(report.root)} -> {link.target} ({state})")
     lock = report.lock
     held = f" (age {human_age(lock.age_seconds)})" if lock.age_seconds is not None else ""
     lines.append(f"run lock   {lock.state.name}: {lock.reason}{held}")
