@@ -87,7 +87,9 @@ def describe_ticker(
     return "\n".join(lines)
 
 
-def gap_fate(gap: Gap) -> str:
+def gap_fate(gap: Gap, asked_empty: date | None = None) -> str:
+    if asked_empty is not None:  # `parqctl backfill` asked Yahoo, which had no bars there
+        return f"∅ empty ({asked_empty})"
     if gap.recoverable_until is not None:
         return f"⏳ by {gap.recoverable_until}"
     if gap.lost_sessions:
@@ -95,7 +97,9 @@ def gap_fate(gap: Gap) -> str:
     return "✓ fetchable"
 
 
-def describe_gaps(info: TickerAvailability | None, limit: int) -> str:
+def describe_gaps(
+    info: TickerAvailability | None, limit: int, empty: dict[date, date] | None = None
+) -> str:
     """The ticker's gaps, newest first, each with whether it can still be fetched and
     until when; the first deadline in the heading, as it may belong to an older gap."""
     if info is None or info.first is None:
@@ -114,7 +118,8 @@ def describe_gaps(info: TickerAvailability | None, limit: int) -> str:
         older = 0
     for gap in shown:
         span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end:%m-%d}"
-        lines.append(f"{span:<17} {gap.sessions:>3} {gap_fate(gap)}")
+        asked = (empty or {}).get(gap.start)
+        lines.append(f"{span:<17} {gap.sessions:>3} {gap_fate(gap, asked)}")
     if older:
         lines.append(f"… {older} older")
     return "\n".join(lines)
@@ -146,7 +151,8 @@ Tickers down, time across; one cell is a day, a week or a month. A cell is
 
 The panel (beside the grid, or under it on a narrow terminal) shows the ticker under the
 cursor with its gaps, newest first, and whether each can still be fetched from Yahoo
-(`⏳` until when, `✓` any time) or is lost for good (`✗`).
+(`⏳` until when, `✓` any time) or is lost for good (`✗`); `∅` marks a gap Yahoo was
+asked for and had no bars (a halt; `parqctl backfill --recheck` asks again).
 
 `g` shows only the tickers with gaps (or all again); `/` filters by a ticker pattern;
 `s` sorts by name, worst coverage or latest gap; `t` jumps to a ticker, `d` to a date;
@@ -324,8 +330,25 @@ by a screen, `home` / `end` to the first and last ticker.
             limit = NARROW_GAPS_SHOWN
         else:
             limit = max(self.query_one("#heatmap-detail").size.height - SIDE_PANEL_LINES, 3)
-        gaps = Text(describe_gaps(info, limit), no_wrap=True, overflow="ellipsis")
+        empty = self._confirmed_empty(message.ticker)
+        gaps = Text(describe_gaps(info, limit, empty), no_wrap=True, overflow="ellipsis")
         self.query_one("#heatmap-gaps", Static).update(gaps)
+
+    def _confirmed_empty(self, ticker: str) -> dict[date, date]:
+        """Gap start -> the day Yahoo was asked and had no bars (`parqctl backfill`)."""
+        from core.ingest import confirmed_empty
+
+        info = self.data.tickers.get(ticker) if self.data else None
+        if info is None or not info.gaps:
+            return {}
+        windows = confirmed_empty.load(self.app.workspace.root)
+        return {
+            gap.start: w.asked
+            for w in windows
+            if w.ticker == ticker and w.interval == self.interval
+            for gap in info.gaps
+            if gap.start <= w.start and w.end <= gap.end
+        }
 
     def show_ticker(self, ticker: str, interval: str) -> None:
         """Put the cursor on ``ticker`` in ``interval`` at its most urgent gap, loading the

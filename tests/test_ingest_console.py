@@ -3,7 +3,7 @@ worker with a progress bar and a cancel, and the grid reloaded with the gap clos
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from console_support import settle, shown
 from fixtures.ingest_fakes import FakeYahoo, make_workspace, session_times
@@ -40,7 +40,7 @@ async def test_backfill_the_ticker_under_the_cursor_asks_first_then_closes_its_g
     tmp_path, monkeypatch
 ):
     root = workspace(tmp_path)
-    source = FakeYahoo()
+    source = FakeYahoo(empty={("BBB", "1d", date(2025, 9, 15))})  # a halt: Yahoo has nothing
     monkeypatch.setattr(yahoo, "default_source", lambda: source)
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: NOW)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -50,7 +50,7 @@ async def test_backfill_the_ticker_under_the_cursor_asks_first_then_closes_its_g
         await settle(pilot)
         assert isinstance(app.screen, BackfillScreen)
         body = shown(app, "#backfill-body")
-        assert "backfill: 1 requests for 2 missing sessions" in body
+        assert "backfill: 1 request for 2 missing sessions" in body
         assert "AAA        1d   2025-07-07..2025-07-08     2 sessions  never expires" in body
         assert "Backfill now? (y)" in body and source.calls == []  # asked first
         await pilot.press("y")
@@ -63,6 +63,15 @@ async def test_backfill_the_ticker_under_the_cursor_asks_first_then_closes_its_g
         assert app.screen is heatmap
         assert heatmap.data.tickers["AAA"].gaps == []  # reloaded: the gap is closed
         assert heatmap.data.tickers["BBB"].missing_sessions == 1  # not in scope
+
+        await pilot.press("down", "b")  # BBB: Yahoo answers empty, recorded as such
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "confirmed empty  BBB 1d 2025-09-15" in shown(app, "#backfill-body")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert "2025-09-15          1 ∅ empty (2025-12-15)" in shown(app, "#heatmap-gaps")
 
 
 async def test_backfill_all_in_view_stops_on_cancel_after_the_request_in_progress(

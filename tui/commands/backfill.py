@@ -107,9 +107,10 @@ def plan_lines(plan: BackfillPlan) -> list[str]:
         lines = ["nothing to backfill: no recoverable gap left to ask for"]
     else:
         tickers = {(r.ticker, r.interval) for r in plan.requests}
+        n = len(plan.requests)
         lines = [
-            f"backfill: {len(plan.requests)} requests for {plan.sessions:,} missing sessions "
-            f"of {len(tickers)} ticker/intervals, most urgent first"
+            f"backfill: {n} request{'s' if n != 1 else ''} for {plan.sessions:,} missing "
+            f"sessions of {len(tickers)} ticker/intervals, most urgent first"
         ]
     for request in plan.requests[:PLAN_SHOWN]:
         for target in request.targets or ():
