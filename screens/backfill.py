@@ -15,10 +15,10 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, ProgressBar, Static
 
 from core.errors import ParqctlError
+from core.ingest import yahoo
 from core.ingest.backfill import BackfillPlan, BackfillResult, backfill, plan_backfill
 from core.ingest.pacing import Pacer, SystemClock
 from core.ingest.settings import load_settings
-from core.ingest import yahoo
 from core.jobs import CancelToken, Progress
 from core.workspace import Workspace
 from tui.commands.backfill import plan_lines, result_lines
