@@ -69,6 +69,7 @@ SCREENS = (
     ScreenEntry("5", "disk", "Disk", "screens.disk", "DiskScreen"),
     ScreenEntry("6", "integrity", "Integrity", "screens.integrity", "IntegrityScreen"),
     ScreenEntry("7", "migration", "Migration", "screens.migration", "MigrationScreen"),
+    ScreenEntry("8", "query", "Query", "screens.query", "QueryScreen"),
 )
 
 
