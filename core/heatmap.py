@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 
@@ -29,6 +30,7 @@ class CellState(enum.IntEnum):
     MISSING = 2  # sessions in the listed range, no bar at all
     PARTIAL = 3  # some of the expected bars
     COMPLETE = 4  # every expected bar
+    CONFIRMED_EMPTY = 5  # missing, and Yahoo answered a backfill of it with no bars
 
 
 LEGEND: dict[int, str] = {
@@ -37,6 +39,7 @@ LEGEND: dict[int, str] = {
     CellState.MISSING: "missing",
     CellState.PARTIAL: "partial",
     CellState.COMPLETE: "complete",
+    CellState.CONFIRMED_EMPTY: "confirmed empty (Yahoo has no bars)",
 }
 ZOOMS = ("day", "week", "month")
 SORTS = ("name", "coverage", "recent_gap")
@@ -104,9 +107,14 @@ def bucket_starts(zoom: str, start: date, end: date) -> np.ndarray:
 class HeatmapSource:
     """One interval's coverage prepared for heatmaps; build once per index load."""
 
-    def __init__(self, grid: CoverageGrid) -> None:
+    def __init__(
+        self, grid: CoverageGrid, confirmed_empty: Mapping[str, list[tuple[date, date]]] = {}
+    ) -> None:
+        """``confirmed_empty``: ticker -> the (first, last) days of its gaps Yahoo answered
+        with no bars; a missing bucket wholly inside one is shown as such."""
         self.interval = grid.interval
         self._blocks = [_prepare(b) for b in grid.blocks]
+        self._confirmed = confirmed_empty
 
     @property
     def span(self) -> tuple[date, date] | None:
@@ -164,12 +172,16 @@ class HeatmapSource:
             _cells(part, lower, upper, place[offset : offset + len(part.rows)], states, coverage)
             offset += len(part.rows)
         calendars = [p.prepared.block.calendar for p in parts for _ in p.rows]
+        shown = [tickers[i] for i in order]
+        if self._confirmed:
+            dates = [p.prepared.block.dates for p in parts for _ in p.rows]
+            _mark_confirmed(states, shown, [dates[i] for i in order], self._confirmed, lower, upper)
         return Heatmap(
             interval=self.interval,
             zoom=zoom,
             start=start,
             end=end,
-            tickers=[tickers[i] for i in order],
+            tickers=shown,
             calendars=[calendars[i] for i in order],
             bucket_starts=starts,
             states=states,
@@ -320,6 +332,33 @@ def _states(
     out *= expected > 0
     out += 1
     out[:, no_sessions] = CellState.NOT_EXPECTED
+
+
+def _mark_confirmed(
+    states: np.ndarray,
+    tickers: list[str],
+    sessions: list[np.ndarray],
+    confirmed: Mapping[str, list[tuple[date, date]]],
+    lower: np.ndarray,
+    upper: np.ndarray,
+) -> None:
+    """MISSING buckets whose every session lies in a confirmed-empty window become
+    CONFIRMED_EMPTY; ``sessions[row]`` are the sessions of the row's calendar."""
+    for row, ticker in enumerate(tickers):
+        windows = confirmed.get(ticker)
+        if not windows:
+            continue
+        dates = sessions[row]
+        in_bucket = np.searchsorted(dates, upper) - np.searchsorted(dates, lower)
+        covered = np.zeros(len(lower), dtype=np.int64)
+        for first, last in windows:
+            lo = np.maximum(lower, np.datetime64(first, "D"))
+            hi = np.minimum(upper, np.datetime64(last, "D") + 1)
+            covered += np.maximum(np.searchsorted(dates, hi) - np.searchsorted(dates, lo), 0)
+        cells = states[row]
+        cells[(in_bucket > 0) & (covered >= in_bucket) & (cells == CellState.MISSING)] = (
+            CellState.CONFIRMED_EMPTY
+        )
 
 
 def _order(

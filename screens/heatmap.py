@@ -20,6 +20,7 @@ from core.errors import ParqctlError
 from core.gaps import Gap, TickerAvailability, Window, interval_availability
 from core.heatmap import SORTS, ZOOMS, CellState, Heatmap, HeatmapSource
 from core.index import refresh_index
+from core.ingest.confirmed_empty import days_by_ticker as confirmed_empty_days
 from core.jobs import Progress
 from core.workspace import Workspace
 from screens.heatmap_grid import GLYPHS, HeatmapGrid
@@ -34,6 +35,7 @@ LEGEND = (
     (CellState.MISSING, "$error", "missing"),
     (CellState.OUTSIDE, "dim", "outside listed range"),
     (CellState.NOT_EXPECTED, "dim", "no session"),
+    (CellState.CONFIRMED_EMPTY, "dim", "Yahoo has no bars"),
 )
 
 
@@ -238,7 +240,9 @@ by a screen, `home` / `end` to the first and last ticker.
                 grid, Window(), self.app.today(), workspace.config.retention_days.get(chosen)
             )
             data = IntervalData(
-                chosen, HeatmapSource(grid), {t.ticker: t for t in availability.tickers}
+                chosen,
+                HeatmapSource(grid, confirmed_empty_days(workspace.root, chosen)),
+                {t.ticker: t for t in availability.tickers},
             )
         except ParqctlError as exc:
             self.post_message(IntervalLoaded(None, [], exc.one_line()))

@@ -29,6 +29,7 @@ GLYPHS = {
     CellState.MISSING: "×",
     CellState.OUTSIDE: "·",
     CellState.NOT_EXPECTED: " ",
+    CellState.CONFIRMED_EMPTY: "∅",
 }
 STATE_CLASS = {
     CellState.COMPLETE: "heatmap--complete",
@@ -36,6 +37,7 @@ STATE_CLASS = {
     CellState.MISSING: "heatmap--missing",
     CellState.OUTSIDE: "heatmap--outside",
     CellState.NOT_EXPECTED: "heatmap--not-expected",
+    CellState.CONFIRMED_EMPTY: "heatmap--confirmed-empty",
 }
 HEADER_ROWS = 1
 
@@ -65,6 +67,7 @@ class HeatmapGrid(Widget, can_focus=True):
     HeatmapGrid > .heatmap--missing { color: $error; text-style: bold; }
     HeatmapGrid > .heatmap--outside { color: $foreground 35%; }
     HeatmapGrid > .heatmap--not-expected { color: $foreground 20%; }
+    HeatmapGrid > .heatmap--confirmed-empty { color: $foreground 60%; }
     HeatmapGrid > .heatmap--label { color: $foreground; }
     HeatmapGrid > .heatmap--header { color: $primary; }
     HeatmapGrid > .heatmap--cursor { background: $accent; color: $background; }

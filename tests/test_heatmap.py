@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from session_bars import EARLY_CLOSE, daily, hourly, session_days, write_legacy, write_metadata
 
-from core.coverage import coverage_grid
+from core.coverage import CoverageGrid, coverage_grid
 from core.errors import ParqctlError
 from core.heatmap import LEGEND, CellState, Heatmap, HeatmapSource, bucket_starts
 from core.index import refresh_index
@@ -21,7 +21,7 @@ CHRISTMAS_WEEK = [date(2025, 12, 22), date(2025, 12, 23), date(2025, 12, 24), da
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HeatmapSource]:
+def grids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CoverageGrid]:
     root = tmp_path_factory.mktemp("heatmap") / "ws"
     write_legacy(root, "1d", "AAA", daily(session_days(START, END, skip=[date(2025, 11, 26)])))
     write_legacy(root, "1d", "BBB", daily(session_days(date(2025, 12, 1), END)))
@@ -31,7 +31,12 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HeatmapSource
     write_metadata(root, {"AAA": ["1d", "1h"], "BBB": ["1d"], "CCC": ["1d"], "ZZZ": ["1d"]})
     ws = Workspace.open(root)
     index = refresh_index(root)
-    return {iv: HeatmapSource(coverage_grid(ws, index, iv)) for iv in ("1d", "1h")}
+    return {iv: coverage_grid(ws, index, iv) for iv in ("1d", "1h")}
+
+
+@pytest.fixture(scope="module")
+def sources(grids) -> dict[str, HeatmapSource]:
+    return {iv: HeatmapSource(grid) for iv, grid in grids.items()}
 
 
 def row(heat: Heatmap, ticker: str) -> tuple[list[int], np.ndarray]:
@@ -127,3 +132,17 @@ def test_bucket_starts():
         date(2026, 1, 5),
     ]
     assert len(bucket_starts("month", date(2024, 2, 29), date(2025, 2, 1))) == 13
+
+
+def test_a_gap_yahoo_had_no_bars_for_has_its_own_state(grids):
+    """ZZZ misses Christmas week; backfill found Dec 22-24 empty, Dec 26 not asked."""
+    confirmed = HeatmapSource(grids["1d"], {"ZZZ": [(date(2025, 12, 22), date(2025, 12, 24))]})
+    E = CellState.CONFIRMED_EMPTY
+    day = confirmed.matrix("day", start=date(2025, 12, 22), end=date(2025, 12, 26))
+    assert row(day, "ZZZ")[0] == [E, E, E, N, M]
+    week = confirmed.matrix("week", start=date(2025, 12, 22), end=date(2025, 12, 28))
+    assert row(week, "ZZZ")[0] == [M]  # Dec 26 is missing too and not confirmed
+    confirmed = HeatmapSource(grids["1d"], {"ZZZ": [(date(2025, 12, 22), date(2025, 12, 26))]})
+    week = confirmed.matrix("week", start=date(2025, 12, 22), end=date(2025, 12, 28))
+    assert row(week, "ZZZ")[0] == [E]
+    assert row(week, "AAA")[0] == [C] and LEGEND[E].startswith("confirmed empty")

@@ -75,8 +75,17 @@ def load(root: Path) -> list[EmptyWindow]:
             )
             for w in windows
         ]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return []
+
+
+def days_by_ticker(root: Path, interval: str) -> dict[str, list[tuple[date, date]]]:
+    """Ticker -> (first, last) day of each window of ``interval`` Yahoo had no bars for."""
+    found: dict[str, list[tuple[date, date]]] = {}
+    for window in load(root):
+        if window.interval == interval:
+            found.setdefault(window.ticker, []).append((window.start, window.end))
+    return found
 
 
 def covering(
