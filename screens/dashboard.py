@@ -162,7 +162,13 @@ def describe_worst(worst: WorstTicker) -> tuple[str, str, str]:
 
 class WorstTickers(OptionList):
     """The tickers with the most urgent gaps, one a line; enter or a click opens the
-    heatmap on the highlighted one."""
+    heatmap on the highlighted one; ``b`` backfills its recoverable gaps, ``B`` those of
+    every ticker listed in its interval."""
+
+    BINDINGS = [
+        Binding("b", "backfill(False)", "Backfill", show=False),
+        Binding("B", "backfill(True)", "Backfill all listed", show=False),
+    ]
 
     def __init__(self, **kwargs) -> None:
         super().__init__(classes="panel", **kwargs)
@@ -196,8 +202,29 @@ class WorstTickers(OptionList):
         self.highlighted = min(highlighted or 0, len(options) - 1)
         self.set_state("warning" if any(w.expiring_sessions for w in worst) else "ok")
 
+    def action_backfill(self, listed: bool) -> None:
+        if not self.worst or self.highlighted is None:
+            return
+        from screens.backfill import BackfillScreen
+
+        chosen = self.worst[self.highlighted]
+        tickers = (
+            sorted({w.ticker for w in self.worst if w.interval == chosen.interval})
+            if listed
+            else [chosen.ticker]
+        )
+        what = f"the {len(tickers)} worst tickers" if listed else chosen.ticker
+        screen = BackfillScreen(
+            self.app.workspace.root, chosen.interval, tickers, self.app.today(), what
+        )
+        self.app.push_screen(screen, self._backfilled)
+
+    def _backfilled(self, changed: bool | None) -> None:
+        if changed:
+            self.screen.action_refresh()
+
     def on_focus(self) -> None:
-        self.border_subtitle = "enter ▸ heatmap" if self.worst else ""
+        self.border_subtitle = "enter ▸ heatmap · b backfill" if self.worst else ""
 
     def on_blur(self) -> None:
         self.border_subtitle = ""
@@ -221,7 +248,8 @@ leads to.
 Yahoo's retention window within two days (`⏳ … expire by`), then the most sessions still
 fetchable (`⏳ fetchable until` the first deadline, `!` any time), then the most missing
 (`✗` lost for good). `up` / `down` choose one; `enter` opens the heatmap on it, with its
-gap list in the panel.
+gap list in the panel; `b` backfills its recoverable gaps from Yahoo (`B`: every ticker
+listed in that interval), after showing what will be fetched.
 """
     BINDINGS = [Binding("r", "refresh", "Refresh")]
 

@@ -112,3 +112,32 @@ async def test_escape_before_starting_fetches_nothing(tmp_path, monkeypatch):
         await pilot.press("escape")
         await settle(pilot)
         assert app.screen is heatmap and source.calls == []
+
+
+async def test_backfill_from_the_dashboards_worst_tickers(tmp_path, monkeypatch):
+    from screens.dashboard import WorstTickers
+
+    from core.index import refresh_index
+
+    root = workspace(tmp_path)
+    refresh_index(root)  # the dashboard lists worst tickers once an index exists
+    source = FakeYahoo()
+    monkeypatch.setattr(yahoo, "default_source", lambda: source)
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: NOW)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        worst = app.screen.query_one(WorstTickers)
+        assert [w.ticker for w in worst.worst] == ["AAA", "BBB"]
+        worst.focus()
+        worst.highlighted = 0
+        await pilot.press("B")
+        await settle(pilot)
+        assert isinstance(app.screen, BackfillScreen)
+        assert "3 missing sessions" in shown(app, "#backfill-body") and source.calls == []
+        await pilot.press("y")
+        await settle(pilot)
+        assert {c.ticker for c in source.calls} == {"AAA", "BBB"}
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not isinstance(app.screen, BackfillScreen)
+        assert not (root / "stocks_1d/AAA.parquet.tmp").exists()
