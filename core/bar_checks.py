@@ -19,11 +19,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_path
+from core.bars import FIRST_BAR_DAY, LAST_BAR_DAY, footer_problem, workspace_limits
+from core.config import FileLimits
 from core.findings import Finding, Severity
 from core.workspace import STATE_DIR
 
 CACHE_FILE = Path(STATE_DIR) / "integrity" / "row_checks.parquet"
-CACHE_VERSION = b"1"
+CACHE_VERSION = b"2"  # 2: dates outside the calendars, files beyond the limits
 _VERSION_KEY = b"parqctl.row_checks.version"
 CACHE_SCHEMA = pa.schema(
     [
@@ -40,6 +42,8 @@ ROW_COLUMNS = ("stock", "date", *PRICE_COLUMNS, "volume")
 PRICE_TOLERANCE = 1e-9
 EXAMPLES = 3
 NULL_TIME = np.iinfo(np.int64).min  # stands for a null `date` in the int64 view
+_FIRST_NS = int(np.datetime64(FIRST_BAR_DAY, "ns").astype(np.int64))
+_END_NS = int((np.datetime64(LAST_BAR_DAY, "D") + 1).astype("datetime64[ns]").astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -63,12 +67,21 @@ class ChangedWhileChecking(Exception):
     """The file's size or mtime is no longer what the index recorded."""
 
 
-def check_rows(root: Path, bar: BarFile, *, deep: bool = False) -> list[Finding]:
-    """The row-level findings of one file; raises ChangedWhileChecking if it moved on."""
+def check_rows(
+    root: Path, bar: BarFile, *, deep: bool = False, limits: FileLimits | None = None
+) -> list[Finding]:
+    """The row-level findings of one file; raises ChangedWhileChecking if it moved on.
+
+    A file whose footer is beyond ``limits`` (default: the workspace's) is not read: its
+    finding says so.
+    """
     path = root / bar.path
     _same_file(path, bar)
     try:
         with pq.ParquetFile(path, page_checksum_verification=deep) as parquet:
+            too_large = footer_problem(parquet.metadata, limits or workspace_limits(root))
+            if too_large is not None:
+                return [too_large_finding(bar, too_large)]
             present = [c for c in ROW_COLUMNS if c in parquet.schema_arrow.names]
             table = parquet.read(columns=present, use_threads=False)
             damage = _decode_every_row_group(bar, parquet) if deep else []
@@ -106,6 +119,20 @@ def _unreadable(bar: BarFile, exc: BaseException) -> Finding:
         "the file is damaged: quarantine it (`parqctl integrity --quarantine`) and re-fetch "
         "the ticker; a re-fetch recovers only bars inside the interval's retention window, so "
         "keep the quarantined copy",
+    )
+
+
+def too_large_finding(bar: BarFile, problem: str) -> Finding:
+    """The ERROR finding of a file beyond the workspace's ``[limits]``: not read at all."""
+    return _finding(
+        bar,
+        Severity.ERROR,
+        "file.too_large",
+        f"{problem}; its rows were not checked",
+        f"no command reads it (reading it could exhaust the memory): set it aside with "
+        f"`parqctl quarantine add {bar.path} --reason 'too large'` (or `parqctl integrity "
+        "--quarantine`), or raise [limits] max_file_rows / max_file_mb in "
+        ".parqctl/config.toml if it is genuine",
     )
 
 
@@ -165,9 +192,14 @@ def _row_findings(bar: BarFile, table: pa.Table) -> list[Finding]:
                 "a bar without a time cannot be placed: quarantine the file and re-fetch the ticker",
             )
         )
-    valid = ~null_date
-    findings += _month_findings(bar, dates[valid], rows)
-    findings += _order_findings(bar, table.filter(pa.array(valid)), dates[valid])
+    findings += _range_findings(bar, dates[~null_date] if null_date.any() else dates, rows)
+    if null_date.any():  # (a filtered copy of the table only when there is something to drop)
+        valid = ~null_date
+        findings += _month_findings(bar, dates[valid], rows)
+        findings += _order_findings(bar, table.filter(pa.array(valid)), dates[valid])
+    else:
+        findings += _month_findings(bar, dates, rows)
+        findings += _order_findings(bar, table, dates)
     findings += _price_findings(bar, table, dates)
     return findings
 
@@ -193,6 +225,23 @@ def _stock_findings(bar: BarFile, stock: pa.ChunkedArray, rows: int) -> list[Fin
             f"{wrong:,} of {rows:,} rows have stock {shown} instead of {bar.ticker!r}",
             f"the file holds bars of another ticker under {bar.ticker}'s name: quarantine it "
             f"and re-fetch {bar.ticker}",
+        )
+    ]
+
+
+def _range_findings(bar: BarFile, dates: np.ndarray, rows: int) -> list[Finding]:
+    outside = dates[(dates < _FIRST_NS) | (dates >= _END_NS)]
+    if not len(outside):
+        return []
+    return [
+        _finding(
+            bar,
+            Severity.ERROR,
+            "rows.date_out_of_range",
+            f"{len(outside):,} of {rows:,} rows are dated outside {FIRST_BAR_DAY}..{LAST_BAR_DAY}, "
+            f"where no trading calendar reaches: {_times(np.sort(outside))}",
+            "a corrupted bar time (availability and health leave these bars out): remove those "
+            "rows, or quarantine the file and re-fetch the ticker",
         )
     ]
 
@@ -279,7 +328,7 @@ def _price_findings(bar: BarFile, table: pa.Table, dates: np.ndarray) -> list[Fi
     names = set(table.column_names)
     if not all(c in names and pa.types.is_floating(table[c].type) for c in PRICE_COLUMNS):
         return []
-    o, h, low, c = (table[name].to_numpy().astype(np.float64) for name in PRICE_COLUMNS)
+    o, h, low, c = (table[name].to_numpy().astype(np.float64, copy=False) for name in PRICE_COLUMNS)
     findings = []
     missing = np.isnan(o) | np.isnan(h) | np.isnan(low) | np.isnan(c)
     if missing.any():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import json
+import os
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_path
-from core.errors import DataError
+from core.config import CONFIG_FILE, FileLimits, load_config
+from core.errors import DataError, MetadataError
 
 BAR_SCHEMA = pa.schema(
     [
@@ -27,6 +30,11 @@ BAR_SCHEMA = pa.schema(
     ]
 )
 BAR_COLUMNS = tuple(BAR_SCHEMA.names)
+# The bar dates parqctl places on a trading calendar. A valid timestamp[ns] reaches
+# 2262-04-11, but no exchange calendar can be built that far (nor far back): a bar
+# outside these days is a corrupted time, an integrity error, never a session.
+FIRST_BAR_DAY = date(1900, 1, 1)
+LAST_BAR_DAY = date(2200, 12, 31)
 COMPRESSION = "gzip"
 PANDAS_KEY = b"pandas"
 # How the collector's frame describes each bar column in the pandas metadata that
@@ -221,10 +229,131 @@ def _pandas_version() -> str | None:
         return None
 
 
-def read_bar_file(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read one bar file; a file that is not readable Parquet raises DataError naming it."""
+# The start of the message (and of the file index's error) for a file beyond the limits.
+TOO_LARGE = "too large to read"
+MIB = 1024 * 1024
+# Bytes per value of each Parquet physical type once decoded into Arrow; byte arrays
+# (text) add their length, from the column's statistics where the footer has them.
+_PHYSICAL_WIDTH = {
+    "BOOLEAN": 1,
+    "INT32": 4,
+    "INT64": 8,
+    "INT96": 8,
+    "FLOAT": 4,
+    "DOUBLE": 8,
+    "BYTE_ARRAY": 4,
+}
+_UNKNOWN_TEXT_LENGTH = 16  # a value's length when the footer does not say
+
+
+class FileTooLargeError(DataError):
+    """A bar file whose footer says it would not fit the memory a command may use."""
+
+
+def decoded_bytes(metadata: pq.FileMetaData, *, text_stats: bool = True) -> int:
+    """About how many bytes the file takes once decoded into Arrow, from its footer alone.
+
+    Fixed-width columns by their width; text by its offsets plus the longer of each row
+    group's min/max value (the footer's statistics), else the encoded size per value
+    (``text_stats`` False: a fixed guess, without walking the row groups).
+    Compression and dictionaries do not count: a 2 MB file can decode to gigabytes.
+    """
+    rows = metadata.num_rows
+    schema = metadata.schema
+    total = 0
+    text_columns = []
+    for i in range(metadata.num_columns):
+        column = schema.column(i)
+        physical = column.physical_type
+        if physical == "FIXED_LEN_BYTE_ARRAY":
+            total += rows * max(column.length or 0, 1)
+        elif physical == "BYTE_ARRAY":
+            text_columns.append(i)
+        else:
+            total += rows * _PHYSICAL_WIDTH.get(physical, 8)
+    if not text_stats:
+        return total + rows * len(text_columns) * (4 + _UNKNOWN_TEXT_LENGTH)
+    for group in range(metadata.num_row_groups if text_columns else 0):
+        row_group = metadata.row_group(group)
+        for i in text_columns:
+            chunk = row_group.column(i)
+            total += row_group.num_rows * (4 + _text_length(chunk, row_group.num_rows))
+    return total
+
+
+def _text_length(chunk: pq.ColumnChunkMetaData, rows: int) -> int:
+    stats = chunk.statistics
+    if stats is not None and stats.has_min_max:
+        return max(len(stats.min), len(stats.max))
+    if rows:
+        return max(chunk.total_uncompressed_size // rows, 1)
+    return _UNKNOWN_TEXT_LENGTH
+
+
+def footer_problem(metadata: pq.FileMetaData, limits: FileLimits) -> str | None:
+    """Why a file is beyond ``limits`` (its rows, its decoded size, the limits), or None."""
+    rows = metadata.num_rows
+    # Within the row limit only, the estimate walks the row groups' statistics: a forged
+    # footer may list millions of them.
+    within_rows = rows <= limits.max_file_rows
+    size = decoded_bytes(metadata, text_stats=within_rows)
+    if within_rows and size <= limits.max_file_mb * MIB:
+        return None
+    return (
+        f"{TOO_LARGE}: {rows:,} rows in {metadata.num_row_groups:,} row groups, about "
+        f"{size / MIB:,.0f} MiB decoded (limits {limits.max_file_rows:,} rows, "
+        f"{limits.max_file_mb:,} MiB)"
+    )
+
+
+def too_large_error(path: Path | str, problem: str) -> FileTooLargeError:
+    """The one-line refusal to read a file beyond the limits."""
+    return FileTooLargeError(
+        f"bar file {path} is {problem}",
+        f"set it aside with `parqctl quarantine add {path} --reason 'too large'`, or raise "
+        "[limits] max_file_rows / max_file_mb in .parqctl/config.toml if it is genuine",
+    )
+
+
+def check_bar_footer(path: Path | str, metadata: pq.FileMetaData, limits: FileLimits) -> None:
+    """Raise FileTooLargeError when the footer says the file is beyond ``limits``."""
+    problem = footer_problem(metadata, limits)
+    if problem is not None:
+        raise too_large_error(path, problem)
+
+
+def workspace_limits(root: Path) -> FileLimits:
+    """The file limits of the workspace at ``root`` (``[limits]`` in its config.toml).
+
+    Cached while config.toml is unchanged. A config that does not load gives the
+    defaults here: the commands that load it report it.
+    """
     try:
-        return pq.read_table(path, columns=columns)
+        st = os.stat(root / CONFIG_FILE)
+        stamp: tuple = (st.st_size, st.st_mtime_ns, st.st_ino)
+    except OSError:
+        stamp = ()
+    return _limits_of(str(root), stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _limits_of(root: str, _stamp: tuple) -> FileLimits:
+    try:
+        return load_config(Path(root)).limits
+    except MetadataError:
+        return FileLimits()
+
+
+def read_bar_file(
+    path: Path, columns: list[str] | None = None, *, limits: FileLimits | None = None
+) -> pa.Table:
+    """Read one bar file; a file that is not readable Parquet raises DataError naming it,
+    and one whose footer is beyond ``limits`` (default: the defaults) FileTooLargeError,
+    before any of its data is read."""
+    try:
+        with pq.ParquetFile(path) as parquet:
+            check_bar_footer(path, parquet.metadata, limits or FileLimits())
+            return parquet.read(columns=columns)
     except FileNotFoundError:
         raise DataError(
             f"bar file not found: {path}", "refresh the view; it may have moved"

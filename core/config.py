@@ -16,6 +16,10 @@ de = "XETR"
 
 [storage]           # directories outside the workspace that hold its data through a
 extra_roots = []    # symlink (a dataset on another volume); nothing else outside is written
+
+[limits]            # a bar file beyond either is refused before it is read
+max_file_rows = 3_000_000
+max_file_mb = 256   # its decoded size in memory (MiB), estimated from its footer
 ```
 """
 
@@ -62,6 +66,20 @@ class Watermarks:
 
 
 @dataclass(frozen=True)
+class FileLimits:
+    """The largest bar file any command reads, checked from its footer before reading.
+
+    A real legacy file is at most a few million rows: ten years of 1m bars with pre- and
+    post-market (960 a day) is 2.4M rows, about 170 MiB decoded. Every command stays under
+    about 1 GB at these defaults; a file beyond them (a forged footer can claim 60M rows in
+    2 MB) is refused with its name, its size and the limit.
+    """
+
+    max_file_rows: int = 3_000_000
+    max_file_mb: int = 256
+
+
+@dataclass(frozen=True)
 class Config:
     watermarks: Watermarks = field(default_factory=Watermarks)
     calendars: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_VENUE_CALENDARS))
@@ -69,6 +87,7 @@ class Config:
         default_factory=lambda: dict(DEFAULT_RETENTION_DAYS)
     )
     extra_roots: tuple[Path, ...] = ()
+    limits: FileLimits = field(default_factory=FileLimits)
 
 
 def _bad(path: Path, what: str) -> MetadataError:
@@ -133,7 +152,20 @@ def load_config(workspace_root: Path) -> Config:
         calendars=calendars,
         retention_days=retention,
         extra_roots=_extra_roots(path, data.get("storage", {})),
+        limits=_limits(path, data.get("limits", {})),
     )
+
+
+def _limits(path: Path, table: Any) -> FileLimits:
+    if not isinstance(table, dict):
+        raise _bad(path, "[limits] must be a table")
+    values = {}
+    for name in ("max_file_rows", "max_file_mb"):
+        value = table.get(name, getattr(FileLimits, name))
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise _bad(path, f"limits.{name} must be a whole number above 0")
+        values[name] = value
+    return FileLimits(**values)
 
 
 def _extra_roots(path: Path, table: Any) -> tuple[Path, ...]:

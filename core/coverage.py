@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.bars import FIRST_BAR_DAY, LAST_BAR_DAY
 from core.calendars import calendar_for_market
 from core.errors import ParqctlError
 from core.index import FileIndex, SessionArrays
@@ -154,7 +155,7 @@ def coverage_grid(
     import polars as pl
 
     # Relational work on the scalar columns only: the session lists are read in place.
-    arrays = index.sessions
+    arrays = _within_calendars(index)
     files = (
         index.files.select(pl.exclude("session_days", "session_bars"))
         .with_columns(day_count=pl.Series(np.diff(arrays.offsets)))
@@ -190,6 +191,26 @@ def coverage_grid(
     present = set(files["ticker"].to_list())
     without_bars = sorted(t for t in chosen if t not in present)
     return CoverageGrid(interval, blocks, unreadable, without_bars, chosen, calendars)
+
+
+def _within_calendars(index: FileIndex) -> SessionArrays:
+    """The index's session lists without the days no calendar has (before FIRST_BAR_DAY,
+    after LAST_BAR_DAY: a corrupted time, which integrity reports), so that one such bar
+    neither stretches its ticker's span to the year 2262 nor stops the whole grid. The
+    lists are copied only when some file has such a day."""
+    import polars as pl
+
+    arrays = index.sessions
+    first, last = (datetime.combine(d, time()) for d in (FIRST_BAR_DAY, LAST_BAR_DAY))
+    outside = index.files.select(
+        ((pl.col("min_date") < first) | (pl.col("max_date") >= last + timedelta(days=1))).any()
+    ).item()
+    if not outside:
+        return arrays
+    days = arrays.days
+    keep = (days >= _day(FIRST_BAR_DAY)) & (days <= _day(LAST_BAR_DAY))
+    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    return SessionArrays(kept_before[arrays.offsets], days[keep], arrays.bars[keep])
 
 
 def _block(

@@ -11,7 +11,10 @@
 One record per bar file (legacy and partitioned), refreshed by (path, size, mtime_ns):
 an unchanged file is never opened again, a removed one leaves the index, a new or
 changed one is read: its footer (rows, schema) and its ``date`` column only. Temp and
-partial files are ignored. An unreadable file is a record with its error, never a crash.
+partial files are ignored. An unreadable file is a record with its error, never a crash;
+so is a file whose footer is beyond the workspace's ``[limits]`` (its error starts with
+``too large to read``; it is looked at again at every refresh, so raising the limit
+takes effect at once).
 
 The index is persisted as one Arrow IPC file (zstd) under ``.parqctl/index/``: its list
 columns load in milliseconds, where Parquet needs a third of a second for 10,000 files.
@@ -63,6 +66,8 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from core.atomic import atomic_path, is_temp_name
+from core.bars import TOO_LARGE, footer_problem, workspace_limits
+from core.config import FileLimits
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
 from core.layout import PARTITION_FILE
 from core.workspace import STATE_DIR, discover_datasets
@@ -341,7 +346,7 @@ def per_day_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return days[starts].astype(np.int32), np.minimum(counts, 65535).astype(np.uint16)
 
 
-def _read_content(path: Path, st: os.stat_result) -> _Content:
+def _read_content(path: Path, st: os.stat_result, limits: FileLimits) -> _Content:
     facts: dict[str, Any] = {}
     try:
         # A native file (no filesystem resolution, no pre-buffering) and one column read
@@ -358,6 +363,9 @@ def _read_content(path: Path, st: os.stat_result) -> _Content:
             if found != 1:
                 error = "no `date` column" if not found else f"{found} `date` columns"
                 return _Content(st.st_size, st.st_mtime_ns, error=error, **facts)
+            too_large = footer_problem(parquet.metadata, limits)
+            if too_large is not None:  # its date column alone could exhaust the memory
+                return _Content(st.st_size, st.st_mtime_ns, error=too_large, **facts)
             values = _date_values(parquet.reader.read_column(schema.get_field_index("date")))
     except FileNotFoundError:  # vanished: the caller drops it from the index
         raise
@@ -376,7 +384,7 @@ def _read_content(path: Path, st: os.stat_result) -> _Content:
     )
 
 
-def read_file(path: Path) -> tuple[_Content | None, int]:
+def read_file(path: Path, limits: FileLimits | None = None) -> tuple[_Content | None, int]:
     """Read one bar file; (None, _) when it vanished. The int is 1 when it was retried.
 
     The file's stat is taken before and after reading; if they differ, the collector
@@ -386,7 +394,7 @@ def read_file(path: Path) -> tuple[_Content | None, int]:
     for attempt in (0, 1):
         try:
             before = os.stat(path)
-            content = _read_content(path, before)
+            content = _read_content(path, before, limits or FileLimits())
             after = os.stat(path)
         except FileNotFoundError:
             return None, attempt
@@ -495,6 +503,7 @@ def _read_all(
     workers: int,
     progress: ProgressCallback | None,
     cancel: CancelToken | None,
+    limits: FileLimits,
 ) -> tuple[list[_Found], list[_Content], int]:
     """Read the files in ``todo`` on a thread pool (pyarrow decodes without the GIL).
 
@@ -511,7 +520,7 @@ def _read_all(
                 break
             chunk = todo[start : start + _CANCEL_EVERY * workers]
             for item, (content, again) in zip(
-                chunk, pool.map(lambda f: read_file(root / f.path), chunk), strict=True
+                chunk, pool.map(lambda f: read_file(root / f.path, limits), chunk), strict=True
             ):
                 retried += again
                 if content is not None:
@@ -522,20 +531,26 @@ def _read_all(
 
 
 def _unchanged(prior: pl.DataFrame, found: list[_Found]) -> tuple[list[str], list[int]]:
-    """The paths of ``prior`` and the positions of those still on disk as recorded."""
+    """The paths of ``prior`` and the positions of those still on disk as recorded; a file
+    refused as too large is never kept (its footer is read again, against the limits of
+    now)."""
     seen = {(f.path, f.size, f.mtime_ns) for f in found}
     prior_paths = prior["path"].to_list()
     keep = [
         i
-        for i, key in enumerate(
+        for i, (key, error) in enumerate(
             zip(
-                prior_paths,
-                prior["size"].to_list(),
-                prior["mtime_ns"].to_list(),
+                zip(
+                    prior_paths,
+                    prior["size"].to_list(),
+                    prior["mtime_ns"].to_list(),
+                    strict=True,
+                ),
+                prior["error"].to_list(),
                 strict=True,
             )
         )
-        if key in seen
+        if key in seen and not (error and error.startswith(TOO_LARGE))
     ]
     return prior_paths, keep
 
@@ -549,6 +564,7 @@ def refresh_index(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     sessions: bool = True,
+    limits: FileLimits | None = None,
 ) -> FileIndex:
     """Bring the index up to date with the data tree and persist it.
 
@@ -558,7 +574,8 @@ def refresh_index(
     far are kept in the persisted index and JobCancelled is raised; the next refresh
     goes on from there. ``sessions=False`` returns the index without its per-session
     lists, for callers that do not need them: when no file changed, they are not even
-    loaded.
+    loaded. A file beyond ``limits`` (default: the workspace's ``[limits]``) is recorded
+    with its footer facts and a ``too large to read`` error, its data unread.
     """
     import polars as pl
 
@@ -578,7 +595,12 @@ def refresh_index(
     kept_paths = {prior_paths[i] for i in keep}
     todo = sorted((f for f in found if f.path not in kept_paths), key=lambda f: f.path)
     done, contents, retried = _read_all(
-        root, todo, workers or os.cpu_count() or 1, progress, cancel
+        root,
+        todo,
+        workers or os.cpu_count() or 1,
+        progress,
+        cancel,
+        limits or workspace_limits(root),
     )
     indexed = kept_paths.union(f.path for f in done)
     removed = sum(1 for path in prior_paths if path not in indexed)

@@ -144,7 +144,7 @@ def read_ticker_bars(ws: Workspace, ticker: str, interval: str) -> TickerBars:
     order.append(("stranded legacy", list(location.stranded[:1])))
     for source, files in order:
         if files:
-            tables = [read_bar_file(f) for f in files]
+            tables = [read_bar_file(f, limits=ws.config.limits) for f in files]
             try:
                 table = concat_bar_tables(tables).sort_by("date")
             except (pa.ArrowException, KeyError) as exc:

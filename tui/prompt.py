@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 from core.errors import ParqctlError
+from tui.text import printable
 
 
 def confirm(question: str, what: str) -> bool:
     """Ask on the terminal; without one, refuse and point at ``--yes``."""
     if not sys.stdin.isatty():
         raise ParqctlError(f"refusing to {what} without confirmation", "pass --yes to confirm")
-    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    # input() writes its prompt straight to the terminal, past sys.stdout's escaping.
+    return input(printable(f"{question} [y/N] ", lines=True)).strip().lower() in ("y", "yes")

@@ -3,9 +3,80 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 from core import run_lock
+
+# Characters a terminal acts on rather than shows: C0 controls (ESC starts colour, cursor,
+# title and clipboard sequences; BEL, backspace...), DEL, C1 controls (0x9b is a one-byte
+# CSI), the bidirectional overrides that reorder what is shown, and lone surrogates (a
+# file name's undecodable bytes: written back raw, or a UnicodeEncodeError). A ticker
+# name, a file name or a message can carry any of them (tickers.json and file names are
+# not ours).
+_TERMINAL_CONTROLS = (
+    *range(0x00, 0x20),
+    0x7F,
+    *range(0x80, 0xA0),
+    *range(0x202A, 0x202F),
+    *range(0x2066, 0x206A),
+    *range(0xD800, 0xE000),
+)
+_LINE_LAYOUT = ("\n", "\t")  # what text output itself is made of
+
+
+def _escapes(keep: str) -> dict[int, str]:
+    return {
+        c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}")
+        for c in _TERMINAL_CONTROLS
+        if chr(c) not in keep
+    }
+
+
+_PRINTABLE = str.maketrans(_escapes(""))
+_PRINTABLE_LINES = str.maketrans(_escapes("".join(_LINE_LAYOUT)))
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` with every terminal control character written as an escape (``\\x1b``):
+    newlines and tabs too, for one value (a ticker, a path) inside a line; with ``lines``,
+    newlines and tabs kept, for whole lines of text."""
+    return text.translate(_PRINTABLE_LINES if lines else _PRINTABLE)
+
+
+class EscapingStream:
+    """A text stream that writes control characters as escapes, except ``keep``.
+
+    Every human-text printer of the CLI writes through it (``escape_output``), so no
+    command, present or future, can emit a name's escape sequence raw; JSON output has
+    none to escape (``json.dumps`` writes them as ``\\u001b``). Anything else (fileno,
+    isatty, flush, buffer) is the wrapped stream's.
+    """
+
+    def __init__(self, stream: TextIO, keep: str = "".join(_LINE_LAYOUT)) -> None:
+        self._stream = stream
+        self._table = str.maketrans(_escapes(keep))
+
+    def write(self, text: str) -> int:
+        self._stream.write(text.translate(self._table))
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def escape_output() -> None:
+    """Route the process's stdout and stderr through EscapingStream (once; the CLI's
+    entry point). stderr keeps carriage returns, which redraw the progress line; the
+    console draws through ``sys.__stderr__`` and is not affected."""
+    if not isinstance(sys.stdout, EscapingStream):
+        sys.stdout = EscapingStream(sys.stdout)
+    if not isinstance(sys.stderr, EscapingStream):
+        sys.stderr = EscapingStream(sys.stderr, keep="".join(_LINE_LAYOUT) + "\r")
 
 
 def print_json(obj: Any) -> None:

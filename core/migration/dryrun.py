@@ -47,7 +47,12 @@ def dry_run(
             files, strays = list_legacy(interval.legacy_dir(ws.root))
             dataset = interval.partition_dir(ws.root)
             jobs = [
-                TickerJob(f.ticker, str(f.path), str(ticker_partition_dir(dataset, f.ticker)))
+                TickerJob(
+                    f.ticker,
+                    str(f.path),
+                    str(ticker_partition_dir(dataset, f.ticker)),
+                    limits=ws.config.limits,
+                )
                 for f in files
             ]
             out = IntervalDryRun(venue.id, interval.interval, strays=[str(p) for p in strays])

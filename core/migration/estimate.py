@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core import audit, run_lock
+from core.config import FileLimits
 from core.disk import Level, disk_status, level_for
 from core.errors import DiskSpaceError, LockHeldError
 from core.jobs import CancelToken
@@ -44,6 +45,7 @@ class Estimate:
     intervals: list[str]
     tickers: int = 0
     unreadable: list[str] = field(default_factory=list)
+    unreadable_reasons: dict[str, str] = field(default_factory=dict)  # ticker -> one line
     rows: int = 0
     legacy_bytes: int = 0
     files: int = 0  # partition files expected (months spanned per ticker)
@@ -105,16 +107,20 @@ def estimate_migration(
     area = staging.new_area(ws.root, staging.SAMPLE_PREFIX)
     try:
         with pool.start(workers) as executor:
-            footers = [legacy_footer(f.ticker, str(f.path)) for _, f in legacy]
+            limits = ws.config.limits
+            footers = [legacy_footer(f.ticker, str(f.path), limits) for _, f in legacy]
             readable = [(i, f, m) for (i, f), m in zip(legacy, footers, strict=True) if not m.error]
             result.unreadable = [m.ticker for m in footers if m.error]
+            result.unreadable_reasons = {m.ticker: m.error for m in footers if m.error}
             result.rows = sum(m.rows for _, _, m in readable)
             result.files = sum(m.months for _, _, m in readable)
             result.legacy_bytes = sum(f.size for _, f in legacy)
             measured = []
             for interval in selected:
                 files = [f for i, f, _ in readable if i is interval]
-                sampled = sample_output(executor, workers, area, interval, files, sample, token)
+                sampled = sample_output(
+                    executor, workers, area, interval, files, sample, token, limits
+                )
                 measured += sampled
                 record = ratio_record(sampled, "estimate")
                 if record is not None:
@@ -160,16 +166,19 @@ def sample_output(
     files: list[LegacyFile],
     count: int,
     token: CancelToken | None,
+    limits: FileLimits | None = None,
 ) -> list[SampledTicker]:
     """Migrate ``count`` of ``files`` (spread over the list) into ``area`` as if no partition
-    file existed yet, and measure what each one's output takes on disk."""
+    file existed yet, and measure what each one's output takes on disk. A file beyond
+    ``limits`` (the workspace's ``[limits]``) fails and is not measured."""
     from core.migration.worker import TickerJob, stage_ticker
 
     picks = _spread(files, count)
     staged = {f.ticker: area / interval.interval / f"ticker={f.ticker}" for f in picks}
     sizes = {f.ticker: f.size for f in picks}
     jobs = [
-        TickerJob(f.ticker, str(f.path), str(area / "absent"), str(staged[f.ticker])) for f in picks
+        TickerJob(f.ticker, str(f.path), str(area / "absent"), str(staged[f.ticker]), limits=limits)
+        for f in picks
     ]
     return [
         SampledTicker(outcome, _allocated(staged[outcome.ticker]), sizes[outcome.ticker])
@@ -228,7 +237,9 @@ def project_remaining(
         ratio = _recorded_ratio(interval)
         measured_by = (interval.ours.get(RATIO_KEY) or {}).get("measured_by")
         if ratio is None:
-            sampled = sample_output(executor, workers, area, interval, remaining, RUN_SAMPLE, token)
+            sampled = sample_output(
+                executor, workers, area, interval, remaining, RUN_SAMPLE, token, ws.config.limits
+            )
             record = ratio_record(sampled, "run")
             # Nothing measurable (every sampled file unreadable): at least the input's size.
             ratio = record["bytes_per_legacy_byte"] if record else 1.0

@@ -308,6 +308,7 @@ class _Batches:
                     str(ticker_dir),
                     str(self.staging / f"ticker={legacy.ticker}"),
                     tuple(own),
+                    limits=self.ws.config.limits,
                 )
             )
         return jobs

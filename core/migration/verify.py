@@ -126,7 +126,12 @@ def _verify_interval(
         if ticker not in present and record.get("state") == "done":
             out.failures.append(TickerVerdict(ticker, [LEGACY_GONE]))
     jobs = [
-        VerifyJob(f.ticker, str(f.path), str(ticker_partition_dir(dataset, f.ticker)))
+        VerifyJob(
+            f.ticker,
+            str(f.path),
+            str(ticker_partition_dir(dataset, f.ticker)),
+            limits=ws.config.limits,
+        )
         for f in files
     ]
     tracker = ProgressTracker(f"verify {interval.describe()}", len(jobs), "tickers", progress)

@@ -16,9 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow._parquet as _parquet
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.bars import parquet_write_options, with_pandas_metadata
+from core.bars import (
+    MIB,
+    TOO_LARGE,
+    footer_problem,
+    parquet_write_options,
+    too_large_error,
+    with_pandas_metadata,
+)
+from core.config import FileLimits
 from core.layout import PARTITION_FILE
 from core.migration import months as mo
 from core.migration.bars_table import (
@@ -27,7 +37,6 @@ from core.migration.bars_table import (
     decode_parquet,
     merge_month,
     normalise,
-    read_parquet,
 )
 from core.migration.digest import content_digest
 
@@ -39,6 +48,7 @@ class TickerJob:
     ticker_dir: str  # the final ticker=<T> directory, present or not
     staging_dir: str | None = None  # where to write the staged ticker=<T> tree; None: plan only
     own_months: tuple[int, ...] = ()  # existing files this migration wrote: replaced, not merged
+    limits: FileLimits | None = None  # the workspace's [limits]; None: the defaults
 
 
 @dataclass
@@ -54,7 +64,7 @@ class MonthFile:
 class TickerOutcome:
     ticker: str
     ok: bool = True
-    kind: str = ""  # unreadable, invalid, conflict, mismatch
+    kind: str = ""  # unreadable, too_large, invalid, conflict, mismatch
     message: str = ""
     path: str = ""  # the file at fault
     legacy_size: int = 0
@@ -89,9 +99,43 @@ class _Unreadable(Exception):
         self.path = path
 
 
-def _read(path: Path, ticker: str) -> Normalised:
+class _TooLarge(Exception):
+    """A file beyond the workspace's ``[limits]``: refused before its data is read."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.message = too_large_error(path, problem).one_line()
+        super().__init__(self.message)
+        self.path = path
+
+
+def _read_bounded(path: Path, limits: FileLimits | None) -> pa.Table:
+    """The whole file, read only if its footer is within ``limits``.
+
+    One read of the file's bytes (the files are small and many), then ``decode_parquet``'s
+    reader, its footer checked before any column is decoded; a file larger on disk than
+    the decoded limit is not even read.
+    """
+    limits = limits or FileLimits()
+    with open(path, "rb", buffering=0) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > limits.max_file_mb * MIB:
+            raise _TooLarge(
+                path,
+                f"{TOO_LARGE}: {size / MIB:,.0f} MiB on disk (limit {limits.max_file_mb:,} "
+                "MiB decoded)",
+            )
+        data = handle.read()
+    reader = _parquet.ParquetReader()
+    reader.open(pa.BufferReader(data), pre_buffer=False, arrow_extensions_enabled=True)
+    problem = footer_problem(reader.metadata, limits)
+    if problem is not None:
+        raise _TooLarge(path, problem)
+    return reader.read_all(use_threads=False)
+
+
+def _read(path: Path, ticker: str, limits: FileLimits | None) -> Normalised:
     try:
-        table = read_parquet(path)
+        table = _read_bounded(path, limits)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise
@@ -101,11 +145,11 @@ def _read(path: Path, ticker: str) -> Normalised:
     return normalise(table, ticker, str(path))
 
 
-def _legacy(job: TickerJob, outcome: TickerOutcome) -> Normalised:
+def _legacy(job: TickerJob | VerifyJob, outcome: TickerOutcome) -> Normalised:
     path = Path(job.legacy_path)
     stat = path.stat()
     outcome.legacy_size, outcome.legacy_mtime_ns = stat.st_size, stat.st_mtime_ns
-    legacy = _read(path, job.ticker)
+    legacy = _read(path, job.ticker, job.limits)
     outcome.legacy_rows, outcome.rows = legacy.raw_rows, legacy.table.num_rows
     outcome.collapsed, outcome.extra_columns = legacy.collapsed, legacy.extra_columns
     outcome.cast_columns, outcome.added_columns = legacy.cast_columns, legacy.added_columns
@@ -156,6 +200,8 @@ def stage_ticker(job: TickerJob) -> TickerOutcome:
     outcome = TickerOutcome(job.ticker)
     try:
         _stage(job, outcome)
+    except _TooLarge as exc:
+        outcome.fail("too_large", exc.message, str(exc.path))
     except _Unreadable as exc:
         outcome.fail("unreadable", str(exc), str(exc.path))
     except BarProblem as exc:
@@ -182,7 +228,7 @@ def _stage(job: TickerJob, outcome: TickerOutcome) -> None:
                 MonthFile(month, rows.num_rows, "new" if path is None else "replace")
             )
             continue
-        stored = _read(path, job.ticker)
+        stored = _read(path, job.ticker, job.limits)
         merged = merge_month(rows, stored.table, str(path))
         tables[month] = merged.table
         outcome.adopted_rows += merged.adopted
@@ -247,7 +293,7 @@ def _check_against_legacy(
     parts = [tables[m] for m in span if m in tables]
     for month in span:
         if month not in tables and month in existing:
-            parts.append(_read(existing[month], job.ticker).table)
+            parts.append(_read(existing[month], job.ticker, job.limits).table)
     view = _in_range(_concat(parts, legacy.table.column_names), first, last)
     if content_digest(view) == outcome.legacy_digest:
         return
@@ -275,6 +321,7 @@ class VerifyJob:
     ticker: str
     legacy_path: str
     ticker_dir: str
+    limits: FileLimits | None = None  # the workspace's [limits]; None: the defaults
 
 
 @dataclass
@@ -301,6 +348,8 @@ def verify_ticker(job: VerifyJob) -> VerifyOutcome:
     result = VerifyOutcome(job.ticker)
     try:
         _verify(job, result)
+    except _TooLarge as exc:
+        result.problems.append(exc.message)
     except _Unreadable as exc:
         result.problems.append(str(exc))
     except BarProblem as exc:
@@ -331,7 +380,7 @@ def _verify(job: VerifyJob, result: VerifyOutcome) -> None:
     schemas_passed: set[pa.Schema] = set()  # a ticker's files nearly always share one
     tables = []
     for month, path in in_span.items():
-        table = _read_raw(path)
+        table = _read_raw(path, job.limits)
         if table.schema not in schemas_passed:
             problems = _schema_problems(table.schema, expected, _relative(job.ticker, month))
             result.problems += problems
@@ -380,9 +429,9 @@ def _schema_problems(schema: pa.Schema, expected: list[tuple[str, pa.DataType]],
     ]
 
 
-def _read_raw(path: Path) -> pa.Table:
+def _read_raw(path: Path, limits: FileLimits | None) -> pa.Table:
     try:
-        return read_parquet(path)
+        return _read_bounded(path, limits)
     except (OSError, pa.ArrowException) as exc:
         raise _Unreadable(path, exc) from None
 
@@ -429,11 +478,17 @@ class FooterInfo:
     error: str = ""
 
 
-def legacy_footer(ticker: str, path: str) -> FooterInfo:
-    """Rows and months spanned, from the Parquet footer (the date column's statistics)."""
+def legacy_footer(ticker: str, path: str, limits: FileLimits | None = None) -> FooterInfo:
+    """Rows and months spanned, from the Parquet footer (the date column's statistics).
+
+    A file beyond ``limits`` (None: the defaults) is refused as the run would refuse it.
+    """
     size = os.stat(path).st_size
     try:
         meta = pq.read_metadata(path)
+        problem = footer_problem(meta, limits or FileLimits())
+        if problem is not None:
+            return FooterInfo(ticker, size, error=too_large_error(path, problem).one_line())
         index = meta.schema.to_arrow_schema().get_field_index("date")
         lows, highs = [], []
         for i in range(meta.num_row_groups):
@@ -444,8 +499,11 @@ def legacy_footer(ticker: str, path: str) -> FooterInfo:
             lows.append(stats.min)
             highs.append(stats.max)
         if meta.num_rows and not lows:
-            dates = pq.read_table(path, columns=["date"]).column("date")
-            lows, highs = [min(dates.to_pylist())], [max(dates.to_pylist())]
+            with pq.ParquetFile(path) as parquet:
+                extremes = pc.min_max(parquet.read(columns=["date"]).column("date")).as_py()
+            if extremes["min"] is None:  # no bar has a date: nothing to place
+                return FooterInfo(ticker, size, meta.num_rows)
+            lows, highs = [extremes["min"]], [extremes["max"]]
     except (OSError, pa.ArrowException) as exc:
         return FooterInfo(ticker, size, error=f"unreadable Parquet file {path}: {exc}")
     if not meta.num_rows:

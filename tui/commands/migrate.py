@@ -227,6 +227,9 @@ def run_estimate(args) -> int:
             print(
                 f"  unreadable legacy files ({len(e.unreadable)}): {', '.join(e.unreadable[:MAX_LISTED])}"
             )
+            for ticker in e.unreadable[:MAX_LISTED]:
+                if ticker in e.unreadable_reasons:
+                    print(f"    {e.unreadable_reasons[ticker]}")
         print(
             f"  output: about {e.files:,} files, {human_bytes(e.projected_bytes)} on disk "
             f"({e.bytes_per_file:,.0f} B/file + {e.bytes_per_row:.1f} B/row, measured on "
