@@ -301,15 +301,19 @@ the cursor reaches the end (or `ctrl+l`). `escape` interrupts a running query.
 `ctrl+t` goes to the views and their columns (enter inserts one into the editor),
 `ctrl+o` opens the history of past queries (kept in `.parqctl/sql_history.jsonl`),
 `ctrl+g` exports every row to a file you name (CSV, JSON or Parquet by its extension).
-`tab` moves between the editor, the results and the views.
+`tab` moves between the editor, the results and the views; `ctrl+q` quits from the
+editor, where `q` is typed.
 """
     BINDINGS = [
         Binding("ctrl+r,f5", "run", "Run", priority=True),
-        Binding("escape", "cancel", "Cancel"),
-        Binding("ctrl+l", "more", "More rows"),
+        # Said in the status line while they apply; in the palette and help always.
+        Binding("escape", "cancel", "Cancel query", show=False),
+        Binding("ctrl+l", "more", "More rows", show=False),
         Binding("ctrl+t", "views", "Views"),
         Binding("ctrl+o", "history", "History"),
         Binding("ctrl+g", "export", "Export"),
+        # `q` types a q in the editor: quitting from there is ctrl+q.
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
     DEFAULT_CSS = """
     QueryScreen #query-body { height: 1fr; }
