@@ -115,9 +115,8 @@ async def test_escape_before_starting_fetches_nothing(tmp_path, monkeypatch):
 
 
 async def test_backfill_from_the_dashboards_worst_tickers(tmp_path, monkeypatch):
-    from screens.dashboard import WorstTickers
-
     from core.index import refresh_index
+    from screens.dashboard import WorstTickers
 
     root = workspace(tmp_path)
     refresh_index(root)  # the dashboard lists worst tickers once an index exists
