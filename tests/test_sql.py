@@ -275,6 +275,10 @@ REFUSED = {
     "copy to a file": "COPY (SELECT 1) TO '{out}/x.csv'",
     "copy a view out": "COPY bars_1d TO '{out}/bars.parquet' (FORMAT parquet)",
     "copy into the data tree": "COPY (SELECT 1) TO '{root}/data/x.csv'",
+    # What DuckDB's allow-lists would let through: a bar file overwritten in place.
+    "overwrite a bar file": (
+        "COPY (SELECT 1 AS a) TO '{root}/stocks_1d/AAPL.parquet' (FORMAT parquet, USE_TMP_FILE false)"
+    ),
     "export database": "EXPORT DATABASE '{out}/export'",
     "attach a file": "ATTACH '{out}/new.duckdb' AS other",
     "install an extension": "INSTALL httpfs",

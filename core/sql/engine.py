@@ -11,7 +11,9 @@ network or secret is ever reached by a statement: ``read_text``, ``COPY ... TO``
 installed or loaded automatically, Python replacement scans off, and the configuration
 locked (no ``SET``/``PRAGMA``/``RESET`` can undo any of it). DuckDB itself reads no file:
 parqctl hands it the workspace as Arrow data (``core.sql.views``), built when a query
-first names a view. Memory is bounded (``memory_limit``); what does not fit spills to a
+first names a view. DuckDB's allow-lists (``allowed_directories``, ``allowed_paths``) are
+deliberately not used: a path they allow is writable too, and ``COPY ... TO
+'<bar file>' (USE_TMP_FILE false)`` would overwrite a bar file in place. Memory is bounded (``memory_limit``); what does not fit spills to a
 temp directory of this session under ``.parqctl/sql-tmp/`` (never in ``data/``), capped
 at the room left below the critical watermark, and removed on close.
 
