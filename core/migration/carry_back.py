@@ -24,6 +24,7 @@ import pyarrow as pa
 from core import run_lock
 from core.atomic import fsync_dir
 from core.bars import concat_bar_tables, read_bar_file, write_bar_file
+from core.config import FileLimits
 from core.containment import require_inside
 from core.errors import DataError, ParqctlError
 from core.layout import PARTITION_FILE, legacy_dataset_dir, legacy_file, ticker_partition_dir
@@ -90,7 +91,8 @@ def plan_carry_back(ws: Workspace, interval: IntervalPlan, switch_restored: bool
         verified = ((interval.tickers.get(ticker) or {}).get("verify") or {}).get("tree")
         tree_changed = tree_dir.is_dir() and staging.tree_fingerprint(tree_dir) != verified
         if tree_changed:
-            _compare(carry, _legacy_rows(carry), _partition_rows(tree_dir))
+            limits = ws.config.limits
+            _compare(carry, _legacy_rows(carry, limits), _partition_rows(tree_dir, limits))
         if carry.moves or carry.added or carry.conflicts:
             result.tickers.append(carry)
     return result
@@ -142,14 +144,14 @@ def _has_no_block(ws: Workspace, ticker: str, interval: str) -> bool:
     return entry is None or entry.storage(interval) is None
 
 
-def _legacy_rows(carry: TickerCarry) -> pa.Table:
+def _legacy_rows(carry: TickerCarry, limits: FileLimits) -> pa.Table:
     path = carry.source or carry.target
-    return read_bar_file(path) if path.is_file() else concat_bar_tables([])
+    return read_bar_file(path, limits=limits) if path.is_file() else concat_bar_tables([])
 
 
-def _partition_rows(tree_dir: Path) -> pa.Table:
+def _partition_rows(tree_dir: Path, limits: FileLimits) -> pa.Table:
     files = sorted(tree_dir.glob(f"year=*/month=*/{PARTITION_FILE}"))
-    return concat_bar_tables([read_bar_file(f) for f in files])
+    return concat_bar_tables([read_bar_file(f, limits=limits) for f in files])
 
 
 def _compare(carry: TickerCarry, legacy: pa.Table, partitions: pa.Table) -> None:
@@ -202,7 +204,11 @@ def _write_verified(carry: TickerCarry) -> None:
     assert carry.merged is not None
     expected = content_digest(carry.merged)
     write_bar_file(carry.target, carry.merged)
-    written = read_bar_file(carry.target)
+    # Read back whole: the rows are in memory already, so the file may exceed the limits.
+    size_mb = carry.merged.nbytes // (1 << 20) + 1
+    written = read_bar_file(
+        carry.target, limits=FileLimits(max(carry.merged.num_rows, 1), 2 * size_mb)
+    )
     if written.num_rows != carry.merged.num_rows or content_digest(written) != expected:
         raise DataError(
             f"{carry.target} does not read back as written during rollback",
