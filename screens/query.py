@@ -640,7 +640,10 @@ editor, where `q` is typed.
 
 def open_query(app: App, sql: str, *, run: bool = True) -> None:
     """Switch to the Query screen with ``sql`` in its editor (and run it): for the other
-    screens' "query this" keys."""
+    screens' "query this" keys, e.g. the heatmap's
+    ``open_query(self.app, prefill.bars_around(ticker, interval, day))`` or the integrity
+    screen's ``open_query(self.app, prefill.finding_file(finding.path))``
+    (``core.sql.prefill``)."""
     app.switch_mode("query")
     screen = app.screen
     if isinstance(screen, QueryScreen):

@@ -684,3 +684,32 @@ def test_cli_ctrl_c_interrupts_and_leaves_nothing_behind(legacy: Path, tmp_path:
     assert "query interrupted" in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["legacy"]  # no out, no temp file
     assert list(sessions.iterdir()) == []
+
+
+def test_prefilled_queries_run(legacy: Path):
+    from core.sql.prefill import bars_around, finding_file, literal
+
+    assert literal("it's") == "'it''s'"
+    (legacy / ".parqctl/integrity").mkdir(parents=True)
+    write_json(
+        legacy / ".parqctl/integrity/last_report.json",
+        {
+            "checked_at_ts": 1764900000.0,
+            "findings": [
+                {
+                    "severity": "warning",
+                    "code": "rows.duplicate",
+                    "path": "stocks_1d/EURUSD=X.parquet",
+                    "message": "2 rows repeated",
+                    "advice": "re-fetch",
+                }
+            ],
+        },
+    )
+    with SqlEngine.open(legacy) as engine:
+        bars = _rows(engine, bars_around("EURUSD=X", "1d", date(2025, 1, 3), days=1))
+        assert [r["date"] for r in bars] == [datetime(2025, 1, 2), datetime(2025, 1, 3)]
+        found = _rows(engine, finding_file("stocks_1d/EURUSD=X.parquet"))
+    assert [(r["code"], r["ticker"], r["rows"], r["readable"]) for r in found] == [
+        ("rows.duplicate", "EURUSD=X", 6, True)
+    ]
