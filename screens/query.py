@@ -364,6 +364,18 @@ editor, where `q` is typed.
         self._status("ctrl+r runs the query · ctrl+t views · ctrl+o history")
         self._fill_views()
 
+    def on_screen_resume(self) -> None:
+        """Back on the screen: the views are built again when next used, so that they show
+        what the collector wrote meanwhile."""
+        if self._engine is not None and not self._running:
+            self._refresh_engine()
+
+    @work(thread=True, exit_on_error=False, group="query")
+    def _refresh_engine(self) -> None:
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.refresh()
+
     def on_unmount(self) -> None:
         """Interrupt what runs and close the engine (its temp directory goes with it)."""
         engine, self._engine = self._engine, None

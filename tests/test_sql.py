@@ -713,3 +713,12 @@ def test_prefilled_queries_run(legacy: Path):
     assert [(r["code"], r["ticker"], r["rows"], r["readable"]) for r in found] == [
         ("rows.duplicate", "EURUSD=X", 6, True)
     ]
+
+
+def test_refresh_builds_the_views_again_from_the_disk(legacy: Path):
+    with SqlEngine.open(legacy) as engine:
+        assert _rows(engine, "SELECT count(*) AS n FROM bars_1d WHERE ticker = 'NEW'") == [{"n": 0}]
+        write_bars(legacy / "stocks_1d/NEW.parquet", "NEW", JAN)
+        assert _rows(engine, "SELECT count(*) AS n FROM bars_1d WHERE ticker = 'NEW'") == [{"n": 0}]
+        engine.refresh()
+        assert _rows(engine, "SELECT count(*) AS n FROM bars_1d WHERE ticker = 'NEW'") == [{"n": 4}]

@@ -240,6 +240,24 @@ class SqlEngine:
 
     # --- views ---------------------------------------------------------------------------
 
+    def refresh(self) -> None:
+        """Forget the views built so far: the next query that names one builds it again
+        from the disk and the metadata as they are then (a long console session)."""
+        with self._lock:
+            if self._current is not None:
+                self._current.close()
+            for name in self._built:
+                with contextlib.suppress(Exception):
+                    if self.catalog.interval_of(name) is not None:
+                        self.con.execute(f'DROP VIEW IF EXISTS "{name}"')
+                        self.con.unregister(f"_source_{name}")
+                    else:
+                        self.con.unregister(name)
+            self._built.clear()
+            self.ws = Workspace(self.ws.root)  # metadata is cached per instance
+            self.catalog = ViewCatalog(self.ws, self.options.today)
+            self._specs = self.catalog.specs()
+
     def views(self) -> list[ViewSpec]:
         """The views of this workspace with their columns; nothing is read to list them."""
         return list(self._specs.values())
