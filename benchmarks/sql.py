@@ -50,6 +50,7 @@ ticker = (
     else "regexp_extract(filename, '/([^/]+)\\\\.parquet$', 1)"
 )
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 times = []
 for _ in range(int(sys.argv[1])):
     wall, cpu = time.perf_counter(), time.process_time()
@@ -141,7 +142,7 @@ def hand_written(paths: list[str], kind: str, rounds: int) -> tuple[float, float
         text=True,
         check=True,
     )
-    times = json.loads(run.stdout)
+    times = json.loads(run.stdout.strip().splitlines()[-1])
     walls = [t[0] for t in times]
     return min(walls), statistics.median(walls), min(t[1] for t in times)
 
