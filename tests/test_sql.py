@@ -722,3 +722,19 @@ def test_refresh_builds_the_views_again_from_the_disk(legacy: Path):
         assert _rows(engine, "SELECT count(*) AS n FROM bars_1d WHERE ticker = 'NEW'") == [{"n": 0}]
         engine.refresh()
         assert _rows(engine, "SELECT count(*) AS n FROM bars_1d WHERE ticker = 'NEW'") == [{"n": 4}]
+
+
+def test_no_progress_bar_and_locked_from_the_start(legacy: Path):
+    with SqlEngine.open(legacy) as engine:
+        rows = _rows(
+            engine,
+            "SELECT name, value FROM duckdb_settings() WHERE name IN ('enable_progress_bar', "
+            "'enable_progress_bar_print', 'lock_configuration', 'enable_external_access') "
+            "ORDER BY name",
+        )
+    assert rows == [
+        {"name": "enable_external_access", "value": "false"},
+        {"name": "enable_progress_bar", "value": "false"},
+        {"name": "enable_progress_bar_print", "value": "false"},
+        {"name": "lock_configuration", "value": "true"},
+    ]

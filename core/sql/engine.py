@@ -212,7 +212,6 @@ class SqlEngine:
             "python_enable_replacements": False,
             "memory_limit": self.options.memory_limit or default_memory_limit(),
             "temp_directory": str(self.temp_dir) if temp_limit else "",
-            "lock_configuration": True,
         }
         if temp_limit:
             config["max_temp_directory_size"] = f"{temp_limit // 2**20}MiB"
@@ -220,6 +219,11 @@ class SqlEngine:
             config["threads"] = self.options.threads
         try:
             self.con = duckdb.connect(":memory:", config=config)
+            # Per connection, so not in ``config``: a progress bar would print into the
+            # CLI's CSV or JSON, and over the console. Then nothing can be changed.
+            self.con.execute("SET enable_progress_bar = false")
+            self.con.execute("SET enable_progress_bar_print = false")
+            self.con.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
             self._remove_temp()
             raise ParqctlError(
