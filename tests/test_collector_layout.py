@@ -219,3 +219,16 @@ def test_integrity_names_the_legacy_file_the_collector_reads_and_the_stranded_on
     assert "the collector reads stocks_1d/AAPL.parquet" in both["message"]
     alone = found["metadata.legacy_stranded", "MSFT"]
     assert "stocks_1d/MSFT.parquet, which does not exist" in alone["message"]
+
+
+def test_a_legacy_path_pointing_at_another_interval_is_refused(ws: Path):
+    """A 1d plan reading stocks_1h would serve hourly bars as daily ones."""
+    (ws / "stocks_1h").mkdir()
+    plan_path = ws / "migration_plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["venues"][0]["intervals"]["1d"]["legacy_path"] = "stocks_1h"
+    plan_path.write_text(json.dumps(plan))
+    for step in (["verify"], ["activate"], ["rollback", "--yes"], ["run"]):
+        result = run_cli("-w", str(ws), "migrate", *step)
+        assert result.returncode == 2, (step, result.stdout)
+        assert "legacy_path is 'stocks_1h'" in result.stderr

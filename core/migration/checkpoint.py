@@ -56,7 +56,21 @@ def load(ws: Workspace, *, fresh: bool = False, rewritten_ok: bool = False) -> M
                 "put them back with `parqctl migrate plan --restore` (which keeps the rewritten "
                 "plan in .parqctl/), then run this again",
             )
+        _check_paths(ws, plan)
     return plan
+
+
+def _check_paths(ws: Workspace, plan: MigrationPlan) -> None:
+    """Every interval's paths are what the layout derives (refused otherwise), checked
+    up front by every step that acts, whichever intervals it touches."""
+    for venue_id, interval, _ in plan.interval_states():
+        try:
+            venue = Venue.parse(venue_id)
+        except ParqctlError:  # a venue parqctl cannot parse: not one it migrates
+            continue
+        record = IntervalPlan.of(plan, venue, interval)
+        record.legacy_dir(ws.root)
+        record.partition_dir(ws.root)
 
 
 def save(ws: Workspace, plan: MigrationPlan) -> None:
