@@ -161,7 +161,8 @@ asked for and had no bars (a halt; `parqctl backfill --recheck` asks again).
 `r` re-indexes the files that changed. `b` backfills the recoverable gaps of the ticker
 under the cursor from Yahoo Finance, `B` those of every ticker in view: both say what will
 be fetched and ask first, then run with a progress bar (`escape` stops after the request
-in progress); the grid reloads when done.
+in progress); the grid reloads when done. `S` opens the Query screen (8) on the bars of
+the ticker under the cursor around its date.
 
 Arrows move the cursor, `ctrl+left` / `ctrl+right` by ten cells, `pageup` / `pagedown`
 by a screen, `home` / `end` to the first and last ticker.
@@ -180,6 +181,7 @@ by a screen, `home` / `end` to the first and last ticker.
         Binding("escape", "close_prompt", "Close", show=False),
         Binding("b", "backfill('ticker')", "Backfill ticker", show=False),
         Binding("B", "backfill('view')", "Backfill all in view", show=False),
+        Binding("S", "query", "Query these bars (SQL)", show=False),
     ]
 
     def __init__(self) -> None:
@@ -409,6 +411,17 @@ by a screen, `home` / `end` to the first and last ticker.
             self.app.workspace.root, self.interval, tickers, self.app.today(), what
         )
         self.app.push_screen(screen, self._backfilled)
+
+    def action_query(self) -> None:
+        """The Query screen on the bars of the ticker under the cursor, around its date."""
+        grid = self.query_one(HeatmapGrid)
+        ticker, day, _ = grid.current()
+        if self.interval is None or ticker is None or day is None:
+            return
+        from core.sql import prefill
+        from screens.query import open_query
+
+        open_query(self.app, prefill.bars_around(ticker, self.interval, day))
 
     def _backfilled(self, changed: bool | None) -> None:
         if changed:

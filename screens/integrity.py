@@ -76,12 +76,14 @@ the file, time zones, price sanity; stray temp and partial files; and the metada
 
 `c` runs a check (unchanged files come from the index and cache, so a second run is
 fast); `escape` cancels it. `Q` moves the selected finding's file into quarantine, after
-a confirmation: only errors about one file can be quarantined.
+a confirmation: only errors about one file can be quarantined. `S` opens the Query
+screen (8) on the selected finding's file: its findings and what the index knows of it.
 """
     BINDINGS = [
         Binding("c", "run_check", "Check"),
         Binding("escape", "cancel_check", "Cancel"),
         Binding("Q", "quarantine", "Quarantine file", key_display="Q"),
+        Binding("S", "query", "Query this file (SQL)", show=False),
     ]
 
     def __init__(self) -> None:
@@ -204,6 +206,16 @@ a confirmation: only errors about one file can be quarantined.
         finding = self.selected()
         if finding is not None:
             self.query_one("#integrity-detail", Static).update(describe_finding(finding))
+
+    def action_query(self) -> None:
+        """The Query screen on the selected finding's file: its findings and index record."""
+        finding = self.selected()
+        if finding is None or not finding.path:
+            return
+        from core.sql import prefill
+        from screens.query import open_query
+
+        open_query(self.app, prefill.finding_file(finding.path))
 
     def action_quarantine(self) -> None:
         finding = self.selected()

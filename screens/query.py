@@ -444,7 +444,11 @@ editor, where `q` is typed.
     # --- running ----------------------------------------------------------------------------
 
     def set_query(self, sql: str, *, run: bool = False) -> None:
-        """Put ``sql`` in the editor (another screen opening this one prefilled)."""
+        """Put ``sql`` in the editor (another screen opening this one prefilled); on a
+        screen shown for the first time, once it is mounted."""
+        if not self.is_mounted:
+            self.call_after_refresh(self.set_query, sql, run=run)
+            return
         self.query_one(SqlEditor).load_text(sql)
         if run:
             self.action_run()

@@ -267,3 +267,21 @@ def test_query_screen_snapshot(snap_compare, snapshot_workspace: Path):
 
     app = ParqctlApp(Workspace.open(snapshot_workspace), health_refresh_s=None, clock=lambda: NOW)
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
+
+
+async def test_the_heatmap_opens_the_query_screen_on_the_bars_under_its_cursor(tmp_path):
+    from screens.heatmap import HeatmapScreen
+
+    root = tmp_path / "demo"
+    build_demo(root, tickers=14, seed=3)
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        assert isinstance(app.screen, HeatmapScreen)
+        await pilot.press("S")
+        await settle(pilot)
+        assert isinstance(app.screen, QueryScreen)
+        text = app.screen.query_one(SqlEditor).text
+        assert "FROM bars_1d" in text and "WHERE ticker = 'AAPL'" in text
