@@ -7,13 +7,13 @@ import argparse
 import contextlib
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from core.jobs import CancelToken, Progress, ProgressCallback, ignore_progress
+from core.jobs import CancelToken, Progress, ignore_progress
 from core.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
+from tui.progress import stderr_progress
 from tui.text import print_json
 
 if TYPE_CHECKING:
@@ -222,39 +222,9 @@ def progress_text(progress: Progress, width: int = 24) -> str:
     return f"{progress.job} [{'#' * filled}{'.' * (width - filled)}] {text}"
 
 
-@contextlib.contextmanager
-def ingest_progress(quiet: bool = False) -> Iterator[ProgressCallback]:
+def ingest_progress(quiet: bool = False):
     """Requests done, rows added and an ETA on stderr: one line redrawn on a terminal,
     else a line per request answered (for logs)."""
     if quiet:
-        yield ignore_progress
-        return
-    if not sys.stderr.isatty():
-        shown = 0
-
-        def log(progress: Progress) -> None:
-            nonlocal shown
-            if progress.done > shown:
-                shown = progress.done
-                what = f" {progress.message}" if progress.message else ""
-                line = progress_text(progress, width=0)
-                print(f"parqctl: {line}:{what}", file=sys.stderr, flush=True)
-
-        yield log
-        return
-    last = 0.0
-
-    def draw(progress: Progress) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last < 0.1 and progress.done < progress.total:
-            return
-        last = now
-        sys.stderr.write("\r" + progress_text(progress) + " ")
-        sys.stderr.flush()
-
-    try:
-        yield draw
-    finally:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+        return contextlib.nullcontext(ignore_progress)
+    return stderr_progress(progress_text, log_when_piped=True)
