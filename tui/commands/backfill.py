@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from core.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date, positive_int
+from tui.cancellation import cancellable
 from tui.commands.fetch import (
-    cancellable,
     exit_code,
     ingest_progress,
     make_pacer,
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         print("\n".join(plan_lines(plan)), flush=True)
-    with cancellable() as token, ingest_progress(args.json) as draw:
+    with cancellable("after the request in progress") as token, ingest_progress(args.json) as draw:
         result = backfill(
             ws, plan, default_source(), make_pacer(ws, token), dry_run=args.dry_run, progress=draw
         )

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from core.jobs import CancelToken, Progress, ignore_progress
 from core.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
+from tui.cancellation import cancellable
 from tui.progress import stderr_progress
 from tui.text import print_json
 
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
     ws.load_all_metadata()
     plan = plan_fetch(ws, args.ticker, args.interval, start=args.start, end=args.end)
-    with cancellable() as token, ingest_progress(args.json) as draw:
+    with cancellable("after the request in progress") as token, ingest_progress(args.json) as draw:
         pacer = make_pacer(ws, token)
         result = fetch(
             ws,
@@ -174,28 +173,6 @@ def exit_code(result: RunResult) -> int:
 
 def _overwrote(result: RunResult) -> bool:
     return all(u.merge.overwritten == u.merge.differing for u in result.units if u.merge)
-
-
-@contextlib.contextmanager
-def cancellable() -> Iterator[CancelToken]:
-    """First Ctrl-C or SIGTERM stops between requests; a second one aborts at once."""
-    token = CancelToken()
-
-    def on_signal(signum, frame) -> None:
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        print(
-            "\nparqctl: stopping after the request in progress (again to abort)...",
-            file=sys.stderr,
-        )
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield token
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def make_pacer(ws: Workspace, token: CancelToken) -> Pacer:

@@ -7,17 +7,14 @@ takes ``--venue`` and ``--interval`` (repeatable; default: every planned interva
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import sys
-from collections.abc import Iterator
 from dataclasses import asdict
 
 from core.errors import ParqctlError
-from core.jobs import CancelToken
 from core.layout import Venue
 from core.workspace import Workspace
 from tui.arguments import add_json_flag, positive_int
+from tui.cancellation import cancellable
 from tui.progress import stderr_progress
 from tui.prompt import confirm
 from tui.text import human_bytes, print_json
@@ -135,7 +132,7 @@ def _hint(args, step: str) -> str:
 def _run_step(args, step, **options):
     """Run a long migration step on the chosen venue and intervals, with a progress line
     and Ctrl-C / SIGTERM stopping it at a safe point."""
-    with stderr_progress() as draw, _cancellable() as token:
+    with stderr_progress() as draw, cancellable("after the tickers in progress") as token:
         return step(
             _ws(args),
             args.venue,
@@ -145,27 +142,6 @@ def _run_step(args, step, **options):
             token=token,
             **options,
         )
-
-
-@contextlib.contextmanager
-def _cancellable() -> Iterator[CancelToken]:
-    """First Ctrl-C or SIGTERM asks the job to stop at a safe point; a second one aborts."""
-    token = CancelToken()
-
-    def on_signal(signum, frame) -> None:
-        if token.cancelled:
-            raise KeyboardInterrupt
-        token.cancel()
-        print(
-            "\nparqctl: stopping after the tickers in progress (again to abort)...", file=sys.stderr
-        )
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield token
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -207,7 +183,7 @@ def run_estimate(args) -> int:
     from core.errors import DiskSpaceError
     from core.migration.estimate import estimate_migration
 
-    with _cancellable() as token:
+    with cancellable("after the tickers in progress") as token:
         e = estimate_migration(
             _ws(args),
             args.venue,
