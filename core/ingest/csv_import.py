@@ -37,7 +37,7 @@ from core.calendars import INTRADAY_MINUTES, calendar_for_market, sessions
 from core.errors import ParqctlError
 from core.ingest.registry import record_bars
 from core.ingest.runner import refuse_past_critical
-from core.ingest.store import MergePlan, plan_merge, write_merge
+from core.ingest.store import MergePlan, merge_summary, plan_merge, write_merge
 from core.layout import validate_interval, validate_ticker
 from core.routing import locate
 from core.workspace import Workspace
@@ -106,13 +106,7 @@ class ImportResult:
             "problems": [p.text(self.file) for p in shown],
             "problem_count": self.parsed.problem_count,
             "on_conflict": self.on_conflict,
-            "layout": merge.mode if merge else None,
-            "added": merge.added if merge else 0,
-            "identical": merge.identical if merge else 0,
-            "differing": merge.differing if merge else 0,
-            "overwritten": merge.overwritten if merge else 0,
-            "conflicts": [c.as_dict() for c in merge.conflicts] if merge else [],
-            "files": [str(c.path) for c in merge.changes] if merge else [],
+            **merge_summary(merge),
             "refused": self.refused,
             "written": self.written,
             "dry_run": self.dry_run,

@@ -33,7 +33,7 @@ from core.ingest import confirmed_empty
 from core.ingest.normalize import normalize_history
 from core.ingest.pacing import Pacer, RateLimitExhausted
 from core.ingest.registry import record_bars
-from core.ingest.store import MergePlan, plan_merge, write_merge
+from core.ingest.store import MergePlan, merge_summary, plan_merge, write_merge
 from core.ingest.yahoo import YahooRefused, YahooSource, YahooUnreachable
 from core.jobs import JobCancelled, ProgressCallback, ProgressTracker
 from core.workspace import Workspace
@@ -131,13 +131,7 @@ class UnitResult:
             "fetched": self.fetched,
             "kept": self.kept,
             "written": self.written,
-            "layout": merge.mode if merge else None,
-            "added": merge.added if merge else 0,
-            "identical": merge.identical if merge else 0,
-            "differing": merge.differing if merge else 0,
-            "overwritten": merge.overwritten if merge else 0,
-            "conflicts": [c.as_dict() for c in merge.conflicts] if merge else [],
-            "files": [str(c.path) for c in merge.changes] if merge else [],
+            **merge_summary(merge),
             "quarantined": self.quarantined,
             "confirmed_empty": [t.as_dict() for t in self.empty],
             "filled": [t.as_dict() for t in self.found],

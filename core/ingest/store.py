@@ -95,18 +95,27 @@ class MergePlan:
         return self.location.mode
 
     def as_dict(self) -> dict[str, Any]:
+        summary = merge_summary(self)
         return {
             "ticker": self.ticker,
             "interval": self.interval,
-            "layout": self.mode,
+            "layout": summary.pop("layout"),
             "offered": self.offered,
-            "added": self.added,
-            "identical": self.identical,
-            "differing": self.differing,
-            "overwritten": self.overwritten,
-            "conflicts": [c.as_dict() for c in self.conflicts],
-            "files": [str(c.path) for c in self.changes],
+            **summary,
         }
+
+
+def merge_summary(merge: MergePlan | None) -> dict[str, Any]:
+    """What a merge did (or nothing, without one), for the JSON of each ingest command."""
+    return {
+        "layout": merge.mode if merge else None,
+        "added": merge.added if merge else 0,
+        "identical": merge.identical if merge else 0,
+        "differing": merge.differing if merge else 0,
+        "overwritten": merge.overwritten if merge else 0,
+        "conflicts": [c.as_dict() for c in merge.conflicts] if merge else [],
+        "files": [str(c.path) for c in merge.changes] if merge else [],
+    }
 
 
 def plan_merge(
