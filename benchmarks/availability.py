@@ -26,12 +26,12 @@ from pathlib import Path
 
 from workspace import REPO, cached_workspace, scratch_copy
 
-from core.atomic import atomic_path
-from core.coverage import coverage_grid
-from core.gaps import availability
-from core.heatmap import HeatmapSource
-from core.index import load_index, refresh_index
-from core.workspace import Workspace
+from core.availability.coverage import coverage_grid
+from core.availability.gaps import availability
+from core.availability.heatmap import HeatmapSource
+from core.availability.index import load_index, refresh_index
+from core.safety.atomic import atomic_path
+from core.store.workspace import Workspace
 
 TODAY = date(2025, 12, 8)  # fixed, like the workspace's end, so runs compare
 YARDSTICK = """

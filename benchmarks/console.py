@@ -7,7 +7,7 @@ Driven headless with ``App.run_test`` and the Pilot, timed with ``perf_counter``
 
 - launch, in a fresh interpreter (what `parqctl` pays), from starting it to the
   dashboard's first complete paint: every panel filled in, coverage included (from the
-  gap summary saved at the last refresh, core.saved_gaps), and on to the paint of the
+  gap summary saved at the last refresh, core.availability.saved_gaps), and on to the paint of the
   report the child process recomputed. Twice: as an operator meets it (the console was
   opened before, so a summary is saved) and with no saved summary (the first start after
   an index build). A state counts as painted once the screen has been rendered with it;
@@ -81,7 +81,7 @@ async def settle(app, pilot) -> None:
 
 async def launch_marks(root: Path, started: float) -> dict[str, float]:
     """Seconds from ``started`` (time.monotonic) to each step of the console's start."""
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
     from tui.app import ParqctlApp
 
     marks = {"imported": time.monotonic() - started}
@@ -127,7 +127,7 @@ def report_launches(label: str, runs: list[dict[str, float]]) -> None:
 
 
 def fresh_launches(root: Path, count: int, saved: bool) -> list[dict[str, float]]:
-    from core.saved_gaps import SAVED_FILE
+    from core.availability.saved_gaps import SAVED_FILE
 
     runs = []
     for _ in range(count):
@@ -186,7 +186,7 @@ async def report_presses(pilot, label: str, keys: list[str]) -> None:
 
 
 async def heatmap(root, count: int) -> None:
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
     from screens.heatmap_grid import HeatmapGrid
     from tui.app import ParqctlApp
 
@@ -215,7 +215,7 @@ async def heatmap(root, count: int) -> None:
 
 
 async def event_loop_lag(root) -> None:
-    from core.workspace import Workspace
+    from core.store.workspace import Workspace
     from screens.integrity import IntegrityScreen
     from tui.app import ParqctlApp
 
@@ -286,7 +286,7 @@ def main() -> None:
         return
     from workspace import cached_workspace, scratch_copy
 
-    from core.index import refresh_index
+    from core.availability.index import refresh_index
 
     parts = set(args.parts.split(","))
     root = scratch_copy(cached_workspace(args.tickers), "console")

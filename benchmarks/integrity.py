@@ -18,11 +18,11 @@ import time
 
 from workspace import cached_workspace, scratch_copy  # puts the repo on sys.path
 
-from core import integrity
-from core.disk_usage import disk_usage
+from core.disk.usage import disk_usage
 from core.health import health_report
+from core.integrity import check as integrity
 from core.monitoring import write_textfile
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 
 def timed(label: str, action):

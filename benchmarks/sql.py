@@ -35,7 +35,7 @@ from pathlib import Path
 
 from workspace import CACHE, REPO, cached_workspace
 
-from core.index import refresh_index
+from core.availability.index import refresh_index
 from core.sql import SqlEngine
 
 TICKER_QUERY = (
@@ -79,7 +79,7 @@ def _split_one(job: tuple[str, str, str, str]) -> int:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from core.bars import write_bar_file
+    from core.store.bars import write_bar_file
 
     source, target_root, interval, ticker = job
     table = pq.read_table(source)

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: `python benchmarks/<name>.py`
     sys.path.insert(0, str(REPO))
 
-from core.demo import build_demo  # noqa: E402
+from core.store.demo import build_demo  # noqa: E402
 
 CACHE = REPO / "benchmarks" / ".cache"
 END = date(2025, 12, 5)  # fixed, so every run measures the same workspace

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import MetadataError
-from core.metadata import exists, key_path, read_text_file
+from core.store.metadata import exists, key_path, read_text_file
 
 CONFIG_FILE = Path(".parqctl") / "config.toml"
 # A settings file is a few lines: anything beyond this is refused unread.

@@ -11,12 +11,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core import disk_history, findings, gap_watch, quarantine, run_lock
-from core.disk import DiskStatus, Level, disk_status
-from core.disk_usage import Filesystem, workspace_filesystems
+from core.availability import gap_watch
+from core.disk import history as disk_history
+from core.disk.usage import Filesystem, workspace_filesystems
+from core.disk.watermarks import DiskStatus, Level, disk_status
 from core.errors import ParqctlError
-from core.routing import routed_mode
-from core.workspace import DatasetInventory, DatasetLink, Unreadable, Workspace, inventory
+from core.integrity import findings, quarantine
+from core.safety import run_lock
+from core.store.routing import routed_mode
+from core.store.workspace import DatasetInventory, DatasetLink, Unreadable, Workspace, inventory
 
 # A projected crossing of the critical watermark this close is worth a warning today.
 PROJECTION_WARN_DAYS = 7

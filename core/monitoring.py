@@ -13,9 +13,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
-from core import run_lock
 from core.errors import ParqctlError
 from core.health import HealthReport
+from core.safety import run_lock
 
 PREFIX = "parqctl"
 VERDICT_HELP = "Verdict of parqctl health: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"

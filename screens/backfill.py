@@ -20,7 +20,7 @@ from core.ingest.backfill import BackfillPlan, BackfillResult, backfill, plan_ba
 from core.ingest.pacing import Pacer, SystemClock
 from core.ingest.settings import load_settings
 from core.jobs import CancelToken, Progress
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.commands.backfill import plan_lines, result_lines
 from tui.commands.fetch import stop_lines
 

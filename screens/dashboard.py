@@ -13,9 +13,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, OptionList
 from textual.widgets.option_list import Option
 
-from core.gap_watch import WorstTicker
+from core.availability.gap_watch import WorstTicker
 from core.health import HealthReport, Verdict
-from core.run_lock import LockState
+from core.safety.run_lock import LockState
 from tui.text import human_age, human_bytes
 from tui.widgets.panel import Panel
 

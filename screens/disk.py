@@ -12,11 +12,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from core import disk_history
-from core.disk import Level
-from core.disk_usage import DiskUsage, disk_usage
+from core.disk import history as disk_history
+from core.disk.usage import DiskUsage, disk_usage
+from core.disk.watermarks import Level
 from core.errors import ParqctlError
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from screens.dashboard import gauge
 from tui.commands.disk import projection_text
 from tui.text import human_bytes

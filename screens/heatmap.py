@@ -15,14 +15,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 from textual.worker import get_current_worker
 
-from core.coverage import coverage_grid
+from core.availability.coverage import coverage_grid
+from core.availability.gaps import Gap, TickerAvailability, Window, interval_availability
+from core.availability.heatmap import SORTS, ZOOMS, CellState, Heatmap, HeatmapSource
+from core.availability.index import refresh_index
 from core.errors import ParqctlError
-from core.gaps import Gap, TickerAvailability, Window, interval_availability
-from core.heatmap import SORTS, ZOOMS, CellState, Heatmap, HeatmapSource
-from core.index import refresh_index
 from core.ingest.confirmed_empty import days_by_ticker as confirmed_empty_days
 from core.jobs import Progress
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from screens.heatmap_grid import GLYPHS, HeatmapGrid
 
 # Gap lines in the panel: beside the grid, as many as its height allows; under it (narrow

@@ -20,7 +20,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from core.heatmap import CellState, Heatmap
+from core.availability.heatmap import CellState, Heatmap
 
 # A glyph per state, so colour is never the only signal.
 GLYPHS = {

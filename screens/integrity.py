@@ -13,12 +13,13 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, ProgressBar, Static
 
-from core import quarantine, run_lock
 from core.errors import ParqctlError
-from core.findings import Finding, Scope, Severity
-from core.integrity import IntegrityReport, check, save_report
+from core.integrity import quarantine
+from core.integrity.check import IntegrityReport, check, save_report
+from core.integrity.findings import Finding, Scope, Severity
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.workspace import Workspace
+from core.safety import run_lock
+from core.store.workspace import Workspace
 from tui.text import human_age
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.fitted_table import FitColumn, FittedTable, labelled

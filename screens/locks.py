@@ -12,9 +12,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 
-from core import run_lock
 from core.errors import ParqctlError
-from core.run_lock import LockState, LockStatus
+from core.safety import run_lock
+from core.safety.run_lock import LockState, LockStatus
 from tui.text import human_age, lock_lines
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.panel import Panel

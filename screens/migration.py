@@ -21,11 +21,11 @@ from textual.worker import Worker, WorkerState
 
 from core.errors import ParqctlError
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.layout import Venue
-from core.metadata import MIGRATION_PLAN_FILE
 from core.migration.plan import legacy_intervals
 from core.migration.status import IntervalStatus, migration_status
-from core.workspace import Workspace
+from core.store.layout import Venue
+from core.store.metadata import MIGRATION_PLAN_FILE
+from core.store.workspace import Workspace
 from tui.text import human_age, human_bytes
 from tui.widgets.confirm import ConfirmScreen
 

@@ -13,9 +13,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from core import quarantine, run_lock
 from core.errors import ParqctlError
-from core.quarantine import QuarantineEntry
+from core.integrity import quarantine
+from core.integrity.quarantine import QuarantineEntry
+from core.safety import run_lock
 from tui.text import human_age, human_bytes
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.fitted_table import FitColumn, FittedTable, labelled

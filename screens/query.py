@@ -395,7 +395,7 @@ editor, where `q` is typed.
     def _get_engine(self) -> SqlEngine:
         """The screen's engine, opened on first use (in a worker thread)."""
         from core.sql import EngineOptions, SqlEngine
-        from core.workspace import Workspace
+        from core.store.workspace import Workspace
 
         if self._engine is None:
             today = self.app.today() if hasattr(self.app, "today") else None
@@ -405,7 +405,7 @@ editor, where `q` is typed.
     @work(thread=True, exit_on_error=False, group="query-views")
     def _fill_views(self) -> None:
         from core.sql.views import ViewCatalog
-        from core.workspace import Workspace
+        from core.store.workspace import Workspace
 
         try:
             specs = list(ViewCatalog(Workspace(self.app.workspace.root)).specs().values())

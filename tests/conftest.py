@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from core.atomic import write_json
-from core.bars import BAR_SCHEMA, write_bar_file
+from core.safety.atomic import write_json
+from core.store.bars import BAR_SCHEMA, write_bar_file
 
 REPO = Path(__file__).resolve().parent.parent
 PARQCTL = Path(sys.executable).with_name("parqctl")

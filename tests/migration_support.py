@@ -8,7 +8,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-from core.demo import MIN_TICKERS, build_demo
+from core.store.demo import MIN_TICKERS, build_demo
 
 END = date(2025, 12, 5)
 BROKEN = ("truncated", "zero_byte")  # demo injections no migration can read

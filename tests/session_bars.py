@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from conftest import ticker_entry, write_bars, write_tickers
 
-from core.atomic import write_json
-from core.calendars import sessions
-from core.layout import Venue, partition_dataset_dir, partition_file
+from core.availability.calendars import sessions
+from core.safety.atomic import write_json
+from core.store.layout import Venue, partition_dataset_dir, partition_file
 
 THANKSGIVING = date(2025, 11, 27)
 EARLY_CLOSE = date(2025, 11, 28)

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from core import atomic
+from core.safety import atomic
 
 WRITER = """
 import hashlib, sys
 from pathlib import Path
-from core.atomic import write_bytes
+from core.safety.atomic import write_bytes
 target = Path(sys.argv[1])
 n = 0
 while True:

@@ -24,7 +24,7 @@ import pytest
 from collector_support import Collector, collector  # noqa: F401
 from conftest import REPO, run_cli
 
-from core.atomic import temp_path_for
+from core.safety.atomic import temp_path_for
 
 TICKERS = ("AAPL", "BRK-B", "^GSPC")
 INTERVALS = ("1d", "1h")
@@ -92,7 +92,7 @@ def parqctl_lock(ws: Path, stop: Path) -> Iterator[tuple[subprocess.Popen, dict]
         """
         import json, sys, time
         from pathlib import Path
-        from core.run_lock import hold
+        from core.safety.run_lock import hold
         ws, stop = Path(sys.argv[1]), Path(sys.argv[2])
         with hold(ws, "contract test") as lock:
             print(json.dumps(lock.owner), flush=True)

@@ -14,17 +14,17 @@ import pytest
 from conftest import run_cli
 from migration_support import build_source, copy_workspace
 
-from core import run_lock
 from core.errors import LockLostError, MetadataError, ParqctlError
 from core.health import health_report
-from core.layout import Venue
 from core.migration.activate import activate_migration
 from core.migration.plan import plan_migration
 from core.migration.rollback import rollback_migration
 from core.migration.run import run_migration
 from core.migration.verify import verify_migration
-from core.routing import read_ticker_bars
-from core.workspace import Workspace
+from core.safety import run_lock
+from core.store.layout import Venue
+from core.store.routing import read_ticker_bars
+from core.store.workspace import Workspace
 
 US = Venue("us", "yahoo")
 MONTH = "data/us/yahoo/stocks_1d/ticker={t}/year=2025/month=12/data.parquet"

@@ -8,7 +8,7 @@ from pathlib import Path
 from console_support import shown
 from textual.widgets import Static
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.app import ParqctlApp
 
 
@@ -63,7 +63,7 @@ async def test_a_workspace_broken_after_start_is_reported_not_fatal(workspace: P
 
 LIVE_HOLDER = """
 import sys, time
-from core import run_lock
+from core.safety import run_lock
 with run_lock.hold(sys.argv[1], "test holder"):
     print("held", flush=True)
     time.sleep(60)

@@ -12,12 +12,13 @@ from console_support import copy_demo, settle, shown
 from textual.widgets import OptionList
 from textual.widgets._footer import FooterKey, FooterLabel
 
-from core import quarantine, run_lock
-from core.demo import build_demo
-from core.gap_watch import WORST_TICKERS, WorstTicker, gap_watch
-from core.heatmap import CellState
-from core.index import refresh_index
-from core.workspace import Workspace
+from core.availability.gap_watch import WORST_TICKERS, WorstTicker, gap_watch
+from core.availability.heatmap import CellState
+from core.availability.index import refresh_index
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.store.demo import build_demo
+from core.store.workspace import Workspace
 from screens.heatmap_grid import HeatmapGrid
 from tui.app import SCREENS, ParqctlApp
 from tui.widgets.fitted_table import FittedTable, shorten_middle, shorten_path

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from conftest import REPO
 
-from core.demo import build_demo
-from core.layout import Venue
 from core.migration.plan import plan_migration
-from core.workspace import Workspace
+from core.store.demo import build_demo
+from core.store.layout import Venue
+from core.store.workspace import Workspace
 
 PARQCTL = Path(sys.executable).with_name("parqctl")
 

@@ -10,10 +10,10 @@ from conftest import tree_digest
 from console_support import settle
 from textual.widgets import DataTable, Static
 
-from core import run_lock
-from core.demo import build_demo
-from core.metadata import MIGRATION_PLAN_FILE
-from core.workspace import Workspace
+from core.safety import run_lock
+from core.store.demo import build_demo
+from core.store.metadata import MIGRATION_PLAN_FILE
+from core.store.workspace import Workspace
 from tui.app import ParqctlApp
 from tui.widgets.confirm import ConfirmScreen
 

@@ -19,10 +19,10 @@ from console_support import settle, shown
 from textual.widgets import DataTable, Input, OptionList, Tree
 
 import screens.query as query_screen
-from core.atomic import write_json
-from core.demo import build_demo
+from core.safety.atomic import write_json
 from core.sql.history import HISTORY_FILE
-from core.workspace import Workspace
+from core.store.demo import build_demo
+from core.store.workspace import Workspace
 from screens.query import PAGE_ROWS, QueryScreen, SqlEditor, sql_highlights
 from tui.app import ParqctlApp
 

@@ -9,10 +9,11 @@ import pytest
 from console_support import copy_demo, settle, shown
 from textual.widgets import DataTable, Static
 
-from core import quarantine, run_lock
-from core.demo import build_demo
-from core.heatmap import CellState
-from core.workspace import Workspace
+from core.availability.heatmap import CellState
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.store.demo import build_demo
+from core.store.workspace import Workspace
 from screens.heatmap_grid import HeatmapGrid
 from tui.app import ParqctlApp
 from tui.widgets.confirm import ConfirmScreen

@@ -24,14 +24,16 @@ import pytest
 from conftest import mounted_tmpfs
 from console_support import settle
 
-from core import disk_history, quarantine, run_lock
-from core.atomic import write_json
+from core.availability.index import refresh_index
 from core.config import Watermarks
-from core.demo import build_demo
-from core.disk import DiskStatus
-from core.disk_usage import Filesystem
-from core.index import refresh_index
-from core.workspace import Workspace
+from core.disk import history as disk_history
+from core.disk.usage import Filesystem
+from core.disk.watermarks import DiskStatus
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.safety.atomic import write_json
+from core.store.demo import build_demo
+from core.store.workspace import Workspace
 from tui.app import ParqctlApp
 
 # Friday 2025-12-05 after the New York close: the demo's last session is today.

@@ -15,9 +15,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from core.bars import BAR_COLUMNS, BAR_SCHEMA
-from core.calendars import sessions
-from core.demo import (
+from core.availability.calendars import sessions
+from core.errors import ParqctlError
+from core.store.bars import BAR_COLUMNS, BAR_SCHEMA
+from core.store.demo import (
     FAMOUS_SYMBOLS,
     PROTECTED_TICKERS,
     DemoReport,
@@ -25,7 +26,6 @@ from core.demo import (
     build_demo,
     demo_symbols,
 )
-from core.errors import ParqctlError
 
 END = date(2025, 12, 5)
 DAY_AFTER_THANKSGIVING = date(2025, 11, 28)  # XNYS closes at 13:00

@@ -6,7 +6,7 @@ import pytest
 from conftest import mounted_tmpfs
 
 from core.config import Watermarks, load_config
-from core.disk import Level, disk_status, ensure_room, level_for
+from core.disk.watermarks import Level, disk_status, ensure_room, level_for
 from core.errors import DiskSpaceError, MetadataError
 
 

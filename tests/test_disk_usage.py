@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from core import disk_history, quarantine, run_lock
 from core.config import Watermarks
-from core.demo import build_demo
-from core.disk import DiskStatus
-from core.disk_usage import Filesystem, disk_usage, mount_point
-from core.workspace import Workspace
+from core.disk import history as disk_history
+from core.disk.usage import Filesystem, disk_usage, mount_point
+from core.disk.watermarks import DiskStatus
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.store.demo import build_demo
+from core.store.workspace import Workspace
 
 GiB = 1024**3
 DAY = 86400.0

@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 from console_support import settle, shown
 
-from core.atomic import is_temp_name
-from core.bar_checks import CACHE_FILE
-from core.demo import build_demo
 from core.errors import MetadataError
 from core.health import health_report
-from core.integrity import check
+from core.integrity.bar_checks import CACHE_FILE
+from core.integrity.check import check
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.workspace import Workspace
+from core.safety.atomic import is_temp_name
+from core.store.demo import build_demo
+from core.store.workspace import Workspace
 from tui import engine_process
 from tui.app import ParqctlApp
 from tui.engine_process import run_in_child
@@ -116,7 +116,7 @@ import dataclasses, os, sys, time
 from pathlib import Path
 from core.errors import MetadataError
 from core.health import health_report
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.engine_process import fork_job
 
 root = Path(sys.argv[1])

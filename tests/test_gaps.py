@@ -20,15 +20,15 @@ from session_bars import (
     write_partitioned,
 )
 
-from core.calendars import sessions
-from core.demo import build_demo
+from core.availability.calendars import sessions
+from core.availability.gaps import AvailabilityReport, TickerAvailability, Window, availability
+from core.availability.index import refresh_index
+from core.availability.session_cache import CALENDAR_DIR, cached_sessions
 from core.errors import ParqctlError
-from core.gaps import AvailabilityReport, TickerAvailability, Window, availability
-from core.index import refresh_index
-from core.layout import Venue
-from core.routing import DEFAULT_VENUE
-from core.session_cache import CALENDAR_DIR, cached_sessions
-from core.workspace import Workspace
+from core.store.demo import build_demo
+from core.store.layout import Venue
+from core.store.routing import DEFAULT_VENUE
+from core.store.workspace import Workspace
 
 START, END = date(2025, 11, 17), date(2025, 12, 31)
 TODAY = date(2025, 12, 10)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from session_bars import EARLY_CLOSE, daily, hourly, session_days, write_legacy, write_metadata
 
-from core.coverage import CoverageGrid, coverage_grid
+from core.availability.coverage import CoverageGrid, coverage_grid
+from core.availability.heatmap import LEGEND, CellState, Heatmap, HeatmapSource, bucket_starts
+from core.availability.index import refresh_index
 from core.errors import ParqctlError
-from core.heatmap import LEGEND, CellState, Heatmap, HeatmapSource, bucket_starts
-from core.index import refresh_index
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 START, END = date(2025, 11, 17), date(2025, 12, 31)
 C, P, M = CellState.COMPLETE, CellState.PARTIAL, CellState.MISSING

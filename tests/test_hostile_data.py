@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import PARQCTL, run_cli, ticker_entry, write_bars, write_tickers
 
-from core.atomic import write_json
-from core.bars import BAR_SCHEMA
+from core.safety.atomic import write_json
+from core.store.bars import BAR_SCHEMA
 
 DAYS = [datetime(2025, 12, d) for d in (1, 2, 3)]
 TODAY = "2025-12-05"
@@ -103,7 +103,7 @@ def huge_workspace(tmp_path: Path, huge_file: Path) -> Path:
 
 
 def test_the_huge_file_is_what_the_issue_describes(huge_file: Path):
-    from core.bars import decoded_bytes
+    from core.store.bars import decoded_bytes
 
     metadata = pq.read_metadata(huge_file)
     assert metadata.num_rows == HUGE_ROWS and metadata.num_row_groups == HUGE_GROUPS
@@ -303,7 +303,7 @@ def test_the_limits_come_from_the_config_and_a_raised_limit_takes_effect(tmp_pat
 
 
 def test_the_footer_estimate_counts_what_decoding_takes():
-    from core.bars import FileLimits, decoded_bytes, footer_problem
+    from core.store.bars import FileLimits, decoded_bytes, footer_problem
 
     table = pa.table({"stock": ["ABCDEFGH"] * 1000, "x": [1.0] * 1000})
     sink = io.BytesIO()

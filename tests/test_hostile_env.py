@@ -35,7 +35,7 @@ import psutil
 import pytest
 from conftest import PARQCTL, REPO, mounted_tmpfs, run_cli, ticker_entry, write_bars, write_tickers
 
-from core.atomic import TEMP_MARKER, write_json
+from core.safety.atomic import TEMP_MARKER, write_json
 
 DAYS = [datetime(2025, 12, d) for d in (1, 2, 3)]
 
@@ -442,10 +442,10 @@ def test_the_fork_server_outlives_the_thread_that_started_it():
 def test_sigkill_of_the_console_while_it_migrates_leaves_no_process_behind(tmp_path):
     from test_console_hangup import Terminal, _wait_for_audit, _wait_for_staged_files
 
-    from core.demo import build_demo
-    from core.layout import Venue
     from core.migration.plan import plan_migration
-    from core.workspace import Workspace
+    from core.store.demo import build_demo
+    from core.store.layout import Venue
+    from core.store.workspace import Workspace
 
     root = tmp_path / "ws"
     report = build_demo(root, tickers=60, seed=9, end=date(2025, 12, 5), years_1d=4, years_1h=1)

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import PARQCTL, ticker_entry, write_bars, write_tickers
 
-from core.atomic import write_json
+from core.safety.atomic import write_json
 
 TIMEOUT_S = 20.0
 PLAN = "migration_plan.json"

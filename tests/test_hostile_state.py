@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from conftest import PARQCTL, run_cli, tree_digest, write_bars
 
-from core import audit, quarantine, run_lock
-from core.atomic import write_json
+from core.integrity import quarantine
 from core.migration import staging
+from core.safety import audit, run_lock
+from core.safety.atomic import write_json
 
 AAPL = Path("stocks_1d/AAPL.parquet")
 BRK = Path("stocks_1d/BRK-B.parquet")
@@ -317,7 +318,7 @@ def test_a_symlinked_staging_directory_is_refused_by_migrate_run(ws: Path, outsi
 
 
 def test_links_swapped_in_mid_command_are_refused_at_the_write(ws: Path, outside: Path):
-    from core.atomic import UnsafeLinkError
+    from core.safety.atomic import UnsafeLinkError
 
     state = ws / ".parqctl"
     with run_lock.hold(ws, "test") as lock:

@@ -23,7 +23,7 @@ from session_bars import (
     write_partitioned,
 )
 
-from core.index import (
+from core.availability.index import (
     INDEX_DIR,
     index_path,
     load_index,
@@ -33,7 +33,7 @@ from core.index import (
     schema_fingerprint,
 )
 from core.jobs import CancelToken, JobCancelled, Progress
-from core.layout import Venue
+from core.store.layout import Venue
 
 DAYS = session_days(date(2025, 11, 17), date(2025, 12, 5))
 
@@ -254,7 +254,7 @@ def test_a_file_rewritten_in_place_while_read_never_crashes(tmp_path: Path):
 
 def test_two_refreshes_at_once_leave_a_valid_index(root: Path):
     code = (
-        "import sys; from pathlib import Path; from core.index import refresh_index; "
+        "import sys; from pathlib import Path; from core.availability.index import refresh_index; "
         "refresh_index(Path(sys.argv[1]), full=True)"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=REPO) for _ in range(2)]

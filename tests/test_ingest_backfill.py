@@ -21,7 +21,6 @@ from fixtures.ingest_fakes import (
     unreachable,
 )
 
-from core import audit
 from core.errors import LockLostError, MetadataError
 from core.ingest import confirmed_empty, yahoo
 from core.ingest.backfill import backfill, plan_backfill
@@ -29,7 +28,8 @@ from core.ingest.pacing import Pacer, TokenBucket
 from core.ingest.runner import YahooUnavailableError
 from core.ingest.settings import IngestSettings, load_settings
 from core.jobs import CancelToken
-from core.workspace import Workspace
+from core.safety import audit
+from core.store.workspace import Workspace
 from tui.cli import main
 
 TODAY = date(2025, 12, 15)

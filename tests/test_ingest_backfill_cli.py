@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, run_cli, tree_digest
 from fixtures.ingest_fakes import fast_config, make_workspace, record_demo_gaps, session_times
 
-from core.demo import build_demo
+from core.store.demo import build_demo
 
 TODAY = "2025-12-15"
 END = date(2025, 12, 12)
@@ -118,8 +118,8 @@ KILLABLE = textwrap.dedent(
             writes.append(path)
             if len(writes) < at:
                 return real(path, table, **kw)
-            from core.atomic import atomic_path
-            from core.bars import with_pandas_metadata
+            from core.safety.atomic import atomic_path
+            from core.store.bars import with_pandas_metadata
             import pyarrow.parquet as pq
             with atomic_path(path) as tmp:
                 pq.write_table(with_pandas_metadata(table), tmp, compression="gzip")

@@ -18,14 +18,14 @@ import pytest
 from collector_support import Collector, collector  # noqa: F401
 from fixtures.ingest_fakes import FakeClock, FakeYahoo, fast_config, synthetic_history
 
-from core.atomic import write_json
-from core.calendars import sessions
+from core.availability.calendars import sessions
 from core.ingest import yahoo
 from core.ingest.csv_import import import_csv
 from core.ingest.fetch import fetch, plan_fetch
 from core.ingest.pacing import Pacer
 from core.ingest.settings import IngestSettings
-from core.workspace import Workspace
+from core.safety.atomic import write_json
+from core.store.workspace import Workspace
 
 TICKERS = ("AAPL", "BRK-B", "MSFT")
 INTERVALS = ("1d", "1h")

@@ -10,7 +10,7 @@ from fixtures.ingest_fakes import FakeYahoo, make_workspace, session_times
 from textual.widgets import ProgressBar
 
 from core.ingest import yahoo
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from screens.backfill import BackfillScreen
 from screens.heatmap import HeatmapScreen
 from tui.app import ParqctlApp
@@ -115,7 +115,7 @@ async def test_escape_before_starting_fetches_nothing(tmp_path, monkeypatch):
 
 
 async def test_backfill_from_the_dashboards_worst_tickers(tmp_path, monkeypatch):
-    from core.index import refresh_index
+    from core.availability.index import refresh_index
     from screens.dashboard import WorstTickers
 
     root = workspace(tmp_path)

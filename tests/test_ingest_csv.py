@@ -12,10 +12,11 @@ import pytest
 from conftest import bar_table, tree_digest
 from fixtures.ingest_fakes import make_workspace, session_times
 
-from core import audit, quarantine
-from core.bars import write_bar_file
 from core.ingest.csv_import import import_csv
-from core.workspace import Workspace
+from core.integrity import quarantine
+from core.safety import audit
+from core.store.bars import write_bar_file
+from core.store.workspace import Workspace
 from tui.cli import main
 
 DEC = [datetime(2025, 12, d) for d in (1, 2, 3)]

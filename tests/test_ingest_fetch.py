@@ -15,8 +15,6 @@ import pytest
 from conftest import REPO, bar_table, run_cli, tree_digest
 from fixtures.ingest_fakes import FakeClock, FakeYahoo, fast_config, make_workspace
 
-from core import audit, quarantine, run_lock
-from core.bars import BAR_SCHEMA, read_bar_file, write_bar_file
 from core.errors import DiskSpaceError, LockHeldError, ParqctlError
 from core.ingest import yahoo
 from core.ingest.fetch import fetch, plan_fetch
@@ -24,7 +22,10 @@ from core.ingest.normalize import normalize_history
 from core.ingest.pacing import Pacer
 from core.ingest.settings import IngestSettings
 from core.ingest.yahoo import RecordedSource, load_recording, recording_path
-from core.workspace import Workspace
+from core.integrity import quarantine
+from core.safety import audit, run_lock
+from core.store.bars import BAR_SCHEMA, read_bar_file, write_bar_file
+from core.store.workspace import Workspace
 from tui.cli import main
 
 RECORDINGS = REPO / "tests" / "fixtures" / "yahoo"

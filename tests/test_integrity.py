@@ -16,11 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import bar_table, run_cli, ticker_entry, tree_digest, write_tickers
 
-from core import integrity, quarantine, run_lock
-from core.atomic import write_json
-from core.demo import build_demo, dead_pid
-from core.findings import LAST_REPORT, Scope, Severity, last_summary
-from core.workspace import Workspace
+from core.integrity import check as integrity
+from core.integrity import quarantine
+from core.integrity.findings import LAST_REPORT, Scope, Severity, last_summary
+from core.safety import run_lock
+from core.safety.atomic import write_json
+from core.store.demo import build_demo, dead_pid
+from core.store.workspace import Workspace
 
 ERROR, WARNING, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 DAYS = [datetime(2025, 12, d) for d in (1, 2, 3, 4)]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import ParqctlError, UnsafeTickerError
-from core.layout import (
+from core.store.layout import (
     Venue,
     interval_of_dataset_dir,
     legacy_file,

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from core import metadata
 from core.errors import MetadataError
-from core.layout import Venue
-from core.workspace import Workspace
+from core.store import metadata
+from core.store.layout import Venue
+from core.store.workspace import Workspace
 
 COLLECTOR_TICKERS = {
     "AAPL": {

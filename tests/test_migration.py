@@ -14,11 +14,7 @@ import pytest
 from conftest import REPO, bar_table, run_cli, tree_digest
 from migration_support import build_source, copy_workspace, legacy_hashes
 
-from core import audit
-from core.bars import write_bar_file
 from core.errors import DiskSpaceError, ParqctlError
-from core.layout import Venue
-from core.metadata import StorageBlock
 from core.migration import months as mo
 from core.migration.activate import activate_migration
 from core.migration.dryrun import dry_run
@@ -27,8 +23,12 @@ from core.migration.plan import plan_migration
 from core.migration.rollback import rollback_migration
 from core.migration.run import run_migration
 from core.migration.verify import verify_migration
-from core.routing import read_ticker_bars
-from core.workspace import Workspace
+from core.safety import audit
+from core.store.bars import write_bar_file
+from core.store.layout import Venue
+from core.store.metadata import StorageBlock
+from core.store.routing import read_ticker_bars
+from core.store.workspace import Workspace
 
 US = Venue("us", "yahoo")
 IVS = ["1d", "1h"]

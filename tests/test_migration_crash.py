@@ -16,8 +16,8 @@ import pytest
 from conftest import PARQCTL, mounted_tmpfs, run_cli
 from migration_support import build_source, check_invariants, copy_workspace, legacy_hashes
 
-from core import run_lock
 from core.migration.failpoints import FAILPOINT_ENV, TRACE_ENV
+from core.safety import run_lock
 
 SEED = 20251205
 KILLS = 22
@@ -69,9 +69,9 @@ def _run_forked(root: Path, env: dict[str, str]) -> int:
         code = 1
         try:
             os.environ.update(env)
-            from core.layout import Venue
             from core.migration.run import run_migration
-            from core.workspace import Workspace
+            from core.store.layout import Venue
+            from core.store.workspace import Workspace
 
             run_migration(Workspace.open(root), Venue("us", "yahoo"), workers=1, batch_size=3)
             code = 0
@@ -206,11 +206,11 @@ def test_sigterm_stops_at_a_safe_point_and_says_how_to_resume(clean: Path):
 
 
 def test_estimate_measures_a_sample_and_refuses_past_critical(clean: Path, small_tmpfs: Path):
-    from core.disk import disk_status
-    from core.layout import Venue
+    from core.disk.watermarks import disk_status
     from core.migration.estimate import estimate_migration
     from core.migration.plan import plan_migration
-    from core.workspace import Workspace
+    from core.store.layout import Venue
+    from core.store.workspace import Workspace
 
     root = small_tmpfs / "ws"
     shutil.copytree(clean, root)

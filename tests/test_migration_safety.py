@@ -20,9 +20,6 @@ import pytest
 from conftest import PARQCTL, bar_table, mounted_tmpfs, run_cli, tree_digest
 from migration_support import END, build_source, copy_workspace, legacy_hashes
 
-from core import run_lock
-from core.bars import write_bar_file
-from core.layout import Venue
 from core.migration import months as mo
 from core.migration.activate import activate_migration
 from core.migration.failpoints import FAILPOINT_ENV, TRACE_ENV
@@ -30,7 +27,10 @@ from core.migration.plan import plan_migration
 from core.migration.rollback import rollback_migration
 from core.migration.run import run_migration
 from core.migration.verify import verify_migration
-from core.workspace import Workspace
+from core.safety import run_lock
+from core.store.bars import write_bar_file
+from core.store.layout import Venue
+from core.store.workspace import Workspace
 from tui.text import human_bytes
 
 US = Venue("us", "yahoo")
@@ -212,7 +212,7 @@ def _watermarks(root: Path, critical: float) -> None:
 
 
 def test_run_refuses_when_the_projected_output_would_cross_critical(base: Path, small_tmpfs: Path):
-    from core.disk import disk_status
+    from core.disk.watermarks import disk_status
 
     root = Path(shutil.copytree(base, small_tmpfs / "ws"))
     plan_migration(Workspace.open(root), US)

@@ -12,13 +12,15 @@ import pytest
 from conftest import run_cli
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import disk_history, quarantine, run_lock
-from core.atomic import write_json
-from core.demo import DemoReport, build_demo
-from core.disk import DiskStatus
-from core.disk_usage import Filesystem, workspace_filesystems
+from core.disk import history as disk_history
+from core.disk.usage import Filesystem, workspace_filesystems
+from core.disk.watermarks import DiskStatus
 from core.health import Verdict, health_report
-from core.workspace import Workspace
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.safety.atomic import write_json
+from core.store.demo import DemoReport, build_demo
+from core.store.workspace import Workspace
 
 EXPECTED_METRICS = {
     "parqctl_health_verdict",

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import bar_table, run_cli
 
-from core.bars import BAR_COLUMNS, PANDAS_KEY, with_pandas_metadata, write_bar_file
 from core.migration.digest import content_digest
+from core.store.bars import BAR_COLUMNS, PANDAS_KEY, with_pandas_metadata, write_bar_file
 
 pd = pytest.importorskip("pandas", reason="pandas (a yfinance dependency) reads the files back")
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, mounted_tmpfs, run_cli, write_bars
 
-from core import audit, quarantine, run_lock
-from core.atomic import write_json
 from core.errors import DiskSpaceError, ParqctlError
+from core.integrity import quarantine
+from core.safety import audit, run_lock
+from core.safety.atomic import write_json
 
 AAPL = Path("stocks_1d/AAPL.parquet")
 BRK = Path("stocks_1d/BRK-B.parquet")
@@ -184,7 +185,8 @@ CRASHER = textwrap.dedent(
     """
     import os, signal, sys
     from pathlib import Path
-    from core import quarantine, run_lock
+    from core.integrity import quarantine
+    from core.safety import run_lock
 
     root, operation, when, arg = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     payload = str(root / ".parqctl" / "quarantine")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli, tree_digest
 
-from core import quarantine
+from core.integrity import quarantine
 
 AAPL = Path("stocks_1d/AAPL.parquet")
 

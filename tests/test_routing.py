@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from conftest import bar_table, ticker_entry, write_bars, write_tickers
 
-from core.atomic import write_json
 from core.errors import DataError, UnsafeTickerError
-from core.layout import Venue
-from core.metadata import StorageBlock
-from core.routing import locate, read_ticker_bars, read_ticker_frame
-from core.workspace import Workspace
+from core.safety.atomic import write_json
+from core.store.layout import Venue
+from core.store.metadata import StorageBlock
+from core.store.routing import locate, read_ticker_bars, read_ticker_frame
+from core.store.workspace import Workspace
 
 LEGACY_DAYS = [datetime(2025, 1, 2), datetime(2025, 1, 3), datetime(2025, 2, 3)]
 PART = "data/us/yahoo/stocks_1d/ticker={t}/year=2025/month={m:02d}/data.parquet"

@@ -20,9 +20,9 @@ from typing import Any
 import psutil
 import pytest
 
-from core import audit, run_lock
 from core.errors import DiskSpaceError, LockHeldError, ParqctlError
-from core.run_lock import LockState
+from core.safety import audit, run_lock
+from core.safety.run_lock import LockState
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
@@ -34,7 +34,7 @@ HOLDER_SCRIPT = textwrap.dedent(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
-    from core import run_lock
+    from core.safety import run_lock
     with run_lock.hold(sys.argv[1], "holder under test"):
         print("held", flush=True)
         while True:
@@ -102,7 +102,7 @@ def processes() -> Iterator[list[subprocess.Popen[str]]]:
 def spawn_holder(
     processes: list[subprocess.Popen[str]],
 ) -> Callable[[Path], subprocess.Popen[str]]:
-    """Start a process that takes the lock through core.run_lock and keeps it."""
+    """Start a process that takes the lock through core.safety.run_lock and keeps it."""
 
     def spawn(root: Path) -> subprocess.Popen[str]:
         proc = subprocess.Popen(

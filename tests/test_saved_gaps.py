@@ -1,4 +1,4 @@
-"""The gap summary saved for the console's start (core.saved_gaps): kept only while what it
+"""The gap summary saved for the console's start (core.availability.saved_gaps): kept only while what it
 was computed from is unchanged, and painted before the recomputed one arrives."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from console_support import shown
 
-from core import saved_gaps
-from core.demo import build_demo
+from core.availability import saved_gaps
+from core.availability.index import index_path, refresh_index
 from core.health import health_report, with_gap_watch, with_gaps
-from core.index import index_path, refresh_index
-from core.workspace import Workspace
+from core.store.demo import build_demo
+from core.store.workspace import Workspace
 from tui.app import ParqctlApp
 
 END = date(2025, 12, 5)

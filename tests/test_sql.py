@@ -18,17 +18,17 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import PARQCTL, REPO, run_cli, ticker_entry, tree_digest, write_bars, write_tickers
 
-from core import audit
-from core.atomic import write_json
-from core.bars import BAR_COLUMNS
-from core.demo import build_demo
-from core.index import refresh_index
-from core.layout import Venue
-from core.metadata import StorageBlock
-from core.routing import read_ticker_bars
+from core.availability.index import refresh_index
+from core.safety import audit
+from core.safety.atomic import write_json
 from core.sql import QueryError, QueryInterrupted, SqlEngine
 from core.sql.engine import TEMP_DIR, describe_error
-from core.workspace import Workspace
+from core.store.bars import BAR_COLUMNS
+from core.store.demo import build_demo
+from core.store.layout import Venue
+from core.store.metadata import StorageBlock
+from core.store.routing import read_ticker_bars
+from core.store.workspace import Workspace
 
 TICKERS = ("AAPL", "BRK-B", "EURUSD=X", "GC=F", "^GSPC")
 JAN = [datetime(2025, 1, d) for d in (2, 3, 6, 7)]

@@ -8,8 +8,8 @@ import pytest
 from conftest import write_bars, write_tickers
 
 from core.errors import WorkspaceError
-from core.layout import Venue
-from core.workspace import Workspace, discover_datasets, inventory, resolve_root
+from core.store.layout import Venue
+from core.store.workspace import Workspace, discover_datasets, inventory, resolve_root
 
 
 def test_open_resolves_explicit_then_env_then_cwd(workspace: Path, tmp_path: Path, monkeypatch):

@@ -9,7 +9,7 @@ Engine jobs that hold the GIL for long (the health report, the integrity check) 
 child process (tui.engine_process), so the event loop stays responsive while they run.
 At start-up the dashboard waits for neither: the health report without its gap summary is
 made in a fork of the console while Textual starts, and completed with the gap summary
-saved at the last refresh (core.saved_gaps); the full report from the child process
+saved at the last refresh (core.availability.saved_gaps); the full report from the child process
 follows.
 """
 
@@ -33,12 +33,12 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 
-from core import saved_gaps
+from core.availability import saved_gaps
+from core.availability.gap_watch import GapWatch
 from core.errors import ParqctlError
-from core.gap_watch import GapWatch
 from core.health import HealthReport, health_report, with_gap_watch
 from core.jobs import CancelToken, JobCancelled
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from themes import STYLESHEET, THEMES
 from tui import engine_process
 

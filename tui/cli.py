@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _DISK_FULL_TEXT = re.compile(r"no space left on device|disk quota exceeded", re.IGNORECASE)
-# A temp file of core.atomic: ".<name>.parqctl-tmp-<pid>-<hex>" beside the target <name>.
+# A temp file of core.safety.atomic: ".<name>.parqctl-tmp-<pid>-<hex>" beside the target <name>.
 _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.parqctl-tmp-\d+-[0-9a-f]+$")
 _PATH_LOCALS = ("target", "path", "tmp", "destination", "dest")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -52,10 +52,10 @@ T = TypeVar("T")
 PRELOAD = [
     "tui.engine_process",
     "core.health",
-    "core.gap_watch",
-    "core.gaps",
-    "core.integrity",
-    "core.saved_gaps",
+    "core.availability.gap_watch",
+    "core.availability.gaps",
+    "core.integrity.check",
+    "core.availability.saved_gaps",
     "polars",
 ]
 PROGRESS_EVERY_S = 0.05
@@ -106,7 +106,7 @@ class _Surroundings:
             os.environ.update(self.environ)
             time.tzset()
         if socket.gethostname() != self.host:
-            # The run lock is judged by host name (core.run_lock): the same one as the console.
+            # The run lock is judged by host name (core.safety.run_lock): the same one as the console.
             socket.gethostname = lambda: self.host
 
 

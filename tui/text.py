@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from core import run_lock
+from core.safety import run_lock
 
 # Characters a terminal acts on rather than shows: C0 controls (ESC starts colour, cursor,
 # title and clipboard sequences; BEL, backspace...), DEL, C1 controls (0x9b is a one-byte

@@ -1,6 +1,6 @@
 """``parqctl backfill``: fetch the gaps Yahoo can still serve, most urgent first.
 
-The gaps come from the availability engine (``core.gaps``): maximal runs of missing
+The gaps come from the availability engine (``core.availability.gaps``): maximal runs of missing
 sessions between a ticker's first and last bar, each with the day it stops being
 fetchable. A gap is asked for from the first session Yahoo still serves (the interval's
 retention, and Yahoo's reach for one request, whichever is shorter); gaps already lost
@@ -17,16 +17,16 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from core.calendars import sessions
-from core.gaps import AvailabilityReport, availability
-from core.index import refresh_index
+from core.availability.calendars import sessions
+from core.availability.gaps import AvailabilityReport, availability
+from core.availability.index import refresh_index
 from core.ingest import confirmed_empty
 from core.ingest.limits import limit_for
 from core.ingest.pacing import Pacer
 from core.ingest.runner import Options, Request, RunResult, Target, Unit, run
 from core.ingest.yahoo import YahooSource
 from core.jobs import ProgressCallback
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 
 @dataclass(frozen=True)

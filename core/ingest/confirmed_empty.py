@@ -20,8 +20,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core import atomic
-from core.workspace import STATE_DIR
+from core.safety import atomic
+from core.store.workspace import STATE_DIR
 
 EMPTY_FILE = Path(STATE_DIR) / "ingest" / "confirmed_empty.json"
 SCHEMA_VERSION = 1
@@ -147,7 +147,7 @@ class ConfirmedGap:
 
 
 def in_report(windows: list[EmptyWindow], report: Any) -> list[ConfirmedGap]:
-    """The gaps of ``report`` (core.gaps.AvailabilityReport) with a recorded window inside."""
+    """The gaps of ``report`` (core.availability.gaps.AvailabilityReport) with a recorded window inside."""
     if not windows:
         return []
     by_key: dict[tuple[str, str], list[EmptyWindow]] = {}

@@ -32,15 +32,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pyarrow as pa
 
-from core import audit, run_lock
-from core.calendars import INTRADAY_MINUTES, calendar_for_market, sessions
+from core.availability.calendars import INTRADAY_MINUTES, calendar_for_market, sessions
 from core.errors import ParqctlError
 from core.ingest.registry import record_bars
 from core.ingest.runner import refuse_past_critical
 from core.ingest.store import MergePlan, merge_summary, plan_merge, write_merge
-from core.layout import validate_interval, validate_ticker
-from core.routing import locate
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.store.layout import validate_interval, validate_ticker
+from core.store.routing import locate
+from core.store.workspace import Workspace
 
 ON_CONFLICT = ("refuse", "skip", "merge", "overwrite")
 REQUIRED = ("date", "open", "high", "low", "close", "volume")
@@ -430,7 +430,7 @@ def import_csv(
                 registered=result.registered,
             )
     if result.written:
-        from core.index import refresh_index
+        from core.availability.index import refresh_index
 
         refresh_index(ws.root)
     return result
@@ -452,7 +452,7 @@ def _refusal(merge: MergePlan, on_conflict: str) -> str | None:
 
 
 def _market(ws: Workspace, ticker: str, interval: str, mode: str) -> str:
-    from core.routing import DEFAULT_VENUE, storage_block
+    from core.store.routing import DEFAULT_VENUE, storage_block
 
     block = storage_block(ws, ticker, interval)
     if mode == "partitioned" and block is not None and isinstance(block.get("market"), str):

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from core.availability.index import refresh_index
 from core.errors import ParqctlError
-from core.index import refresh_index
 from core.ingest.limits import limit_for, split_window
 from core.ingest.pacing import Pacer
 from core.ingest.runner import Options, Request, RunResult, Unit, run
 from core.ingest.yahoo import YahooSource
 from core.jobs import ProgressCallback
-from core.layout import validate_interval, validate_ticker
-from core.workspace import Workspace
+from core.store.layout import validate_interval, validate_ticker
+from core.store.workspace import Workspace
 
 FIRST_DAILY_DAY = date(1970, 1, 2)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from core.bars import BAR_SCHEMA
+from core.store.bars import BAR_SCHEMA
 
 if TYPE_CHECKING:
     import pandas as pd

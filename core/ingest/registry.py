@@ -21,8 +21,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from core.routing import DEFAULT_VENUE, BarLocation, storage_block
-from core.workspace import Workspace
+from core.store.routing import DEFAULT_VENUE, BarLocation, storage_block
+from core.store.workspace import Workspace
 
 DATE_FORMAT = "%Y-%m-%d"
 

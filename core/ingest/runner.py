@@ -25,9 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core import audit, run_lock
-from core.bars import BAR_SCHEMA
-from core.disk import Level, disk_status
+from core.disk.watermarks import Level, disk_status
 from core.errors import DiskSpaceError, LockLostError, ParqctlError
 from core.ingest import confirmed_empty
 from core.ingest.normalize import normalize_history
@@ -36,7 +34,9 @@ from core.ingest.registry import record_bars
 from core.ingest.store import MergePlan, merge_summary, plan_merge, write_merge
 from core.ingest.yahoo import YahooRefused, YahooSource, YahooUnreachable
 from core.jobs import JobCancelled, ProgressCallback, ProgressTracker
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.store.bars import BAR_SCHEMA
+from core.store.workspace import Workspace
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,7 +1,7 @@
 """Merging new bars into where the collector reads them, by (stock, date).
 
 ``plan_merge`` reads the ticker's bars from the layout the collector routes it to
-(``core.routing.locate``: its legacy file, or its month files under ``ticker=<T>/``) and
+(``core.store.routing.locate``: its legacy file, or its month files under ``ticker=<T>/``) and
 sorts the incoming rows into new ones, identical ones and differing ones; it writes
 nothing. ``write_merge`` then writes the files that change, each atomically, with the
 collector's codec and pandas metadata, under the run lock: the lock is checked, the path
@@ -9,7 +9,7 @@ is checked to be inside the workspace and the disk to be below the critical wate
 right before each file.
 
 A stored value is never replaced unless asked (``overwrite``): then the old file is moved
-into quarantine (``core.quarantine``) just before the new one takes its place, so the
+into quarantine (``core.integrity.quarantine``) just before the new one takes its place, so the
 values it held can be restored. Extra columns of stored files are kept (new rows get
 nulls there; an overwritten row keeps its own).
 """
@@ -28,16 +28,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core import quarantine, run_lock
-from core.atomic import TEMP_MARKER, atomic_path, temp_path_for
-from core.bars import BAR_SCHEMA, COMPRESSION, read_bar_file, with_pandas_metadata, write_bar_file
-from core.containment import require_inside
-from core.disk import ensure_room
+from core.disk.watermarks import ensure_room
 from core.errors import DataError, ParqctlError
-from core.layout import PARTITION_FILE
-from core.routing import BarLocation, locate
-from core.run_lock import RunLock
-from core.workspace import Workspace
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.safety.atomic import TEMP_MARKER, atomic_path, temp_path_for
+from core.safety.containment import require_inside
+from core.safety.run_lock import RunLock
+from core.store.bars import (
+    BAR_SCHEMA,
+    COMPRESSION,
+    read_bar_file,
+    with_pandas_metadata,
+    write_bar_file,
+)
+from core.store.layout import PARTITION_FILE
+from core.store.routing import BarLocation, locate
+from core.store.workspace import Workspace
 
 COMPARED = ("open", "high", "low", "close", "volume")
 CONFLICTS_KEPT = 20  # differing values described in full; the rest are counted

@@ -137,7 +137,7 @@ class RecordedSource:
 
 
 def recording_path(directory: Path, ticker: str, interval: str) -> Path:
-    from core.layout import validate_interval, validate_ticker
+    from core.store.layout import validate_interval, validate_ticker
 
     return Path(directory) / validate_interval(interval) / f"{validate_ticker(ticker)}.json"
 

@@ -20,16 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import audit, run_lock
 from core.errors import ParqctlError
-from core.layout import Venue, ticker_partition_dir
-from core.metadata import MigrationPlan, StorageBlock
 from core.migration import checkpoint, staging
 from core.migration.checkpoint import IntervalPlan
 from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
 from core.migration.plan import legacy_intervals
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.store.layout import Venue, ticker_partition_dir
+from core.store.metadata import MigrationPlan, StorageBlock
+from core.store.workspace import Workspace
 
 
 @dataclass

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow._parquet as _parquet
 import pyarrow.compute as pc
 
-from core.bars import BAR_COLUMNS, BAR_SCHEMA, PANDAS_KEY
+from core.store.bars import BAR_COLUMNS, BAR_SCHEMA, PANDAS_KEY
 
 REQUIRED_COLUMNS = ("stock", "date", "open", "high", "low", "close")
 OPTIONAL_COLUMNS = ("volume", "sequence")  # added as nulls when missing (older files)
@@ -98,7 +98,7 @@ def normalise(table: pa.Table, ticker: str, source: str) -> Normalised:
     _check_rows(out, ticker, source)
     if PANDAS_KEY in metadata:
         # Kept for the descriptions of extra columns (an ``Int64`` stays ``Int64``); the
-        # writer (core.bars.with_pandas_metadata) describes the bar columns and the index anew.
+        # writer (core.store.bars.with_pandas_metadata) describes the bar columns and the index anew.
         out = out.replace_schema_metadata({PANDAS_KEY: metadata[PANDAS_KEY]})
     dates = out.column("date").to_numpy()
     if len(dates) > 1 and not (dates[1:] >= dates[:-1]).all():

@@ -21,17 +21,17 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from core import run_lock
-from core.atomic import fsync_dir
-from core.bars import concat_bar_tables, read_bar_file, write_bar_file
 from core.config import FileLimits
-from core.containment import require_inside
 from core.errors import DataError, ParqctlError
-from core.layout import PARTITION_FILE, legacy_dataset_dir, legacy_file, ticker_partition_dir
 from core.migration import staging
 from core.migration.checkpoint import IntervalPlan
 from core.migration.digest import content_digest
-from core.workspace import Workspace
+from core.safety import run_lock
+from core.safety.atomic import fsync_dir
+from core.safety.containment import require_inside
+from core.store.bars import concat_bar_tables, read_bar_file, write_bar_file
+from core.store.layout import PARTITION_FILE, legacy_dataset_dir, legacy_file, ticker_partition_dir
+from core.store.workspace import Workspace
 
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 SHOWN_CONFLICTS = 3

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from core.atomic import confined, write_json
 from core.errors import MetadataError, ParqctlError
-from core.layout import LEGACY_HOMES, Venue, legacy_dataset_dir, partition_dataset_dir
-from core.metadata import MIGRATION_PLAN_FILE, MigrationPlan, load_json
 from core.migration import months as mo
-from core.workspace import Workspace
+from core.safety.atomic import confined, write_json
+from core.store.layout import LEGACY_HOMES, Venue, legacy_dataset_dir, partition_dataset_dir
+from core.store.metadata import MIGRATION_PLAN_FILE, MigrationPlan, load_json
+from core.store.workspace import Workspace
 
 OURS = "parqctl"
 OWN_COPY = "migration_plan.parqctl.json"  # in .parqctl/: the plan as parqctl last wrote it

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.bars import BAR_COLUMNS
+from core.store.bars import BAR_COLUMNS
 
 DIGEST_VERSION = b"parqctl-bars-digest-v1\x00"
 _CANONICAL_NAN = np.array([np.nan], dtype="<f8").view("<u8")[0]

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.layout import Venue, ticker_partition_dir
 from core.migration import checkpoint, pool
 from core.migration.legacy import list_legacy
-from core.workspace import Workspace
+from core.store.layout import Venue, ticker_partition_dir
+from core.store.workspace import Workspace
 
 
 @dataclass

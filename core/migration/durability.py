@@ -22,8 +22,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.atomic import fsync_dir
 from core.errors import ParqctlError
+from core.safety.atomic import fsync_dir
 
 _libc = None
 

@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import audit, run_lock
 from core.config import FileLimits
-from core.disk import Level, disk_status, level_for
+from core.disk.watermarks import Level, disk_status, level_for
 from core.errors import DiskSpaceError, LockHeldError
 from core.jobs import CancelToken
-from core.layout import Venue
-from core.metadata import MigrationPlan
 from core.migration import checkpoint, pool, staging
 from core.migration.checkpoint import IntervalPlan
 from core.migration.legacy import LegacyFile, list_legacy
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.store.layout import Venue
+from core.store.metadata import MigrationPlan
+from core.store.workspace import Workspace
 
 if TYPE_CHECKING:  # numpy only where it is used: `migrate run` imports this module
     import numpy as np

@@ -13,19 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import audit, run_lock
-from core.atomic import fsync_dir
-from core.containment import require_inside
 from core.errors import ParqctlError
 from core.jobs import CancelToken, ProgressCallback
-from core.layout import Venue
-from core.metadata import MigrationPlan
 from core.migration import checkpoint
 from core.migration.checkpoint import IntervalPlan
 from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
 from core.migration.verify import LEGACY_GONE, VerifyResult, verify_locked
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.safety.atomic import fsync_dir
+from core.safety.containment import require_inside
+from core.store.layout import Venue
+from core.store.metadata import MigrationPlan
+from core.store.workspace import Workspace
 
 
 @dataclass

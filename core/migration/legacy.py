@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.atomic import is_temp_name
 from core.errors import UnsafeTickerError
-from core.layout import validate_ticker
+from core.safety.atomic import is_temp_name
+from core.store.layout import validate_ticker
 
 SUFFIX = ".parquet"
 

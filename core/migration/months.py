@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.layout import PARTITION_FILE
+from core.store.layout import PARTITION_FILE
 
 
 def month_of(year: int, month: int) -> int:

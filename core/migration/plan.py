@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import audit, run_lock
-from core.atomic import confined, write_json
 from core.errors import ParqctlError
-from core.layout import LEGACY_HOMES, Venue, partition_dataset_dir, validate_interval
-from core.metadata import MigrationPlan, load_json
 from core.migration import checkpoint
 from core.migration.legacy import LegacyFile, list_legacy
-from core.workspace import Unreadable, Workspace
+from core.safety import audit, run_lock
+from core.safety.atomic import confined, write_json
+from core.store.layout import LEGACY_HOMES, Venue, partition_dataset_dir, validate_interval
+from core.store.metadata import MigrationPlan, load_json
+from core.store.workspace import Unreadable, Workspace
 
 
 @dataclass

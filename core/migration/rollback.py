@@ -21,18 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core import audit, run_lock
-from core.atomic import fsync_dir
-from core.containment import require_inside
 from core.errors import ParqctlError
-from core.layout import COLLECTOR_LEGACY_HOME, Venue, legacy_dataset_dir, ticker_partition_dir
-from core.metadata import MigrationPlan
 from core.migration import checkpoint, staging
 from core.migration import months as mo
 from core.migration.checkpoint import IntervalPlan
 from core.migration.failpoints import failpoint
 from core.migration.legacy import list_legacy
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.safety.atomic import fsync_dir
+from core.safety.containment import require_inside
+from core.store.layout import COLLECTOR_LEGACY_HOME, Venue, legacy_dataset_dir, ticker_partition_dir
+from core.store.metadata import MigrationPlan
+from core.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from core.migration.carry_back import CarryBack

@@ -16,13 +16,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core import audit, run_lock
-from core.containment import require_inside
-from core.disk import Level, disk_status
+from core.disk.watermarks import Level, disk_status
 from core.errors import DiskSpaceError, ParqctlError
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.layout import Venue, ticker_partition_dir
-from core.metadata import MigrationPlan
 from core.migration import checkpoint, pool, staging
 from core.migration import months as mo
 from core.migration.checkpoint import IntervalPlan
@@ -30,7 +26,11 @@ from core.migration.durability import FilesystemFlush, require_same_filesystem
 from core.migration.estimate import Projection, project_remaining
 from core.migration.failpoints import failpoint
 from core.migration.legacy import LegacyFile, list_legacy
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.safety.containment import require_inside
+from core.store.layout import Venue, ticker_partition_dir
+from core.store.metadata import MigrationPlan
+from core.store.workspace import Workspace
 
 DEFAULT_BATCH_SIZE = 100
 

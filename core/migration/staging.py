@@ -6,7 +6,7 @@ file (each a rename over the old file). The collector never looks under ``.parqc
 and its readers only ever see complete files in the partitioned tree.
 
 Every creation and deletion here walks down from the workspace root without following
-links (``core.atomic.open_dir``): a ``.parqctl`` or ``.parqctl/staging`` that is a symbolic
+links (``core.safety.atomic.open_dir``): a ``.parqctl`` or ``.parqctl/staging`` that is a symbolic
 link, even one swapped in during a run, is refused (``atomic.UnsafeLinkError``) and nothing
 is created or deleted through it.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import psutil
 
-from core import atomic
-from core.layout import PARTITION_FILE
+from core.safety import atomic
+from core.store.layout import PARTITION_FILE
 
 STAGING_DIR = Path(".parqctl") / "staging"
 RUN_PREFIX = "run-"

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import ParqctlError
-from core.layout import Venue
 from core.migration import checkpoint
 from core.migration.checkpoint import IntervalPlan
-from core.workspace import Workspace
+from core.store.layout import Venue
+from core.store.workspace import Workspace
 
 
 @dataclass

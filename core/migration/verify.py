@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from core import audit, run_lock
 from core.jobs import CancelToken, JobCancelled, ProgressCallback, ProgressTracker
-from core.layout import Venue, ticker_partition_dir
-from core.metadata import MigrationPlan
 from core.migration import checkpoint, pool, staging
 from core.migration.checkpoint import IntervalPlan
 from core.migration.legacy import list_legacy
-from core.workspace import Workspace
+from core.safety import audit, run_lock
+from core.store.layout import Venue, ticker_partition_dir
+from core.store.metadata import MigrationPlan
+from core.store.workspace import Workspace
 
 LEGACY_GONE = "the legacy file is gone"  # the problem of a done ticker without its legacy file
 

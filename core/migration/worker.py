@@ -20,16 +20,7 @@ import pyarrow._parquet as _parquet
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.bars import (
-    MIB,
-    TOO_LARGE,
-    footer_problem,
-    parquet_write_options,
-    too_large_error,
-    with_pandas_metadata,
-)
 from core.config import FileLimits
-from core.layout import PARTITION_FILE
 from core.migration import months as mo
 from core.migration.bars_table import (
     BarProblem,
@@ -39,6 +30,15 @@ from core.migration.bars_table import (
     normalise,
 )
 from core.migration.digest import content_digest
+from core.store.bars import (
+    MIB,
+    TOO_LARGE,
+    footer_problem,
+    parquet_write_options,
+    too_large_error,
+    with_pandas_metadata,
+)
+from core.store.layout import PARTITION_FILE
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,11 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import atomic
 from core.errors import ParqctlError
 from core.jobs import JobCancelled
+from core.safety import atomic
 from core.sql.views import BAR_VIEW_COLUMNS, TICKER_FIELD, ViewCatalog, ViewSpec
-from core.workspace import STATE_DIR, Workspace
+from core.store.workspace import STATE_DIR, Workspace
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -518,7 +518,7 @@ def _session_temp_dir(ws: Workspace) -> tuple[Path | None, int]:
     cannot be written; the limit is the room left below the critical watermark of its
     filesystem (0: no spilling; a query that does not fit in memory then fails)."""
     from core.config import Watermarks
-    from core.disk import disk_status
+    from core.disk.watermarks import disk_status
 
     directory: Path | None = None
     try:

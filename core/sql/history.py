@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import atomic
-from core.workspace import STATE_DIR
+from core.safety import atomic
+from core.store.workspace import STATE_DIR
 
 HISTORY_FILE = Path(STATE_DIR) / "sql_history.jsonl"
 READ_BYTES = 512 * 1024  # the tail that is read back: thousands of queries

@@ -18,10 +18,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from core.atomic import atomic_path
 from core.errors import ParqctlError
-from core.layout import interval_of_dataset_dir
-from core.workspace import LOCK_DIR
+from core.safety.atomic import atomic_path
+from core.store.layout import interval_of_dataset_dir
+from core.store.workspace import LOCK_DIR
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from core.layout import validate_interval, validate_ticker
+from core.store.layout import validate_interval, validate_ticker
 
 DAYS_AROUND = 7
 

@@ -3,7 +3,7 @@
 Every view is built from parqctl's own engine, so that it agrees with the other commands:
 
 - ``bars_<iv>``: each ticker's bars from where the collector reads them now, exactly as
-  ``core.routing.read_ticker_bars`` picks them (the routed layout when it has files, else
+  ``core.store.routing.read_ticker_bars`` picks them (the routed layout when it has files, else
   the other one, else a stranded legacy file), never two layouts for one ticker. The file
   list is taken from the disk when the view is first used (directory entries only, no file
   opened), and the ticker of each file from that choice, never from the file or from a
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import ParqctlError
-from core.layout import (
+from core.store.layout import (
     DATASET_PREFIX,
     INTERVALS,
     LEGACY_HOMES,
@@ -40,7 +40,7 @@ from core.layout import (
     validate_interval,
     validate_ticker,
 )
-from core.workspace import Workspace, discover_datasets
+from core.store.workspace import Workspace, discover_datasets
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -268,14 +268,14 @@ def _partition_files(ticker_dir: Path) -> list[str]:
 
 def bar_files(ws: Workspace, interval: str) -> BarFiles:
     """Every file ``bars_<interval>`` reads: per ticker, the files
-    ``core.routing.read_ticker_bars`` would read, in the same order of preference.
+    ``core.store.routing.read_ticker_bars`` would read, in the same order of preference.
 
     Tickers are those with a legacy file in any home, a ``ticker=`` directory in any
     partitioned dataset of the interval, or an entry for the interval in tickers.json.
     Files the file index records as unreadable, and that have not changed since, are left
     out (``left_out``): one damaged file would otherwise fail every query of the view.
     """
-    from core.routing import locate
+    from core.store.routing import locate
 
     validate_interval(interval)
     homes = [ws.root / home / f"{DATASET_PREFIX}{interval}" for home in LEGACY_HOMES]
@@ -345,7 +345,7 @@ def _leave_out_unreadable(ws: Workspace, files: BarFiles) -> None:
     import pyarrow.compute as pc
     import pyarrow.feather as feather
 
-    from core.index import index_path
+    from core.availability.index import index_path
 
     try:
         index = feather.read_table(
@@ -385,7 +385,7 @@ def bars_dataset(files: BarFiles) -> ds.Dataset:
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
 
-    from core.bars import BAR_SCHEMA
+    from core.store.bars import BAR_SCHEMA
 
     schema = pa.schema([*BAR_SCHEMA, pa.field(TICKER_FIELD, pa.string())])
     expressions = {t: ds.field(TICKER_FIELD) == t for t in set(files.tickers)}
@@ -440,7 +440,7 @@ def _table(spec: ViewSpec, rows: Iterable[dict[str, Any]]) -> pa.Table:
 
 
 def tickers_table(ws: Workspace) -> pa.Table:
-    from core.routing import routed_mode, storage_block
+    from core.store.routing import routed_mode, storage_block
 
     def rows():
         for name, entry in ws.tickers.raw.items():
@@ -485,7 +485,7 @@ def files_table(ws: Workspace) -> pa.Table:
     ``parqctl availability`` does)."""
     import polars as pl
 
-    from core.index import refresh_index
+    from core.availability.index import refresh_index
 
     frame = refresh_index(ws.root, sessions=False).files
     table = frame.select(
@@ -510,8 +510,8 @@ def files_table(ws: Workspace) -> pa.Table:
 def gaps_table(ws: Workspace, today: date | None) -> pa.Table:
     """Every gap of every interval, as ``parqctl availability --json`` lists them (its
     default window: each ticker's first to last bar)."""
-    from core.gaps import availability
-    from core.index import refresh_index
+    from core.availability.gaps import availability
+    from core.availability.index import refresh_index
 
     report = availability(ws, refresh_index(ws.root), today=today)
 
@@ -534,8 +534,8 @@ def gaps_table(ws: Workspace, today: date | None) -> pa.Table:
 
 
 def findings_table(ws: Workspace) -> pa.Table:
-    from core.findings import LAST_REPORT
-    from core.metadata import load_json
+    from core.integrity.findings import LAST_REPORT
+    from core.store.metadata import load_json
 
     path = ws.root / LAST_REPORT
     raw: Any = load_json(path) if os.path.lexists(path) else {}
@@ -562,7 +562,7 @@ _KNOWN_AUDIT = ("ts", "user", "host", "pid", "action", "result")
 
 
 def audit_table(ws: Workspace) -> pa.Table:
-    from core import audit
+    from core.safety import audit
 
     def rows():
         for record in audit.read(ws.root):
@@ -591,7 +591,7 @@ def audit_table(ws: Workspace) -> pa.Table:
 
 
 def quarantine_table(ws: Workspace) -> pa.Table:
-    from core import quarantine
+    from core.integrity import quarantine
 
     def rows():
         for entry in quarantine.entries(ws.root):

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
 from tui.text import print_json
 
-if TYPE_CHECKING:  # core.gaps imports numpy: not at start-up
-    from core.gaps import AvailabilityReport, Gap, IntervalAvailability, TickerAvailability
-    from core.index import RefreshStats
+if TYPE_CHECKING:  # core.availability.gaps imports numpy: not at start-up
+    from core.availability.gaps import (
+        AvailabilityReport,
+        Gap,
+        IntervalAvailability,
+        TickerAvailability,
+    )
+    from core.availability.index import RefreshStats
 
 WORST_SHOWN = 10
 
@@ -59,8 +64,8 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.gaps import Window, availability
-    from core.index import refresh_index
+    from core.availability.gaps import Window, availability
+    from core.availability.index import refresh_index
     from tui.progress import stderr_progress
 
     ws = Workspace.open(args.workspace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date, positive_int
 from tui.cancellation import cancellable
 from tui.commands.fetch import (

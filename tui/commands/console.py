@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 
 def register(commands) -> None:

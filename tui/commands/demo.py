@@ -40,7 +40,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.demo import build_demo
+    from core.store.demo import build_demo
 
     root = Path(args.dir).expanduser().absolute()
     with stderr_progress() as draw:

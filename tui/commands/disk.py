@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core import disk_history
-from core.disk import Level
-from core.disk_usage import DiskUsage, disk_usage
+from core.disk import history as disk_history
+from core.disk.usage import DiskUsage, disk_usage
+from core.disk.watermarks import Level
 from core.health import disk_as_dict
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.text import human_bytes, print_json
 

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from core.jobs import CancelToken, Progress, ignore_progress
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
 from tui.cancellation import cancellable
 from tui.progress import stderr_progress

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.errors import ParqctlError
 from core.health import HealthReport, Verdict, health_report
-from core.workspace import Workspace, resolve_root
+from core.store.workspace import Workspace, resolve_root
 from tui.arguments import add_json_flag
 from tui.text import human_age, human_bytes, print_json
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.text import print_json
 

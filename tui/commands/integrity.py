@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections import defaultdict
 
-from core.layout import validate_interval
-from core.workspace import Workspace
+from core.store.layout import validate_interval
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
 from tui.progress import stderr_progress
 from tui.text import print_json
@@ -37,7 +37,7 @@ def register(commands) -> None:
 
 
 def render(report) -> list[str]:
-    from core.findings import Severity
+    from core.integrity.findings import Severity
 
     lines = [
         f"workspace  {report.root}",
@@ -70,7 +70,8 @@ def render(report) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core import integrity, run_lock
+    from core.integrity import check as integrity
+    from core.safety import run_lock
 
     ws = Workspace.open(args.workspace)
     if args.interval is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from core import run_lock
 from core.health import lock_as_dict
-from core.workspace import Workspace
+from core.safety import run_lock
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.prompt import confirm
 from tui.text import lock_lines, print_json

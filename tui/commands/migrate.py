@@ -11,8 +11,8 @@ import sys
 from dataclasses import asdict
 
 from core.errors import ParqctlError
-from core.layout import Venue
-from core.workspace import Workspace
+from core.store.layout import Venue
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, positive_int
 from tui.cancellation import cancellable
 from tui.progress import stderr_progress

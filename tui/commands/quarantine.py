@@ -8,9 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from core import quarantine, run_lock
 from core.errors import LockHeldError, ParqctlError
-from core.workspace import Workspace
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.prompt import confirm
 from tui.text import human_age, human_bytes, print_json

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.text import print_json
 
@@ -18,7 +18,7 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.routing import locate, read_ticker_bars
+    from core.store.routing import locate, read_ticker_bars
 
     ws = Workspace.open(args.workspace)
     ws.load_all_metadata()

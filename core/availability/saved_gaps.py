@@ -1,4 +1,4 @@
-"""The last gap summary (core.gap_watch), saved beside the file index, so that the
+"""The last gap summary (core.availability.gap_watch), saved beside the file index, so that the
 console's dashboard paints coverage as it starts, while the summary is recomputed.
 
 Recomputing it loads the index and builds the coverage grids (about a second on 5,000
@@ -20,15 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from core import health
-from core.atomic import atomic_open, confined
+from core.availability.gap_watch import GapWatch
 from core.config import CONFIG_FILE
-from core.gap_watch import GapWatch
 from core.jobs import CancelToken
-from core.metadata import INTERVALS_FILE, STORAGE_CONFIG_FILE, TICKERS_FILE
-from core.workspace import STATE_DIR, Workspace
+from core.safety.atomic import atomic_open, confined
+from core.store.metadata import INTERVALS_FILE, STORAGE_CONFIG_FILE, TICKERS_FILE
+from core.store.workspace import STATE_DIR, Workspace
 
 SAVED_FILE = Path(STATE_DIR) / "index" / "gap_summary.json"
-# core.index.index_path(root), not imported: core.index loads pyarrow, too slow at start-up.
+# core.availability.index.index_path(root), not imported: core.availability.index loads pyarrow, too slow at start-up.
 _INDEX_FILE = Path(STATE_DIR) / "index" / "files.arrow"
 _INPUTS = (
     _INDEX_FILE,

@@ -34,11 +34,11 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from core.atomic import write_json
-from core.bars import BAR_SCHEMA, write_bar_file
-from core.calendars import INTRADAY_MINUTES, SessionTable, sessions
+from core.availability.calendars import INTRADAY_MINUTES, SessionTable, sessions
 from core.errors import DiskSpaceError, ParqctlError
-from core.layout import COLLECTOR_LEGACY_HOME, legacy_dataset_dir, legacy_file
+from core.safety.atomic import write_json
+from core.store.bars import BAR_SCHEMA, write_bar_file
+from core.store.layout import COLLECTOR_LEGACY_HOME, legacy_dataset_dir, legacy_file
 
 CALENDAR = "XNYS"
 INTERVALS = ["1d", "1h", "1m"]
@@ -46,7 +46,7 @@ MINUTE_TICKERS = 5
 MINUTE_SESSIONS = 5
 PROTECTED_TICKERS = 5  # the top of the demo stays healthy: no injection into these
 PRICE_DECIMALS = 4
-# Where each demo layout keeps its legacy files (a home of core.layout.LEGACY_HOMES).
+# Where each demo layout keeps its legacy files (a home of core.store.layout.LEGACY_HOMES).
 LAYOUTS = {"collector": COLLECTOR_LEGACY_HOME, "data-legacy": "data/legacy"}
 SINGLE_GAPS = 3
 RUN_GAP_SESSIONS = 15  # three weeks

@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.atomic import atomic_path
 from core.config import CONFIG_FILE, FileLimits, load_config
 from core.errors import DataError, MetadataError
+from core.safety.atomic import atomic_path
 
 BAR_SCHEMA = pa.schema(
     [

@@ -2,7 +2,7 @@
 the sessions missing, and the recoverable sessions that expire within a few days; and the
 few worst tickers, for an operator to start with.
 
-It works from the file index (core.index) only when one exists: the index is refreshed
+It works from the file index (core.availability.index) only when one exists: the index is refreshed
 incrementally (unchanged files are not opened), so a health check every few minutes
 stays cheap, and a workspace never indexed does not pay for a full build inside
 ``health`` (``parqctl availability`` or ``parqctl integrity`` builds it).
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.gaps import Gap, TickerAvailability
-    from core.workspace import Workspace
+    from core.availability.gaps import Gap, TickerAvailability
+    from core.store.workspace import Workspace
 
 EXPIRY_HORIZON_DAYS = 2
 WORST_TICKERS = 10
@@ -77,8 +77,8 @@ def gap_watch(
     ws: Workspace, *, today: date | None = None, horizon_days: int = EXPIRY_HORIZON_DAYS
 ) -> GapWatch | None:
     """Gaps per interval from the refreshed index; None when there is no index yet."""
-    from core.gaps import availability
-    from core.index import index_path, refresh_index
+    from core.availability.gaps import availability
+    from core.availability.index import index_path, refresh_index
 
     root = ws.root
     if not index_path(root).exists():
@@ -130,7 +130,7 @@ def _expiring(
 ) -> int:
     """Sessions of ``gap`` fetchable today (on or after today - retention) that fall out of
     the window within ``horizon`` days (before today + horizon - retention)."""
-    from core.session_cache import cached_sessions
+    from core.availability.session_cache import cached_sessions
 
     recoverable = gap.sessions - gap.lost_sessions
     if retention is None or recoverable == 0 or calendar is None:

@@ -1,6 +1,6 @@
 """Row-level checks of one bar file, and their cache keyed by (path, size, mtime_ns).
 
-The file index (core.index) says whether a file is readable and what its schema is; these
+The file index (core.availability.index) says whether a file is readable and what its schema is; these
 checks read its rows: the stock name, duplicate and misplaced bar times, price sanity.
 Their findings are cached under ``.parqctl/integrity/`` with the file's size and mtime, so
 a nightly run over an unchanged workspace reads no Parquet at all.
@@ -18,11 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.atomic import atomic_path
-from core.bars import FIRST_BAR_DAY, LAST_BAR_DAY, footer_problem, workspace_limits
 from core.config import FileLimits
-from core.findings import Finding, Severity
-from core.workspace import STATE_DIR
+from core.integrity.findings import Finding, Severity
+from core.safety.atomic import atomic_path
+from core.store.bars import FIRST_BAR_DAY, LAST_BAR_DAY, footer_problem, workspace_limits
+from core.store.workspace import STATE_DIR
 
 CACHE_FILE = Path(STATE_DIR) / "integrity" / "row_checks.parquet"
 CACHE_VERSION = b"2"  # 2: dates outside the calendars, files beyond the limits

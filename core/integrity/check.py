@@ -2,10 +2,10 @@
 metadata that routes them, and the run lock. Each problem is a Finding with a severity,
 the file, and what to do.
 
-Per-file facts (readable or not, schema, rows) come from the file index (core.index), so
-a file is opened for them once per change; row-level checks (core.bar_checks) are cached
+Per-file facts (readable or not, schema, rows) come from the file index (core.availability.index), so
+a file is opened for them once per change; row-level checks (core.integrity.bar_checks) are cached
 by the same (path, size, mtime_ns). An unchanged workspace is checked without reading any
-Parquet. Stray files (core.stray_files) and the metadata and lock (core.metadata_checks)
+Parquet. Stray files (core.integrity.stray_files) and the metadata and lock (core.integrity.metadata_checks)
 have modules of their own; this one runs them all and checks the schemas. Nothing here writes to the data tree: ``quarantine_errors`` moves files, under
 the run lock the caller holds.
 
@@ -27,22 +27,23 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from core import quarantine, run_lock
-from core.atomic import confined, write_json
-from core.bar_checks import (
+from core.availability.index import RefreshStats, refresh_index
+from core.integrity import quarantine
+from core.integrity.bar_checks import (
     BarFile,
     ChangedWhileChecking,
     RowCheckCache,
     check_rows,
     too_large_finding,
 )
-from core.bars import BAR_COLUMNS, BAR_SCHEMA, TOO_LARGE
-from core.findings import LAST_REPORT, Finding, Scope, Severity
-from core.index import RefreshStats, refresh_index
+from core.integrity.findings import LAST_REPORT, Finding, Scope, Severity
+from core.integrity.metadata_checks import lock_findings, metadata_findings
+from core.integrity.stray_files import being_written, stray_findings
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.metadata_checks import lock_findings, metadata_findings
-from core.stray_files import being_written, stray_findings
-from core.workspace import Workspace
+from core.safety import run_lock
+from core.safety.atomic import confined, write_json
+from core.store.bars import BAR_COLUMNS, BAR_SCHEMA, TOO_LARGE
+from core.store.workspace import Workspace
 
 # The last report keeps this many findings of each code (with the full counts), so that a
 # workspace where every file has the same extra column does not write a huge file.

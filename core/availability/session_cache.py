@@ -17,9 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from core.atomic import UnsafeLinkError, atomic_path, confined
-from core.calendars import SessionTable, sessions
-from core.index import INDEX_DIR, numpy_values
+from core.availability.calendars import SessionTable, sessions
+from core.availability.index import INDEX_DIR, numpy_values
+from core.safety.atomic import UnsafeLinkError, atomic_path, confined
 
 CALENDAR_DIR = INDEX_DIR / "calendars"
 _SCHEMA = pa.schema(
@@ -81,7 +81,7 @@ def _slice(table: SessionTable, start: date, end: date) -> SessionTable:
 
 
 def cached_sessions(root: Path, calendar: str, start: date, end: date) -> SessionTable:
-    """``core.calendars.sessions(calendar, start, end)``, from the workspace's cache if it can."""
+    """``core.availability.calendars.sessions(calendar, start, end)``, from the workspace's cache if it can."""
     if end < start:
         return sessions(calendar, start, end)
     version = _library_version()

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import atomic
 from core.errors import MetadataError
-from core.layout import Venue
+from core.safety import atomic
+from core.store.layout import Venue
 
 TICKERS_FILE = "tickers.json"
 INTERVALS_FILE = "intervals.json"

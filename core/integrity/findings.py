@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import MetadataError
-from core.metadata import load_json
-from core.workspace import STATE_DIR
+from core.store.metadata import load_json
+from core.store.workspace import STATE_DIR
 
 LAST_REPORT = Path(STATE_DIR) / "integrity" / "last_report.json"
 

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from core import atomic
-from core.atomic import write_bytes
-from core.disk_usage import Filesystem
-from core.workspace import STATE_DIR
+from core.disk.usage import Filesystem
+from core.safety import atomic
+from core.safety.atomic import write_bytes
+from core.store.workspace import STATE_DIR
 
 HISTORY_FILE = Path(STATE_DIR) / "disk_history.jsonl"
 WINDOW_DAYS = 30

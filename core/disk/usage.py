@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import Watermarks
-from core.disk import DiskStatus, disk_status
-from core.workspace import LOCK_DIR, STATE_DIR, Workspace
+from core.disk.watermarks import DiskStatus, disk_status
+from core.store.workspace import LOCK_DIR, STATE_DIR, Workspace
 
 QUARANTINE_DIR = Path(STATE_DIR) / "quarantine"
 STAGING_DIR = Path(STATE_DIR) / "staging"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from core.coverage import (
+from core.availability.coverage import (
     CalendarBlock,
     CoverageGrid,
     UnreadableFile,
@@ -28,10 +28,10 @@ from core.coverage import (
     missing_cells,
     present_in,
 )
+from core.availability.index import FileIndex, RefreshStats
 from core.errors import ParqctlError
-from core.index import FileIndex, RefreshStats
-from core.layout import validate_interval, validate_ticker
-from core.workspace import Workspace
+from core.store.layout import validate_interval, validate_ticker
+from core.store.workspace import Workspace
 
 
 @dataclass(frozen=True, slots=True)

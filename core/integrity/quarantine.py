@@ -13,10 +13,10 @@ file name inside its own ``payload/``, its original path a relative path under `
 or a root ``stocks_<iv>/``, the stored file a regular file of the recorded size), and the
 sha256 is checked again before any purge or restore. An entry that fails is listed as
 ``invalid`` with the reason and never acted on. Every move and deletion walks down from
-the workspace root without following links (``core.atomic.open_dir``), so a symbolic link
+the workspace root without following links (``core.safety.atomic.open_dir``), so a symbolic link
 in place of ``.parqctl``, the quarantine or an entry is refused, never written through.
 
-Writers pass the run lock they hold (``core.run_lock.hold``): the collector takes the same
+Writers pass the run lock they hold (``core.safety.run_lock.hold``): the collector takes the same
 lock, so nothing else creates or moves files under us.
 """
 
@@ -38,14 +38,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import atomic, audit
-from core.atomic import UnsafeLinkError, fsync_dir, is_temp_name, write_json
 from core.config import load_config
-from core.disk import disk_status
+from core.disk.watermarks import disk_status
 from core.errors import DataError, DiskSpaceError, ParqctlError
-from core.layout import interval_of_dataset_dir
-from core.run_lock import RunLock
-from core.workspace import LOCK_DIR, STATE_DIR
+from core.safety import atomic, audit
+from core.safety.atomic import UnsafeLinkError, fsync_dir, is_temp_name, write_json
+from core.safety.run_lock import RunLock
+from core.store.layout import interval_of_dataset_dir
+from core.store.workspace import LOCK_DIR, STATE_DIR
 
 QUARANTINE_DIR = Path(STATE_DIR) / "quarantine"
 MANIFEST = "manifest.json"

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core import atomic
+from core.safety import atomic
 
 AUDIT_FILE = Path(".parqctl") / "audit.jsonl"
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from core import metadata, run_lock
 from core.config import Config, load_config
 from core.errors import WorkspaceError
-from core.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES, Venue, interval_of_dataset_dir
+from core.safety import run_lock
+from core.store import metadata
+from core.store.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES, Venue, interval_of_dataset_dir
 
 WORKSPACE_ENV = "PARQCTL_WORKSPACE"
 STATE_DIR = ".parqctl"
@@ -31,7 +32,7 @@ class Dataset:
 
     ``kind`` is ``legacy`` (one file per ticker), ``partitioned`` (Hive ticker/year/month)
     or ``trades`` (raw trades, read-only). A legacy dataset's ``home`` is the directory
-    holding its ``stocks_<iv>`` folder (see ``core.layout.LEGACY_HOMES``).
+    holding its ``stocks_<iv>`` folder (see ``core.store.layout.LEGACY_HOMES``).
     """
 
     kind: str

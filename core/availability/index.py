@@ -65,12 +65,12 @@ import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from core.atomic import atomic_path, is_temp_name
-from core.bars import TOO_LARGE, footer_problem, workspace_limits
 from core.config import FileLimits
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.layout import PARTITION_FILE
-from core.workspace import STATE_DIR, discover_datasets
+from core.safety.atomic import atomic_path, is_temp_name
+from core.store.bars import TOO_LARGE, footer_problem, workspace_limits
+from core.store.layout import PARTITION_FILE
+from core.store.workspace import STATE_DIR, discover_datasets
 
 if TYPE_CHECKING:
     import polars as pl

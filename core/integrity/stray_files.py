@@ -9,11 +9,11 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from core import run_lock
-from core.atomic import TEMP_MARKER
-from core.findings import Finding, Severity
-from core.index import is_temp_file
-from core.workspace import Workspace
+from core.availability.index import is_temp_file
+from core.integrity.findings import Finding, Severity
+from core.safety import run_lock
+from core.safety.atomic import TEMP_MARKER
+from core.store.workspace import Workspace
 
 # The collector's temp files, which its start-up clean-up renames onto the real name.
 _COLLECTOR_TEMP = re.compile(r"\.parquet\.tmp-")

@@ -3,7 +3,7 @@
 Built once per index load from the file index (no bar file is opened); the gap report
 and the heatmap are computed from it. Each (ticker, interval) is read from one source,
 chosen as the collector reads it: where ``tickers.json`` / ``storage_config.json`` route
-it when that layout has files, else the layout that has them (see ``core.routing``).
+it when that layout has files, else the layout that has them (see ``core.store.routing``).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.bars import FIRST_BAR_DAY, LAST_BAR_DAY
-from core.calendars import calendar_for_market
+from core.availability.calendars import calendar_for_market
+from core.availability.index import FileIndex, SessionArrays
+from core.availability.session_cache import cached_sessions
 from core.errors import ParqctlError
-from core.index import FileIndex, SessionArrays
-from core.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES
-from core.metadata import StorageBlock
-from core.routing import DEFAULT_VENUE, locate
-from core.session_cache import cached_sessions
-from core.workspace import Workspace
+from core.store.bars import FIRST_BAR_DAY, LAST_BAR_DAY
+from core.store.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES
+from core.store.metadata import StorageBlock
+from core.store.routing import DEFAULT_VENUE, locate
+from core.store.workspace import Workspace
 
 if TYPE_CHECKING:
     import polars as pl
@@ -106,7 +106,7 @@ def _legacy_source(home: str) -> str:
 
 
 def _routed_order(ws: Workspace, ticker: str, interval: str) -> list[str]:
-    """Sources in the order the collector's reader tries them (core.routing)."""
+    """Sources in the order the collector's reader tries them (core.store.routing)."""
     try:
         location = locate(ws, ticker, interval)
     except ParqctlError:  # a file name no collector would route to: no preference

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from core import run_lock
-from core.findings import Finding, Scope, Severity
-from core.metadata import INTERVALS_FILE, TICKERS_FILE, TickerEntry
-from core.routing import locate, routed_mode
-from core.workspace import Workspace
+from core.integrity.findings import Finding, Scope, Severity
+from core.safety import run_lock
+from core.store.metadata import INTERVALS_FILE, TICKERS_FILE, TickerEntry
+from core.store.routing import locate, routed_mode
+from core.store.workspace import Workspace
 
 
 def metadata_findings(ws: Workspace, files, interval: str | None) -> list[Finding]:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from core.errors import ParqctlError
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 
 def allowed_roots(ws: Workspace) -> list[Path]:

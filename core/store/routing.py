@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import DataError
-from core.layout import (
+from core.store.layout import (
     DATASET_PREFIX,
     LEGACY_HOMES,
     PARTITION_FILE,
@@ -27,7 +27,7 @@ from core.layout import (
     validate_interval,
     validate_ticker,
 )
-from core.workspace import Workspace
+from core.store.workspace import Workspace
 
 if TYPE_CHECKING:  # pyarrow loads (and starts threads) only when bars are read
     import pyarrow as pa
@@ -133,7 +133,7 @@ def read_ticker_bars(ws: Workspace, ticker: str, interval: str) -> TickerBars:
     """
     import pyarrow as pa
 
-    from core.bars import concat_bar_tables, read_bar_file
+    from core.store.bars import concat_bar_tables, read_bar_file
 
     location = locate(ws, ticker, interval)
     partition_files = location.partition_files()

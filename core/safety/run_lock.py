@@ -36,8 +36,6 @@ from typing import Any
 
 import psutil
 
-from core import audit
-from core.atomic import confined, is_temp_name, read_state_file, write_json
 from core.errors import (
     DiskSpaceError,
     LockHeldError,
@@ -45,7 +43,9 @@ from core.errors import (
     ParqctlError,
     WorkspaceError,
 )
-from core.metadata import file_kind
+from core.safety import audit
+from core.safety.atomic import confined, is_temp_name, read_state_file, write_json
+from core.store.metadata import file_kind
 
 LOCK_DIR_NAME = ".run_lock"
 OWNER_FILE = "owner.json"

@@ -20,7 +20,7 @@ from datetime import date
 
 import numpy as np
 
-from core.coverage import CalendarBlock, CoverageGrid, missing_cells, present_in
+from core.availability.coverage import CalendarBlock, CoverageGrid, missing_cells, present_in
 from core.errors import ParqctlError
 
 
