@@ -99,7 +99,9 @@ def describe_cell(bucket: date, state: int, coverage: float | None) -> str:
     return f"{GLYPHS[CellState(state)]} {bucket}: {name}"
 
 
-def describe_ticker(data: IntervalData, ticker: str, cell: tuple[date, int, float] | None) -> str:
+def describe_ticker(
+    data: IntervalData, ticker: str, cell: tuple[date, int, float | None] | None
+) -> str:
     """The ticker under the cursor: the cell, its bars and sessions, and what else is
     wrong with it (unreadable or quarantined files; no bars, and why)."""
     info = data.tickers.get(ticker)
@@ -113,9 +115,7 @@ def describe_ticker(data: IntervalData, ticker: str, cell: tuple[date, int, floa
             f"partial  {len(info.partial):,}",
         ]
     else:
-        lines.append(
-            f"{GLYPHS[CellState.NO_BARS]} no {data.interval} bars: " + _why_no_bars(data, ticker)
-        )
+        lines.append(f"no {data.interval} bars: " + _why_no_bars(data, ticker))
     unreadable = info.unreadable if info is not None else []
     if unreadable:
         lines.append(f"{GLYPHS[CellState.UNREADABLE]} {len(unreadable)} unreadable file(s)")
@@ -168,10 +168,8 @@ def gaps_heading(info: TickerAvailability | None) -> str:
     if not info.gaps:
         return "✓ no gaps"
     deadlines = [g.recoverable_until for g in info.gaps if g.recoverable_until is not None]
-    return (
-        f"{len(info.gaps)} gap(s), {info.missing_sessions:,} sessions"
-        + (f" · ⏳ {min(deadlines)}" if deadlines else "")
-        + " · tab, enter: go"
+    return f"{len(info.gaps)} gap(s), {info.missing_sessions:,} sessions" + (
+        f" · ⏳ {min(deadlines)}" if deadlines else ""
     )
 
 
