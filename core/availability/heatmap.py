@@ -123,26 +123,29 @@ def ticker_paths(index: FileIndex, grid: CoverageGrid) -> dict[str, str]:
     layout) or its ``ticker=<T>`` directory (partitioned), in the source the grid chose."""
     import polars as pl
 
-    legacy_home = pl.col("path").str.extract(r"^(.*)/stocks_[^/]+/[^/]+$")
-    located = (
-        index.files.lazy()
-        .filter(pl.col("interval") == grid.interval)
-        .select(
-            "ticker",
-            pl.when(pl.col("kind") != LEGACY)
-            .then(pl.col("venue"))
-            .when(legacy_home.is_null())
-            .then(pl.lit(LEGACY))
-            .otherwise(pl.lit(LEGACY + " ") + legacy_home)
-            .alias("source"),
-            pl.when(pl.col("kind") != LEGACY)
-            .then(pl.col("path").str.extract(r"^(.*/ticker=[^/]+)/"))
-            .otherwise(pl.col("path"))
-            .alias("located"),
-        )
-        .unique(["ticker", "source"], keep="first")
-        .collect()
+    files = index.files.lazy().filter(pl.col("interval") == grid.interval)
+    partitioned = pl.col("kind") != LEGACY
+    # One file per ticker and venue first (cheap), so the paths parsed are a few per ticker.
+    candidates = pl.concat(
+        [
+            files.filter(partitioned).unique(["ticker", "venue"], keep="first"),
+            files.filter(~partitioned),
+        ]
     )
+    legacy_home = pl.col("path").str.extract(r"^(.*)/stocks_[^/]+/[^/]+$")
+    located = candidates.select(
+        "ticker",
+        pl.when(partitioned)
+        .then(pl.col("venue"))
+        .when(legacy_home.is_null())
+        .then(pl.lit(LEGACY))
+        .otherwise(pl.lit(LEGACY + " ") + legacy_home)
+        .alias("source"),
+        pl.when(partitioned)
+        .then(pl.col("path").str.extract(r"^(.*/ticker=[^/]+)/"))
+        .otherwise(pl.col("path"))
+        .alias("located"),
+    ).collect()
     return {
         ticker: path
         for ticker, source, path in located.iter_rows()
