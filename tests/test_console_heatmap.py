@@ -187,6 +187,24 @@ async def test_an_unreadable_ticker_is_a_row_first_and_says_why_then_quarantined
         assert app.clipboard == str(entry.stored_path)
 
 
+async def test_a_registered_ticker_without_files_is_a_row_saying_so(demo):
+    root, _ = demo
+    (root / "stocks_1d" / "AAPL.parquet").unlink()
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        grid = await open_heatmap(pilot)
+        assert "AAPL" in grid.heatmap.tickers[:3]  # with the other tickers needing a look
+        row = grid.heatmap.tickers.index("AAPL")
+        assert set(grid.heatmap.states[row].tolist()) == {CellState.NO_BARS}
+        assert cell_glyph(grid, row, 0) == "○"
+        await pilot.press("t", *"AAPL", "enter", "c")
+        await pilot.pause()
+        panel = shown(app, "#heatmap-ticker")
+        assert "no 1d bars: in tickers.json (status active), no files" in panel
+        assert app.clipboard == ""  # nothing to copy, and a warning says so
+        assert any("no 1d files" in str(n.message) for n in app._notifications)
+
+
 async def test_copy_path_of_a_ticker_with_bars(demo):
     root, report = demo
     gap = injected(report, "gap", "1d")
