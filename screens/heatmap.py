@@ -588,7 +588,13 @@ ticker.
             if value.upper() in names:
                 grid.set_cursor(names.index(value.upper()), grid.cursor_col)
             else:
-                self.notify(f"{value} is not in the heatmap (check the filter)", severity="warning")
+                hidden = self.pattern or self.only_gaps
+                self.notify(
+                    f"{value} is not in view: escape clears the filter"
+                    if hidden
+                    else f"no {self.interval} ticker {value} in tickers.json or on disk",
+                    severity="warning",
+                )
         elif self.prompt_kind == "date" and value:
             try:
                 day = date.fromisoformat(value)

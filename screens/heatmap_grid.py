@@ -52,6 +52,7 @@ STATE_CLASS = {
 HEADER_ROWS = 1
 # Partial cells drawn with their shade: a state code of its own per shade, past CellState.
 _SHADE_CODE = max(CellState) + 1
+_SHADE_FLOORS = np.array([floor for floor, _ in PARTIAL_SHADES])  # the first one reached
 
 
 def partial_glyph(coverage: float) -> str:
@@ -267,12 +268,8 @@ class HeatmapGrid(Widget, can_focus=True):
         codes = heatmap.states[row, window].astype(np.int64)
         partial = codes == CellState.PARTIAL
         if partial.any():  # one code per shade, so that runs split where the shade does
-            shade = np.searchsorted(
-                [floor for floor, _ in reversed(PARTIAL_SHADES)][1:],
-                heatmap.coverage[row, window][partial],
-                side="right",
-            )
-            codes[partial] = _SHADE_CODE + len(PARTIAL_SHADES) - 1 - shade
+            share = heatmap.coverage[row, window][partial]
+            codes[partial] = _SHADE_CODE + np.argmax(share[:, None] >= _SHADE_FLOORS, axis=1)
         cursor = self.cursor_col - self.left_col if on_cursor_row else -1
         # Runs of equal state become one segment: a row is a handful of segments, not width.
         start = 0

@@ -163,8 +163,11 @@ async def test_an_unreadable_ticker_is_a_row_first_and_says_why_then_quarantined
 
         await pilot.press("G", "t", *truncated.ticker, "enter")
         await pilot.pause()
-        assert grid.current()[0] == truncated.ticker
-        assert not any("not in the heatmap" in str(n.message) for n in app._notifications)
+        assert grid.current()[0] == truncated.ticker and not app._notifications
+        await pilot.press("t", *"NOPE", "enter")
+        await pilot.pause()
+        [warning] = app._notifications
+        assert warning.message == "no 1d ticker NOPE in tickers.json or on disk"
 
         # Copy its path: the file, named in a notification.
         await pilot.press("c")

@@ -52,9 +52,9 @@ class CellState(enum.IntEnum):
     NO_BARS = 8  # registered, or files that hold no rows
 
 
-# The states that say why a row has no bars, and in ``Heatmap.issues`` what else is wrong
-# with a row that has bars (an unreadable or quarantined file beside readable ones).
-ROW_ISSUES = (CellState.UNREADABLE, CellState.QUARANTINED, CellState.NO_BARS)
+# ``Heatmap.issues`` of a row: why it has no bars (UNREADABLE, QUARANTINED, NO_BARS), or
+# what else is wrong with one that has bars (an unreadable or quarantined file beside
+# readable ones), or nothing.
 NO_ISSUE = 0
 
 LEGEND: dict[int, str] = {
@@ -84,13 +84,13 @@ class Heatmap:
     start: date  # the window shown; the first bucket may begin before it
     end: date
     tickers: list[str]  # row labels, in display order
-    calendars: list[str]  # per row
+    calendars: list[str]  # per row; "" for a ticker without files
     bucket_starts: np.ndarray  # datetime64[D], ascending
     states: np.ndarray  # uint8 [rows, buckets], CellState values
     coverage: np.ndarray  # float32 [rows, buckets]: bars present / expected; NaN: none expected
     row_coverage: np.ndarray  # float32 [rows], over the window
     last_gap: np.ndarray  # datetime64[D] [rows]: newest missing session in the window, or NaT
-    issues: np.ndarray  # uint8 [rows]: a ROW_ISSUES state, or NO_ISSUE
+    issues: np.ndarray  # uint8 [rows]: a CellState of a row without bars, or NO_ISSUE
     total_tickers: int  # rows before filtering
     legend: dict[int, str]
 
@@ -222,6 +222,7 @@ class HeatmapSource:
         why.update({t: CellState.QUARANTINED for t in quarantined & without})
         why.update({t: CellState.UNREADABLE for t in grid.unreadable if t in without})
         self._without_bars = sorted(why.items())
+        self._calendars = grid.calendars
         self._with_issue = [
             np.array([t in self._issues for t in p.block.tickers], dtype=bool) for p in self._blocks
         ]
@@ -298,7 +299,7 @@ class HeatmapSource:
         for row, (_, why) in zip(place[offset:].tolist(), bare, strict=True):
             states[row], coverage[row] = why, np.nan
         calendars = [p.prepared.block.calendar for p in parts for _ in p.rows]
-        calendars += [""] * len(bare)
+        calendars += [self._calendars.get(t, "") for t, _ in bare]
         shown = [tickers[i] for i in order]
         if self._confirmed:
             dates = [p.prepared.block.dates for p in parts for _ in p.rows] + [None] * len(bare)
