@@ -425,6 +425,8 @@ ticker.
         heading = Text(gaps_heading(info), no_wrap=True, overflow="ellipsis")
         self.query_one("#heatmap-gaps", Static).update(heading)
         gap_list = self.query_one("#heatmap-gap-list", OptionList)
+        # Without bars there are no gaps to list: the ticker's problems take the room.
+        self.query_one("#heatmap-gaps-box").display = bool(heading.plain)
         if gap_list.has_focus:  # the list is being read: it follows the grid only from it
             return
         empty = self._confirmed_empty(message.ticker)

@@ -264,8 +264,12 @@ async def test_at_80x24_the_panel_goes_under_the_grid(demo):
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(80, 24)) as pilot:
         grid = await open_heatmap(pilot)
+        # The unreadable ticker has no gaps to list: its problems take the whole width.
+        assert not app.screen.query_one("#heatmap-gaps-box").display
+        assert app.screen.query_one("#heatmap-ticker").region.width >= 76
         await pilot.press("j")  # to the ticker with gaps, under the unreadable one
         await pilot.pause()
+        assert app.screen.query_one("#heatmap-gaps-box").display
         detail = app.screen.query_one("#heatmap-detail")
         assert grid.visible_columns == 80 - grid.label_width
         assert detail.region.y >= grid.region.bottom and detail.region.width == 80
