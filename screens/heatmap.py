@@ -5,38 +5,57 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+import numpy as np
 from rich.text import Text
 from textual import work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal
+from textual.containers import Container, Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, OptionList, Static
+from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from core.availability.coverage import coverage_grid
-from core.availability.gaps import Gap, TickerAvailability, Window, interval_availability
-from core.availability.heatmap import SORTS, ZOOMS, CellState, Heatmap, HeatmapSource
+from core.availability.gaps import (
+    Gap,
+    TickerAvailability,
+    Window,
+    interval_availability,
+    registered_for,
+)
+from core.availability.heatmap import (
+    NO_ISSUE,
+    SORTS,
+    ZOOMS,
+    CellState,
+    Heatmap,
+    HeatmapSource,
+    quarantined_files,
+    ticker_paths,
+)
 from core.availability.index import refresh_index
 from core.errors import ParqctlError
 from core.ingest.confirmed_empty import days_by_ticker as confirmed_empty_days
+from core.integrity.quarantine import QuarantineEntry
 from core.jobs import Progress
 from core.store.workspace import Workspace
-from screens.heatmap_grid import GLYPHS, HeatmapGrid
+from screens.heatmap_grid import GLYPHS, PARTIAL_SHADES, HeatmapGrid, partial_glyph
 
-# Gap lines in the panel: beside the grid, as many as its height allows; under it (narrow
-# terminals), a few.
-SIDE_PANEL_LINES = 7  # the ticker's summary, a blank line and the gaps heading
-NARROW_GAPS_SHOWN = 4
 LEGEND = (
     (CellState.COMPLETE, "$success", "complete"),
     (CellState.PARTIAL, "$warning", "partial"),
     (CellState.MISSING, "$error", "missing"),
-    (CellState.OUTSIDE, "dim", "outside listed range"),
+    (CellState.OUTSIDE, "dim", "not listed"),
     (CellState.NOT_EXPECTED, "dim", "no session"),
-    (CellState.CONFIRMED_EMPTY, "dim", "Yahoo has no bars"),
+    (CellState.CONFIRMED_EMPTY, "dim", "Yahoo empty"),
+    (CellState.UNREADABLE, "$error", "unreadable"),
+    (CellState.QUARANTINED, "$secondary", "quarantined"),
+    (CellState.NO_BARS, "$warning", "no bars"),
 )
+SHOWN_PROBLEM_FILES = 3  # unreadable or quarantined files named in the panel; then a count
 
 
 @dataclass(frozen=True)
@@ -46,6 +65,10 @@ class IntervalData:
     interval: str
     source: HeatmapSource
     tickers: dict[str, TickerAvailability]
+    quarantined: dict[str, list[QuarantineEntry]]  # ticker -> its files in the quarantine
+    paths: dict[str, str]  # ticker -> its file or partition directory, relative to the root
+    with_files: frozenset[str]  # tickers with files of the interval, readable or not
+    registry: dict[str, dict]  # tickers.json entries, raw
 
 
 class IntervalLoaded(Message):
@@ -69,24 +92,63 @@ class IndexProgress(Message):
         return isinstance(message, IndexProgress)
 
 
+def describe_cell(bucket: date, state: int, coverage: float | None) -> str:
+    name = CellState(state).name.lower().replace("_", " ")
+    if state == CellState.PARTIAL and coverage is not None:
+        return f"{partial_glyph(coverage)} {bucket}: partial, {coverage:.0%} of the bars"
+    return f"{GLYPHS[CellState(state)]} {bucket}: {name}"
+
+
 def describe_ticker(
-    info: TickerAvailability | None, ticker: str, bucket: date | None, state: int | None
+    data: IntervalData, ticker: str, cell: tuple[date, int, float | None] | None
 ) -> str:
-    """The ticker under the cursor: the cell, its bars and sessions."""
+    """The ticker under the cursor: the cell, its bars and sessions, and what else is
+    wrong with it (unreadable or quarantined files; no bars, and why)."""
+    info = data.tickers.get(ticker)
     lines = [ticker]
-    if state is not None and bucket is not None:
+    if cell is not None:
+        lines.append(describe_cell(*cell))
+    if info is not None and info.first is not None:
+        lines += [
+            f"bars     {info.first} .. {info.last}",
+            f"sessions {info.present_sessions:,}/{info.expected_sessions:,}",
+            f"partial  {len(info.partial):,}",
+        ]
+    else:
+        lines.append(f"no {data.interval} bars: " + _why_no_bars(data, ticker))
+    unreadable = info.unreadable if info is not None else []
+    if unreadable:
+        lines.append(f"{GLYPHS[CellState.UNREADABLE]} {len(unreadable)} unreadable file(s)")
+        lines += [f"  {u.path}: {u.error}" for u in unreadable[:SHOWN_PROBLEM_FILES]]
+        if len(unreadable) > SHOWN_PROBLEM_FILES:
+            lines.append(f"  … {len(unreadable) - SHOWN_PROBLEM_FILES} more")
+    quarantined = data.quarantined.get(ticker, [])
+    if quarantined:
         lines.append(
-            f"{GLYPHS[CellState(state)]} {bucket}: {CellState(state).name.lower().replace('_', ' ')}"
+            f"{GLYPHS[CellState.QUARANTINED]} {len(quarantined)} file(s) in quarantine (4)"
         )
-    if info is None:
-        return "\n".join([*lines, "no bars"])
-    lines += [
-        f"bars     {info.first} .. {info.last}",
-        f"sessions {info.present_sessions:,}/{info.expected_sessions:,}",
-        f"partial  {len(info.partial):,}"
-        + (f"  ✗ {len(info.unreadable)} unreadable" if info.unreadable else ""),
-    ]
+        lines += [
+            f"  {q.original_path}: {q.reason} ({q.when[:10]}, id {q.id})"
+            for q in quarantined[:SHOWN_PROBLEM_FILES]
+        ]
+        if len(quarantined) > SHOWN_PROBLEM_FILES:
+            lines.append(f"  … {len(quarantined) - SHOWN_PROBLEM_FILES} more")
     return "\n".join(lines)
+
+
+def _why_no_bars(data: IntervalData, ticker: str) -> str:
+    info = data.tickers.get(ticker)
+    if info is not None and info.unreadable:
+        return "its files cannot be read"
+    if ticker in data.quarantined and ticker not in data.with_files:
+        return "its files are in the quarantine"
+    if ticker in data.with_files:
+        return "its files hold no rows"
+    status = (data.registry.get(ticker) or {}).get("intervals", {}).get(data.interval, {})
+    said = (
+        f" (status {status['status']})" if isinstance(status, dict) and "status" in status else ""
+    )
+    return f"in tickers.json{said}, no files"
 
 
 def gap_fate(gap: Gap, asked_empty: date | None = None) -> str:
@@ -99,32 +161,26 @@ def gap_fate(gap: Gap, asked_empty: date | None = None) -> str:
     return "✓ fetchable"
 
 
-def describe_gaps(
-    info: TickerAvailability | None, limit: int, empty: dict[date, date] | None = None
-) -> str:
-    """The ticker's gaps, newest first, each with whether it can still be fetched and
-    until when; the first deadline in the heading, as it may belong to an older gap."""
+def gaps_heading(info: TickerAvailability | None) -> str:
+    """How many gaps and sessions, and the first deadline (it may belong to an older gap)."""
     if info is None or info.first is None:
         return ""
     if not info.gaps:
         return "✓ no gaps"
     deadlines = [g.recoverable_until for g in info.gaps if g.recoverable_until is not None]
-    lines = [
-        f"{len(info.gaps)} gap(s), {info.missing_sessions:,} sessions"
-        + (f" · ⏳ {min(deadlines)}" if deadlines else "")
-    ]
-    shown = sorted(info.gaps, key=lambda g: g.end, reverse=True)
-    if len(shown) > limit:
-        shown, older = shown[: max(limit - 1, 1)], len(shown) - max(limit - 1, 1)
-    else:
-        older = 0
-    for gap in shown:
-        span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end:%m-%d}"
-        asked = (empty or {}).get(gap.start)
-        lines.append(f"{span:<17} {gap.sessions:>3} {gap_fate(gap, asked)}")
-    if older:
-        lines.append(f"… {older} older")
-    return "\n".join(lines)
+    return f"{len(info.gaps)} gap(s), {info.missing_sessions:,} sessions" + (
+        f" · ⏳ {min(deadlines)}" if deadlines else ""
+    )
+
+
+def newest_first(info: TickerAvailability | None) -> list[Gap]:
+    return sorted(info.gaps, key=lambda g: g.end, reverse=True) if info else []
+
+
+def gap_line(gap: Gap, asked_empty: date | None = None) -> str:
+    """One gap: its days, its sessions, whether it can still be fetched and until when."""
+    span = f"{gap.start}" if gap.start == gap.end else f"{gap.start}..{gap.end:%m-%d}"
+    return f"{span:<17} {gap.sessions:>3} {gap_fate(gap, asked_empty)}"
 
 
 def urgent_gap_day(info: TickerAvailability | None) -> date | None:
@@ -146,26 +202,42 @@ class HeatmapScreen(Screen):
 Tickers down, time across; one cell is a day, a week or a month. A cell is
 
 - `█` **complete**: every expected bar of its sessions is there,
-- `▒` **partial**: some bars are missing (intraday), or some sessions of the bucket,
+- `▓` `▒` `░` **partial**: some bars or sessions of the cell are missing; the shade says
+  how much is there (at least 90%, at least 50%, less), so a one-session gap and a
+  fifteen-session one look different at every zoom,
 - `×` **missing**: sessions expected and no bar at all (a gap),
-- `·` **outside** the ticker's listed range (before its first bar or after its last),
+- `·` **not listed**: before the ticker's first bar or after its last,
 - blank: **no session** (weekends, holidays).
+
+Every ticker in tickers.json and every ticker with files is a row. A ticker without bars
+fills its row with why: `!` **unreadable** files, `⊘` files in the **quarantine** (4),
+`○` **no bars** (empty files, or none yet). A ticker with bars whose name is coloured has
+an unreadable or quarantined file too; the panel says which.
+
+**What needs attention comes first**: the grid opens sorted by attention: tickers with
+unreadable, quarantined or no bars, then those with gaps (worst coverage first), then
+those with partial sessions, then the complete ones by name. `s` sorts by attention, name,
+worst coverage or latest gap; `o` shows only the tickers that need attention (or all
+again).
 
 The panel (beside the grid, or under it on a narrow terminal) shows the ticker under the
 cursor with its gaps, newest first, and whether each can still be fetched from Yahoo
 (`⏳` until when, `✓` any time) or is lost for good (`✗`); `∅` marks a gap Yahoo was
-asked for and had no bars (a halt; `parqctl backfill --recheck` asks again).
+asked for and had no bars (a halt; `parqctl backfill --recheck` asks again). `tab` goes
+to the gap list; `enter` on a gap moves the grid's cursor to it.
 
-`g` shows only the tickers with gaps (or all again); `/` filters by a ticker pattern;
-`s` sorts by name, worst coverage or latest gap; `t` jumps to a ticker, `d` to a date;
-`r` re-indexes the files that changed. `b` backfills the recoverable gaps of the ticker
-under the cursor from Yahoo Finance, `B` those of every ticker in view: both say what will
-be fetched and ask first, then run with a progress bar (`escape` stops after the request
-in progress); the grid reloads when done. `S` opens the Query screen (8) on the bars of
-the ticker under the cursor around its date.
+`/` filters by ticker: `AAP` matches every ticker holding it, `A*` or `*.DE` are globs;
+`escape` clears the filter (then goes back). `t` jumps to a ticker, `d` to a date; `c`
+copies the path of the ticker's file (or partition directory) to the clipboard; `r`
+re-indexes the files that changed. `b` backfills the recoverable gaps of the ticker under
+the cursor from Yahoo Finance, `B` those of every ticker in view: both say what will be
+fetched and ask first, then run with a progress bar (`escape` stops after the request in
+progress); the grid reloads when done. `S` opens the Query screen (8) on the bars of the
+ticker under the cursor around its date.
 
-Arrows move the cursor, `ctrl+left` / `ctrl+right` by ten cells, `pageup` / `pagedown`
-by a screen, `home` / `end` to the first and last ticker.
+Arrows or `h` `j` `k` `l` move the cursor, `ctrl+left` / `ctrl+right` by ten cells,
+`pageup` / `pagedown` by a screen, `g` / `G` (or `home` / `end`) to the first and last
+ticker.
 """
     # The footer shows what is used most; every key is in the help and the palette.
     BINDINGS = [
@@ -173,12 +245,13 @@ by a screen, `home` / `end` to the first and last ticker.
         Binding("x", "zoom(1)", "Zoom out", group=ZOOM),
         Binding("i", "next_interval", "Interval"),
         Binding("s", "next_sort", "Sort"),
-        Binding("g", "toggle_gaps", "Gaps"),
+        Binding("o", "toggle_gaps", "Problems"),
         Binding("slash", "ask('filter')", "Filter", key_display="/"),
+        Binding("c", "copy_path", "Copy path", show=False),
         Binding("t", "ask('ticker')", "Ticker", show=False),
         Binding("d", "ask('date')", "Date", show=False),
         Binding("r", "reload", "Re-index", show=False),
-        Binding("escape", "close_prompt", "Close", show=False),
+        Binding("escape", "clear", "Close / clear filter", show=False),
         Binding("b", "backfill('ticker')", "Backfill ticker", show=False),
         Binding("B", "backfill('view')", "Backfill all in view", show=False),
         Binding("S", "query", "Query these bars (SQL)", show=False),
@@ -189,7 +262,7 @@ by a screen, `home` / `end` to the first and last ticker.
         self.interval: str | None = None
         self.intervals: list[str] = []
         self.zoom = "week"
-        self.sort = "name"
+        self.sort = "attention"
         self.pattern: str | None = None
         self.only_gaps = False
         self.data: IntervalData | None = None
@@ -205,17 +278,18 @@ by a screen, `home` / `end` to the first and last ticker.
             yield HeatmapGrid(id="heatmap-grid")
             with Container(id="heatmap-detail"):
                 yield Static("", id="heatmap-ticker")
-                yield Static("", id="heatmap-gaps")
+                with Vertical(id="heatmap-gaps-box"):
+                    yield Static("", id="heatmap-gaps")
+                    yield OptionList(id="heatmap-gap-list")
         yield Input(id="heatmap-prompt")
         yield Static(self._legend(), id="heatmap-legend")
         yield Footer()
 
     @staticmethod
     def _legend() -> str:
-        return "  ".join(
-            f"[{colour}]{GLYPHS[state] if GLYPHS[state] != ' ' else '␣'}[/] {name}"
-            for state, colour, name in LEGEND
-        )
+        glyphs = {**GLYPHS, CellState.PARTIAL: "".join(g for _, g in PARTIAL_SHADES)}
+        glyphs[CellState.NOT_EXPECTED] = "␣"
+        return "  ".join(f"[{colour}]{glyphs[state]}[/] {name}" for state, colour, name in LEGEND)
 
     def on_mount(self) -> None:
         self.query_one("#heatmap-prompt", Input).display = False
@@ -241,10 +315,21 @@ by a screen, `home` / `end` to the first and last ticker.
             availability = interval_availability(
                 grid, Window(), self.app.today(), workspace.config.retention_days.get(chosen)
             )
+            quarantined = quarantined_files(workspace.root, chosen)
+            source = HeatmapSource(
+                grid,
+                confirmed_empty_days(workspace.root, chosen),
+                registered=registered_for(workspace, chosen),
+                quarantined=quarantined,
+            )
             data = IntervalData(
                 chosen,
-                HeatmapSource(grid, confirmed_empty_days(workspace.root, chosen)),
+                source,
                 {t.ticker: t for t in availability.tickers},
+                quarantined,
+                ticker_paths(index, grid),
+                frozenset(grid.sources),
+                workspace.tickers.raw,
             )
         except ParqctlError as exc:
             self.post_message(IntervalLoaded(None, [], exc.one_line()))
@@ -315,30 +400,51 @@ by a screen, `home` / `end` to the first and last ticker.
         if self.pattern:
             filters.append(f"filter {self.pattern}")
         if self.only_gaps:
-            filters.append("only with gaps")
+            filters.append("only problems")
         self.query_one("#heatmap-status", Static).update(
             f"{heatmap.interval} · {heatmap.zoom} · sort {heatmap_sort_name(self.sort)} · {shown}"
+            + f" · {attention_summary(heatmap)}"
             + (f" · {', '.join(filters)}" if filters else "")
             + f" · {heatmap.start}..{heatmap.end}"
         )
         if not heatmap.tickers:
             self.query_one("#heatmap-ticker", Static).update("no ticker matches")
             self.query_one("#heatmap-gaps", Static).update("")
+            self.query_one("#heatmap-gap-list", OptionList).clear_options()
 
     def on_heatmap_grid_cursor_moved(self, message: HeatmapGrid.CursorMoved) -> None:
         if message.ticker is None or self.data is None:
             return
-        info = self.data.tickers.get(message.ticker)
+        cell = None
+        if message.bucket is not None and message.state is not None:
+            cell = (message.bucket, message.state, message.coverage)
         self.query_one("#heatmap-ticker", Static).update(
-            Text(describe_ticker(info, message.ticker, message.bucket, message.state))
+            Text(describe_ticker(self.data, message.ticker, cell))
         )
-        if self.has_class("-narrow"):
-            limit = NARROW_GAPS_SHOWN
-        else:
-            limit = max(self.query_one("#heatmap-detail").size.height - SIDE_PANEL_LINES, 3)
+        info = self.data.tickers.get(message.ticker)
+        heading = Text(gaps_heading(info), no_wrap=True, overflow="ellipsis")
+        self.query_one("#heatmap-gaps", Static).update(heading)
+        gap_list = self.query_one("#heatmap-gap-list", OptionList)
+        # Without bars there are no gaps to list: the ticker's problems take the room.
+        self.query_one("#heatmap-gaps-box").display = bool(heading.plain)
+        if gap_list.has_focus:  # the list is being read: it follows the grid only from it
+            return
         empty = self._confirmed_empty(message.ticker)
-        gaps = Text(describe_gaps(info, limit, empty), no_wrap=True, overflow="ellipsis")
-        self.query_one("#heatmap-gaps", Static).update(gaps)
+        gap_list.set_options(
+            Option(gap_line(gap, empty.get(gap.start)), id=gap.start.isoformat())
+            for gap in newest_first(info)
+        )
+        gap_list.display = bool(gap_list.option_count)
+        if gap_list.option_count:
+            gap_list.highlighted = 0  # tab, enter: the newest gap
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """Enter on a gap: the grid's cursor goes to the gap's first session."""
+        event.stop()
+        grid = self.query_one(HeatmapGrid)
+        day = date.fromisoformat(event.option.id)
+        grid.set_cursor(grid.cursor_row, grid.column_of(day))
+        grid.focus()
 
     def _confirmed_empty(self, ticker: str) -> dict[date, date]:
         """Gap start -> the day Yahoo was asked and had no bars (`parqctl backfill`)."""
@@ -444,6 +550,34 @@ by a screen, `home` / `end` to the first and last ticker.
         prompt.display = False
         self.query_one(HeatmapGrid).focus()
 
+    def action_clear(self) -> None:
+        """Escape: closes the prompt, else clears the filter and the problems-only view,
+        else is left to the app (back to the previous screen)."""
+        if self.query_one("#heatmap-prompt", Input).display:
+            self.action_close_prompt()
+        elif self.pattern or self.only_gaps:
+            self.pattern, self.only_gaps = None, False
+            self.rebuild()
+        else:
+            raise SkipAction()
+
+    def action_copy_path(self) -> None:
+        """Copies the path of the ticker under the cursor: its file, or its partition
+        directory; a ticker whose files are all in the quarantine gives the first of them."""
+        ticker, _, _ = self.query_one(HeatmapGrid).current()
+        if ticker is None or self.data is None:
+            return
+        relative = self.data.paths.get(ticker)
+        if relative is not None:
+            path = str(self.app.workspace.root / relative)
+        elif ticker in self.data.quarantined:
+            path = str(self.data.quarantined[ticker][0].stored_path)
+        else:
+            self.notify(f"{ticker} has no {self.interval} files to copy", severity="warning")
+            return
+        self.app.copy_to_clipboard(path)
+        self.notify(f"copied {path}", title="Clipboard")
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()
         self.action_close_prompt()
@@ -456,7 +590,13 @@ by a screen, `home` / `end` to the first and last ticker.
             if value.upper() in names:
                 grid.set_cursor(names.index(value.upper()), grid.cursor_col)
             else:
-                self.notify(f"{value} is not in the heatmap (check the filter)", severity="warning")
+                hidden = self.pattern or self.only_gaps
+                self.notify(
+                    f"{value} is not in view: escape clears the filter"
+                    if hidden
+                    else f"no {self.interval} ticker {value} in tickers.json or on disk",
+                    severity="warning",
+                )
         elif self.prompt_kind == "date" and value:
             try:
                 day = date.fromisoformat(value)
@@ -467,4 +607,19 @@ by a screen, `home` / `end` to the first and last ticker.
 
 
 def heatmap_sort_name(sort: str) -> str:
-    return {"name": "name", "coverage": "worst coverage", "recent_gap": "latest gap"}[sort]
+    return {
+        "attention": "attention",
+        "name": "name",
+        "coverage": "worst coverage",
+        "recent_gap": "latest gap",
+    }[sort]
+
+
+def attention_summary(heatmap: Heatmap) -> str:
+    """How many rows in view need a look: an issue, or a gap."""
+    issues = int((heatmap.issues != NO_ISSUE).sum())
+    gaps = int((~np.isnat(heatmap.last_gap) & (heatmap.issues == NO_ISSUE)).sum())
+    if not issues and not gaps:
+        return "✓ nothing to look at"
+    parts = [f"{issues:,} with issues"] if issues else []
+    return ", ".join([*parts, f"{gaps:,} with gaps"] if gaps else parts)

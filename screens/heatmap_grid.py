@@ -2,7 +2,9 @@
 
 Only the visible rows are ever turned into segments (``render_line`` returns a ``Strip``
 per screen line), so 5,000 tickers x 10 years scroll as fast as 50. The label column and
-the date header stay in place while the cells scroll under them.
+the date header stay in place while the cells scroll under them. A partial cell is shaded
+by how much of it is there, so a one-session gap and a fifteen-session one differ at
+every zoom. The colours of the states are in themes/parqctl.tcss.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
 
-from core.availability.heatmap import CellState, Heatmap
+from core.availability.heatmap import NO_ISSUE, CellState, Heatmap
 
 # A glyph per state, so colour is never the only signal.
 GLYPHS = {
@@ -30,7 +32,12 @@ GLYPHS = {
     CellState.OUTSIDE: "·",
     CellState.NOT_EXPECTED: " ",
     CellState.CONFIRMED_EMPTY: "∅",
+    CellState.UNREADABLE: "!",
+    CellState.QUARANTINED: "⊘",
+    CellState.NO_BARS: "○",
 }
+# Partial cells by the share of their bars present: at least 90%, at least 50%, less.
+PARTIAL_SHADES = ((0.9, "▓"), (0.5, "▒"), (0.0, "░"))
 STATE_CLASS = {
     CellState.COMPLETE: "heatmap--complete",
     CellState.PARTIAL: "heatmap--partial",
@@ -38,8 +45,19 @@ STATE_CLASS = {
     CellState.OUTSIDE: "heatmap--outside",
     CellState.NOT_EXPECTED: "heatmap--not-expected",
     CellState.CONFIRMED_EMPTY: "heatmap--confirmed-empty",
+    CellState.UNREADABLE: "heatmap--unreadable",
+    CellState.QUARANTINED: "heatmap--quarantined",
+    CellState.NO_BARS: "heatmap--no-bars",
 }
 HEADER_ROWS = 1
+# Partial cells drawn with their shade: a state code of its own per shade, past CellState.
+_SHADE_CODE = max(CellState) + 1
+_SHADE_FLOORS = np.array([floor for floor, _ in PARTIAL_SHADES])  # the first one reached
+
+
+def partial_glyph(coverage: float) -> str:
+    """The shade of a partial cell with this share of its bars present."""
+    return next(glyph for floor, glyph in PARTIAL_SHADES if coverage >= floor)
 
 
 def bucket_label(day: date, zoom: str) -> str:
@@ -62,25 +80,16 @@ class HeatmapGrid(Widget, can_focus=True):
     }
     DEFAULT_CSS = """
     HeatmapGrid { height: 1fr; width: 1fr; }
-    HeatmapGrid > .heatmap--complete { color: $success; }
-    HeatmapGrid > .heatmap--partial { color: $warning; }
-    HeatmapGrid > .heatmap--missing { color: $error; text-style: bold; }
-    HeatmapGrid > .heatmap--outside { color: $foreground 35%; }
-    HeatmapGrid > .heatmap--not-expected { color: $foreground 20%; }
-    HeatmapGrid > .heatmap--confirmed-empty { color: $foreground 60%; }
-    HeatmapGrid > .heatmap--label { color: $foreground; }
-    HeatmapGrid > .heatmap--header { color: $primary; }
-    HeatmapGrid > .heatmap--cursor { background: $accent; color: $background; }
     """
     BINDINGS = [
-        Binding("up", "move(-1, 0)", "Up", show=False),
-        Binding("down", "move(1, 0)", "Down", show=False),
-        Binding("left", "move(0, -1)", "Left", show=False),
-        Binding("right", "move(0, 1)", "Right", show=False),
+        Binding("up,k", "move(-1, 0)", "Up", show=False),
+        Binding("down,j", "move(1, 0)", "Down", show=False),
+        Binding("left,h", "move(0, -1)", "Left", show=False),
+        Binding("right,l", "move(0, 1)", "Right", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "edge(-1)", "First ticker", show=False),
-        Binding("end", "edge(1)", "Last ticker", show=False),
+        Binding("home,g", "edge(-1)", "First ticker", show=False),
+        Binding("end,G", "edge(1)", "Last ticker", show=False),
         Binding("ctrl+left", "move(0, -10)", "Left 10", show=False),
         Binding("ctrl+right", "move(0, 10)", "Right 10", show=False),
     ]
@@ -91,9 +100,16 @@ class HeatmapGrid(Widget, can_focus=True):
     class CursorMoved(Message):
         """The cell under the cursor changed; carries what the side panel needs."""
 
-        def __init__(self, ticker: str | None, bucket: date | None, state: int | None) -> None:
+        def __init__(
+            self,
+            ticker: str | None,
+            bucket: date | None,
+            state: int | None,
+            coverage: float | None = None,
+        ) -> None:
             super().__init__()
             self.ticker, self.bucket, self.state = ticker, bucket, state
+            self.coverage = coverage  # the share of the cell's bars present
 
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, HeatmapGrid.CursorMoved)
@@ -178,7 +194,8 @@ class HeatmapGrid(Widget, can_focus=True):
         elif col >= self.left_col + self.visible_columns:
             self.left_col = col - self.visible_columns + 1
         self.cursor_row, self.cursor_col = row, col
-        self.post_message(self.CursorMoved(*self.current()))
+        coverage = float(self.heatmap.coverage[row, col]) if self.rows and self.columns else None
+        self.post_message(self.CursorMoved(*self.current(), coverage))
         self.refresh()
 
     def action_move(self, rows: int, cols: int) -> None:
@@ -239,23 +256,37 @@ class HeatmapGrid(Widget, can_focus=True):
         styles = {state: self.get_component_rich_style(name) for state, name in STATE_CLASS.items()}
         on_cursor_row = row == self.cursor_row
         label = heatmap.tickers[row][: self.label_width - 1].ljust(self.label_width)
-        label_style = (
-            cursor_style if on_cursor_row else self.get_component_rich_style("heatmap--label")
-        )
+        issue = int(heatmap.issues[row])
+        if on_cursor_row:
+            label_style = cursor_style
+        elif issue != NO_ISSUE:  # the name says it too, wherever the cells scrolled to
+            label_style = styles[CellState(issue)]
+        else:
+            label_style = self.get_component_rich_style("heatmap--label")
         segments = [Segment(label, label_style)]
-        states = heatmap.states[row, self.left_col : self.left_col + self.visible_columns]
+        window = slice(self.left_col, self.left_col + self.visible_columns)
+        codes = heatmap.states[row, window].astype(np.int64)
+        partial = codes == CellState.PARTIAL
+        if partial.any():  # one code per shade, so that runs split where the shade does
+            share = heatmap.coverage[row, window][partial]
+            codes[partial] = _SHADE_CODE + np.argmax(share[:, None] >= _SHADE_FLOORS, axis=1)
         cursor = self.cursor_col - self.left_col if on_cursor_row else -1
         # Runs of equal state become one segment: a row is a handful of segments, not width.
         start = 0
-        for i in range(1, len(states) + 1):
-            if i < len(states) and states[i] == states[start] and i != cursor and i - 1 != cursor:
+        for i in range(1, len(codes) + 1):
+            if i < len(codes) and codes[i] == codes[start] and i != cursor and i - 1 != cursor:
                 continue
-            state = CellState(int(states[start]))
+            code = int(codes[start])
+            if code >= _SHADE_CODE:
+                state, glyph = CellState.PARTIAL, PARTIAL_SHADES[code - _SHADE_CODE][1]
+            else:
+                state = CellState(code)
+                glyph = GLYPHS[state]
             style = styles[state]
             if start == cursor:
                 style += cursor_style
                 if state is CellState.COMPLETE:  # a full block shows its colour only
                     style += Style(color=cursor_style.bgcolor)
-            segments.append(Segment(GLYPHS[state] * (i - start), style))
+            segments.append(Segment(glyph * (i - start), style))
             start = i
         return Strip(segments).extend_cell_length(width, self.rich_style).crop(0, width)

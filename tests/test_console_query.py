@@ -271,6 +271,7 @@ def test_query_screen_snapshot(snap_compare, snapshot_workspace: Path):
 
 async def test_the_heatmap_opens_the_query_screen_on_the_bars_under_its_cursor(tmp_path):
     from screens.heatmap import HeatmapScreen
+    from screens.heatmap_grid import HeatmapGrid
 
     root = tmp_path / "demo"
     build_demo(root, tickers=14, seed=3)
@@ -280,8 +281,10 @@ async def test_the_heatmap_opens_the_query_screen_on_the_bars_under_its_cursor(t
         await pilot.press("2")
         await settle(pilot)
         assert isinstance(app.screen, HeatmapScreen)
+        await pilot.press("G")  # the last row: a complete ticker
+        ticker = app.screen.query_one(HeatmapGrid).current()[0]
         await pilot.press("S")
         await settle(pilot)
         assert isinstance(app.screen, QueryScreen)
         text = app.screen.query_one(SqlEditor).text
-        assert "FROM bars_1d" in text and "WHERE ticker = 'AAPL'" in text
+        assert "FROM bars_1d" in text and f"WHERE ticker = '{ticker}'" in text

@@ -1,4 +1,5 @@
-"""The heatmap, quarantine, disk and integrity screens driven with the Pilot."""
+"""The quarantine, disk and integrity screens driven with the Pilot (the heatmap:
+test_console_heatmap.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import pytest
 from console_support import copy_demo, settle, shown
 from textual.widgets import DataTable, Static
 
-from core.availability.heatmap import CellState
 from core.integrity import quarantine
 from core.safety import run_lock
 from core.store.demo import build_demo
 from core.store.workspace import Workspace
-from screens.heatmap_grid import HeatmapGrid
 from tui.app import ParqctlApp
 from tui.widgets.confirm import ConfirmScreen
 
@@ -36,72 +35,6 @@ def demo(demo_template, tmp_path: Path):
 
 def _text(app: ParqctlApp, selector: str) -> str:
     return shown(app, selector)
-
-
-async def test_heatmap_zoom_filter_sort_and_jump(demo):
-    root, report = demo
-    gap = next(i for i in report.injections if i.kind == "gap" and i.interval == "1d")
-    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
-    async with app.run_test(size=(120, 36)) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
-        grid = app.screen.query_one(HeatmapGrid)
-        assert grid.heatmap.interval == "1d" and grid.heatmap.zoom == "week"
-        weeks = grid.columns
-
-        await pilot.press("z")
-        await settle(pilot)
-        assert grid.heatmap.zoom == "day" and grid.columns > weeks
-        await pilot.press("x", "x")
-        await settle(pilot)
-        assert grid.heatmap.zoom == "month" and grid.columns < weeks
-
-        await pilot.press("g")
-        await settle(pilot)
-        assert gap.ticker in grid.heatmap.tickers
-        assert len(grid.heatmap.tickers) < grid.heatmap.total_tickers
-        assert "only with gaps" in _text(app, "#heatmap-status")
-
-        await pilot.press("g", "z", "z", "slash", *gap.ticker, "enter")
-        await settle(pilot)
-        assert grid.heatmap.tickers == [gap.ticker] and grid.heatmap.zoom == "day"
-
-        await pilot.press("d", *gap.dates[0].isoformat(), "enter")
-        await pilot.pause()
-        ticker, day, state = grid.current()
-        assert (ticker, day, state) == (gap.ticker, gap.dates[0], CellState.MISSING)
-        summary, gaps = _text(app, "#heatmap-ticker"), _text(app, "#heatmap-gaps")
-        assert gap.ticker in summary and "missing" in summary
-        assert "gap(s)" in gaps and f"\n{gap.dates[0]}" in gaps
-
-        await pilot.press("slash", "ctrl+u", "enter", "s")
-        await settle(pilot)
-        assert len(grid.heatmap.tickers) == grid.heatmap.total_tickers
-        assert "sort worst coverage" in _text(app, "#heatmap-status")
-        coverage = [c for c in grid.heatmap.row_coverage.tolist() if c == c]
-        assert coverage == sorted(coverage) and coverage[0] < 1
-
-        await pilot.press("t", *"AAPL", "enter", "down", "pagedown", "end", "home")
-        await pilot.pause()
-        assert grid.current()[0] == grid.heatmap.tickers[0]
-
-        await pilot.press("i")
-        await settle(pilot)
-        assert grid.heatmap.interval != "1d"
-
-
-async def test_heatmap_at_80x24_puts_the_panel_under_the_grid(demo):
-    root, _ = demo
-    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await settle(pilot)
-        grid = app.screen.query_one(HeatmapGrid)
-        detail = app.screen.query_one("#heatmap-detail")
-        assert grid.visible_columns == 80 - grid.label_width
-        assert detail.region.y >= grid.region.bottom and detail.region.width == 80
-        assert grid.current()[0] in _text(app, "#heatmap-ticker")
-        assert "gap" in _text(app, "#heatmap-gaps")
 
 
 async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):

@@ -139,8 +139,9 @@ def keys(*pressed: str):
 THEMES = ["dark", "light"]
 SCREENS = {
     "dashboard": (),
-    # Worst coverage first: the panel shows the gaps of the ticker under the cursor.
-    "heatmap": ("2", "s", "home"),
+    # What needs attention first: the unreadable ticker, then the one with gaps, whose
+    # gaps the panel lists.
+    "heatmap": ("2", "j"),
     "locks": ("3",),
     "quarantine": ("4",),
     "disk": ("5",),

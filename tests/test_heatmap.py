@@ -1,17 +1,39 @@
-"""The heatmap matrix: exact cells around holidays and listings, zooms, sorting, filters."""
+"""The heatmap matrix: exact cells around holidays and listings, zooms, sorting, filters,
+and the rows of tickers without bars (unreadable, quarantined, none)."""
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pytest
-from session_bars import EARLY_CLOSE, daily, hourly, session_days, write_legacy, write_metadata
+from session_bars import (
+    EARLY_CLOSE,
+    daily,
+    hourly,
+    session_days,
+    write_legacy,
+    write_metadata,
+    write_partitioned,
+)
 
 from core.availability.coverage import CoverageGrid, coverage_grid
-from core.availability.heatmap import LEGEND, CellState, Heatmap, HeatmapSource, bucket_starts
+from core.availability.gaps import registered_for
+from core.availability.heatmap import (
+    LEGEND,
+    CellState,
+    Heatmap,
+    HeatmapSource,
+    bucket_starts,
+    quarantined_files,
+    ticker_paths,
+)
 from core.availability.index import refresh_index
 from core.errors import ParqctlError
+from core.integrity import quarantine
+from core.safety import run_lock
+from core.store.routing import DEFAULT_VENUE
 from core.store.workspace import Workspace
 
 START, END = date(2025, 11, 17), date(2025, 12, 31)
@@ -146,3 +168,87 @@ def test_a_gap_yahoo_had_no_bars_for_has_its_own_state(grids):
     week = confirmed.matrix("week", start=date(2025, 12, 22), end=date(2025, 12, 28))
     assert row(week, "ZZZ")[0] == [E]
     assert row(week, "AAA")[0] == [C] and LEGEND[E].startswith("confirmed empty")
+
+
+# --- every ticker is a row; what needs attention first -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def troubled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """OK is complete; GAP misses a session; BAD's only file is cut short; HOLE's file has
+    no rows; GONE's only file is in the quarantine; NEW is in tickers.json with no file;
+    PART is partitioned, its December month unreadable."""
+    root = tmp_path_factory.mktemp("troubled") / "ws"
+    days = session_days(START, END)
+    write_legacy(root, "1d", "OK", daily(days))
+    write_legacy(root, "1d", "GAP", daily(session_days(START, END, skip=[date(2025, 12, 3)])))
+    bad = write_legacy(root, "1d", "BAD", daily(days))
+    bad.write_bytes(bad.read_bytes()[:100])
+    write_legacy(root, "1d", "HOLE", [])
+    gone = write_legacy(root, "1d", "GONE", daily(days))
+    part = write_partitioned(root, DEFAULT_VENUE, "1d", "PART", daily(days))
+    part[-1].write_bytes(b"not parquet")
+    names = ["OK", "GAP", "BAD", "HOLE", "GONE", "NEW", "PART"]
+    write_metadata(root, {name: ["1d"] for name in names})
+    with run_lock.hold(root, "test") as lock:
+        quarantine.add(root, gone, "test", lock=lock)
+    return root
+
+
+def troubled_source(root: Path) -> tuple[HeatmapSource, CoverageGrid, object]:
+    ws, index = Workspace.open(root), refresh_index(root)
+    grid = coverage_grid(ws, index, "1d")
+    source = HeatmapSource(
+        grid,
+        registered=registered_for(ws, "1d"),
+        quarantined=quarantined_files(root, "1d"),
+    )
+    return source, grid, index
+
+
+def test_every_registered_ticker_and_every_ticker_with_files_is_a_row(troubled):
+    source, _, _ = troubled_source(troubled)
+    heat = source.matrix("week", sort="name")
+    assert heat.tickers == ["BAD", "GAP", "GONE", "HOLE", "NEW", "OK", "PART"]
+    assert heat.total_tickers == 7
+    U, Q, E = CellState.UNREADABLE, CellState.QUARANTINED, CellState.NO_BARS
+    issues = dict(zip(heat.tickers, heat.issues.tolist(), strict=True))
+    assert issues == {"BAD": U, "GAP": 0, "GONE": Q, "HOLE": E, "NEW": E, "OK": 0, "PART": U}
+    for ticker, why in (("BAD", U), ("GONE", Q), ("HOLE", E), ("NEW", E)):
+        states, coverage = row(heat, ticker)
+        assert set(states) == {why} and np.isnan(coverage).all()
+        assert np.isnan(heat.row_coverage[heat.tickers.index(ticker)])
+    # PART has bars (November): its cells are its coverage, its issue the unreadable month.
+    assert row(heat, "PART")[0][0] == C and row(heat, "PART")[0][-1] == X
+    assert LEGEND[U] == "unreadable files" and LEGEND[Q] == "quarantined files"
+
+
+def test_attention_sort_puts_issues_then_gaps_first(troubled):
+    source, _, _ = troubled_source(troubled)
+    heat = source.matrix("week", sort="attention")
+    assert heat.tickers == ["BAD", "GONE", "HOLE", "NEW", "PART", "GAP", "OK"]
+    assert source.matrix(only_gaps=True, sort="attention").tickers == heat.tickers[:-1]
+    assert source.matrix(pattern="o", sort="attention").tickers == ["GONE", "HOLE", "OK"]
+
+
+def test_filters_match_substrings_and_globs(sources, troubled):
+    source = sources["1d"]
+    assert source.matrix(pattern="a").tickers == ["AAA"]
+    assert source.matrix(pattern="Z").tickers == ["ZZZ"]
+    assert source.matrix(pattern="*A").tickers == ["AAA"]
+    assert source.matrix(pattern="?Z?").tickers == ["ZZZ"]
+    assert source.matrix(pattern="x").tickers == []
+    troubled_heat = troubled_source(troubled)[0].matrix(pattern="E")
+    assert troubled_heat.tickers == ["GONE", "HOLE", "NEW"]  # rows without bars filter too
+
+
+def test_quarantined_files_and_ticker_paths(troubled):
+    gone = quarantined_files(troubled, "1d")
+    assert list(gone) == ["GONE"] and gone["GONE"][0].original_path == "stocks_1d/GONE.parquet"
+    assert quarantined_files(troubled, "1h") == {}
+    _, grid, index = troubled_source(troubled)
+    paths = ticker_paths(index, grid)
+    assert paths["OK"] == "stocks_1d/OK.parquet" and paths["BAD"] == "stocks_1d/BAD.parquet"
+    assert paths["PART"] == "data/us/yahoo/stocks_1d/ticker=PART"
+    assert (troubled / paths["PART"]).is_dir()
+    assert "GONE" not in paths and "NEW" not in paths

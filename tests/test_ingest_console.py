@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 from console_support import settle, shown
 from fixtures.ingest_fakes import FakeYahoo, make_workspace, session_times
-from textual.widgets import ProgressBar
+from textual.widgets import OptionList, ProgressBar
 
 from core.ingest import yahoo
 from core.store.workspace import Workspace
@@ -64,14 +64,15 @@ async def test_backfill_the_ticker_under_the_cursor_asks_first_then_closes_its_g
         assert heatmap.data.tickers["AAA"].gaps == []  # reloaded: the gap is closed
         assert heatmap.data.tickers["BBB"].missing_sessions == 1  # not in scope
 
-        await pilot.press("down", "b")  # BBB: Yahoo answers empty, recorded as such
+        await pilot.press("t", *"BBB", "enter", "b")  # Yahoo answers empty, recorded as such
         await settle(pilot)
         await pilot.press("y")
         await settle(pilot)
         assert "confirmed empty  BBB 1d 2025-09-15" in shown(app, "#backfill-body")
         await pilot.press("escape")
         await settle(pilot)
-        assert "2025-09-15          1 ∅ empty (2025-12-15)" in shown(app, "#heatmap-gaps")
+        gaps = app.screen.query_one("#heatmap-gap-list", OptionList).options
+        assert "2025-09-15          1 ∅ empty (2025-12-15)" in [str(g.prompt) for g in gaps]
 
 
 async def test_backfill_all_in_view_stops_on_cancel_after_the_request_in_progress(

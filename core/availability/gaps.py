@@ -403,7 +403,7 @@ def availability(
         grid = coverage_grid(
             ws, index, interval, start=window.since if window.before_first else None
         )
-        registered = _registered(ws, interval)
+        registered = registered_for(ws, interval)
         if names is not None:
             grid = _select(grid, names)
             registered = sorted(names.intersection(registered))
@@ -420,7 +420,7 @@ def availability(
     )
 
 
-def _registered(ws: Workspace, interval: str) -> list[str]:
+def registered_for(ws: Workspace, interval: str) -> list[str]:
     """Tickers whose tickers.json entry lists the interval (read raw: 5,000 entries)."""
     return [
         name for name, entry in ws.tickers.raw.items() if interval in (entry.get("intervals") or {})

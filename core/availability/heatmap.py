@@ -5,8 +5,12 @@
 missing. ``source.matrix(zoom, ...)`` then buckets by day, week or month, filters and
 sorts with a few numpy gathers, cheap enough for every zoom or filter change.
 
-    source = HeatmapSource(coverage_grid(ws, index, "1d"))
-    heat = source.matrix("week", sort="coverage", pattern="A*", only_gaps=True)
+Every ticker with files and every ticker registered for the interval is a row: one
+without bars (its files unreadable or empty, quarantined, or none at all) is a row of its
+own state, and ``issues`` marks the rows that need a look beyond their gaps.
+
+    source = HeatmapSource(coverage_grid(ws, index, "1d"), registered=["AAPL", "^IXIC"])
+    heat = source.matrix("week", sort="attention", pattern="AAP", only_gaps=True)
     heat.tickers[i], heat.bucket_starts[j], heat.states[i, j], heat.coverage[i, j]
 """
 
@@ -14,14 +18,25 @@ from __future__ import annotations
 
 import enum
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 
-from core.availability.coverage import CalendarBlock, CoverageGrid, missing_cells, present_in
+from core.availability.coverage import (
+    LEGACY,
+    CalendarBlock,
+    CoverageGrid,
+    missing_cells,
+    present_in,
+)
+from core.availability.index import FileIndex
 from core.errors import ParqctlError
+from core.integrity import quarantine
+from core.integrity.quarantine import QuarantineEntry
+from core.store.layout import interval_of_dataset_dir
 
 
 class CellState(enum.IntEnum):
@@ -31,7 +46,16 @@ class CellState(enum.IntEnum):
     PARTIAL = 3  # some of the expected bars
     COMPLETE = 4  # every expected bar
     CONFIRMED_EMPTY = 5  # missing, and Yahoo answered a backfill of it with no bars
+    # A ticker without bars fills its row with why: the first that applies.
+    UNREADABLE = 6  # its files cannot be read
+    QUARANTINED = 7  # its files were moved to the quarantine
+    NO_BARS = 8  # registered, or files that hold no rows
 
+
+# ``Heatmap.issues`` of a row: why it has no bars (UNREADABLE, QUARANTINED, NO_BARS), or
+# what else is wrong with one that has bars (an unreadable or quarantined file beside
+# readable ones), or nothing.
+NO_ISSUE = 0
 
 LEGEND: dict[int, str] = {
     CellState.NOT_EXPECTED: "not expected",
@@ -40,9 +64,15 @@ LEGEND: dict[int, str] = {
     CellState.PARTIAL: "partial",
     CellState.COMPLETE: "complete",
     CellState.CONFIRMED_EMPTY: "confirmed empty (Yahoo has no bars)",
+    CellState.UNREADABLE: "unreadable files",
+    CellState.QUARANTINED: "quarantined files",
+    CellState.NO_BARS: "no bars",
 }
 ZOOMS = ("day", "week", "month")
-SORTS = ("name", "coverage", "recent_gap")
+# ``attention``: rows with issues, then rows with gaps (worst coverage first), then rows
+# with partial sessions, then the complete ones; by name within each.
+SORTS = ("attention", "name", "coverage", "recent_gap")
+GLOB_CHARACTERS = frozenset("*?[")
 _ROWS_PER_CHUNK = 256  # bounds the temporaries of a day zoom over decades
 _NAT = np.datetime64("NaT", "D")
 
@@ -54,14 +84,73 @@ class Heatmap:
     start: date  # the window shown; the first bucket may begin before it
     end: date
     tickers: list[str]  # row labels, in display order
-    calendars: list[str]  # per row
+    calendars: list[str]  # per row; "" for a ticker without files
     bucket_starts: np.ndarray  # datetime64[D], ascending
     states: np.ndarray  # uint8 [rows, buckets], CellState values
     coverage: np.ndarray  # float32 [rows, buckets]: bars present / expected; NaN: none expected
     row_coverage: np.ndarray  # float32 [rows], over the window
     last_gap: np.ndarray  # datetime64[D] [rows]: newest missing session in the window, or NaT
+    issues: np.ndarray  # uint8 [rows]: a CellState of a row without bars, or NO_ISSUE
     total_tickers: int  # rows before filtering
     legend: dict[int, str]
+
+
+def quarantined_files(root: Path, interval: str) -> dict[str, list[QuarantineEntry]]:
+    """Ticker -> its files of ``interval`` now in the quarantine (valid entries whose file
+    is still there), read from each entry's original path: ``stocks_<iv>/<T>.parquet`` or
+    ``.../stocks_<iv>/ticker=<T>/...``."""
+    found: dict[str, list[QuarantineEntry]] = {}
+    for entry in quarantine.entries(root):
+        if entry.condition != "ok":
+            continue
+        parts = entry.original_path.split("/")
+        at = [i for i, part in enumerate(parts[:-1]) if interval_of_dataset_dir(part) == interval]
+        if not at:
+            continue
+        name = parts[at[-1] + 1]
+        if name.startswith("ticker="):
+            ticker = name.removeprefix("ticker=")
+        elif name.endswith(".parquet") and at[-1] + 2 == len(parts):
+            ticker = name.removesuffix(".parquet")
+        else:
+            continue
+        found.setdefault(ticker, []).append(entry)
+    return found
+
+
+def ticker_paths(index: FileIndex, grid: CoverageGrid) -> dict[str, str]:
+    """Ticker -> where the grid reads its bars, relative to the root: its file (legacy
+    layout) or its ``ticker=<T>`` directory (partitioned), in the source the grid chose."""
+    import polars as pl
+
+    files = index.files.lazy().filter(pl.col("interval") == grid.interval)
+    partitioned = pl.col("kind") != LEGACY
+    # One file per ticker and venue first (cheap), so the paths parsed are a few per ticker.
+    candidates = pl.concat(
+        [
+            files.filter(partitioned).unique(["ticker", "venue"], keep="first"),
+            files.filter(~partitioned),
+        ]
+    )
+    legacy_home = pl.col("path").str.extract(r"^(.*)/stocks_[^/]+/[^/]+$")
+    located = candidates.select(
+        "ticker",
+        pl.when(partitioned)
+        .then(pl.col("venue"))
+        .when(legacy_home.is_null())
+        .then(pl.lit(LEGACY))
+        .otherwise(pl.lit(LEGACY + " ") + legacy_home)
+        .alias("source"),
+        pl.when(partitioned)
+        .then(pl.col("path").str.extract(r"^(.*/ticker=[^/]+)/"))
+        .otherwise(pl.col("path"))
+        .alias("located"),
+    ).collect()
+    return {
+        ticker: path
+        for ticker, source, path in located.iter_rows()
+        if grid.sources.get(ticker) == source
+    }
 
 
 @dataclass(frozen=True)
@@ -108,13 +197,35 @@ class HeatmapSource:
     """One interval's coverage prepared for heatmaps; build once per index load."""
 
     def __init__(
-        self, grid: CoverageGrid, confirmed_empty: Mapping[str, list[tuple[date, date]]] = {}
+        self,
+        grid: CoverageGrid,
+        confirmed_empty: Mapping[str, list[tuple[date, date]]] = {},
+        *,
+        registered: Iterable[str] = (),
+        quarantined: Iterable[str] = (),
     ) -> None:
         """``confirmed_empty``: ticker -> the (first, last) days of its gaps Yahoo answered
-        with no bars; a missing bucket wholly inside one is shown as such."""
+        with no bars; a missing bucket wholly inside one is shown as such. ``registered``:
+        the tickers tickers.json lists for the interval; ``quarantined``: those with a
+        file of the interval in the quarantine (``quarantined_files``)."""
         self.interval = grid.interval
         self._blocks = [_prepare(b) for b in grid.blocks]
         self._confirmed = confirmed_empty
+        with_bars = {t for b in grid.blocks for t in b.tickers}
+        quarantined = set(quarantined)
+        # A row with bars has an issue when some of its files are unreadable or quarantined.
+        self._issues = {t: CellState.QUARANTINED for t in quarantined & with_bars}
+        self._issues.update({t: CellState.UNREADABLE for t in grid.unreadable if t in with_bars})
+        # The rows without bars, each filled with why.
+        without = (set(registered) | set(grid.sources) | quarantined) - with_bars
+        why = {t: CellState.NO_BARS for t in without}
+        why.update({t: CellState.QUARANTINED for t in quarantined & without})
+        why.update({t: CellState.UNREADABLE for t in grid.unreadable if t in without})
+        self._without_bars = sorted(why.items())
+        self._calendars = grid.calendars
+        self._with_issue = [
+            np.array([t in self._issues for t in p.block.tickers], dtype=bool) for p in self._blocks
+        ]
 
     @property
     def span(self) -> tuple[date, date] | None:
@@ -138,9 +249,10 @@ class HeatmapSource:
     ) -> Heatmap:
         """The matrix for a window (default: the whole span) at a zoom.
 
-        ``pattern`` is a shell glob on the ticker, case-insensitive; ``only_gaps`` keeps
-        tickers with a missing session in the window; ``sort`` is ``name``, ``coverage``
-        (worst first) or ``recent_gap`` (newest gap first; tickers without gaps last).
+        ``pattern`` is a part of the ticker or a shell glob, case-insensitive;
+        ``only_gaps`` keeps tickers with a missing session in the window or an issue;
+        ``sort`` is ``attention`` (see SORTS), ``name``, ``coverage`` (worst first) or
+        ``recent_gap`` (newest gap first; tickers without gaps last).
         """
         if sort not in SORTS:
             raise ParqctlError(f"unknown sort {sort!r}", f"use one of {', '.join(SORTS)}")
@@ -157,12 +269,25 @@ class HeatmapSource:
         upper = np.append(starts[1:], np.datetime64(end, "D") + 1)
 
         # Rows first (filters, sort keys), then the cells straight into their sorted place.
-        parts = [_rows(p, lower, upper, pattern, only_gaps) for p in self._blocks]
+        matches = _matcher(pattern)
+        parts = [
+            _rows(p, lower, upper, matches, only_gaps, issue)
+            for p, issue in zip(self._blocks, self._with_issue, strict=True)
+        ]
         parts = [p for p in parts if len(p.rows)]
+        bare = [(t, why) for t, why in self._without_bars if matches is None or matches(t.upper())]
         tickers = [p.prepared.block.tickers[i] for p in parts for i in p.rows]
+        tickers += [t for t, _ in bare]
         row_coverage = _joined([p.row_coverage for p in parts], np.float32)
+        row_coverage = np.concatenate([row_coverage, np.full(len(bare), np.nan, np.float32)])
         last_gap = _joined([p.last_gap for p in parts], "datetime64[D]")
-        order = _order(sort, tickers, row_coverage, last_gap)
+        last_gap = np.concatenate([last_gap, np.full(len(bare), _NAT)])
+        issues = np.array(
+            [self._issues.get(t, NO_ISSUE) for t in tickers[: len(tickers) - len(bare)]]
+            + [why for _, why in bare],
+            dtype=np.uint8,
+        )
+        order = _order(sort, tickers, row_coverage, last_gap, issues)
         place = np.empty(len(order), dtype=np.int64)
         place[order] = np.arange(len(order))
         states = np.empty((len(order), len(starts)), dtype=np.uint8)
@@ -171,10 +296,13 @@ class HeatmapSource:
         for part in parts:
             _cells(part, lower, upper, place[offset : offset + len(part.rows)], states, coverage)
             offset += len(part.rows)
+        for row, (_, why) in zip(place[offset:].tolist(), bare, strict=True):
+            states[row], coverage[row] = why, np.nan
         calendars = [p.prepared.block.calendar for p in parts for _ in p.rows]
+        calendars += [self._calendars.get(t, "") for t, _ in bare]
         shown = [tickers[i] for i in order]
         if self._confirmed:
-            dates = [p.prepared.block.dates for p in parts for _ in p.rows]
+            dates = [p.prepared.block.dates for p in parts for _ in p.rows] + [None] * len(bare)
             _mark_confirmed(states, shown, [dates[i] for i in order], self._confirmed, lower, upper)
         return Heatmap(
             interval=self.interval,
@@ -188,7 +316,8 @@ class HeatmapSource:
             coverage=coverage,
             row_coverage=row_coverage[order],
             last_gap=last_gap[order],
-            total_tickers=sum(len(p.block.tickers) for p in self._blocks),
+            issues=issues[order],
+            total_tickers=sum(len(p.block.tickers) for p in self._blocks) + len(self._without_bars),
             legend=dict(LEGEND),
         )
 
@@ -203,6 +332,17 @@ class _Rows:
     last_gap: np.ndarray
 
 
+def _matcher(pattern: str | None) -> Callable[[str], bool] | None:
+    """A test of upper-cased tickers for a filter: a shell glob if it has ``*?[``, else a
+    substring (``aap`` finds AAPL)."""
+    if not pattern:
+        return None
+    wanted = pattern.upper()
+    if GLOB_CHARACTERS.intersection(wanted):
+        return lambda name: fnmatch.fnmatchcase(name, wanted)
+    return lambda name: wanted in name
+
+
 def _joined(arrays: list[np.ndarray], dtype: str | type) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
 
@@ -211,18 +351,18 @@ def _rows(
     prepared: _Prepared,
     lower: np.ndarray,
     upper: np.ndarray,
-    pattern: str | None,
+    matches: Callable[[str], bool] | None,
     only_gaps: bool,
+    with_issue: np.ndarray,
 ) -> _Rows:
     block = prepared.block
     rows = np.arange(len(block.tickers))
-    if pattern:
-        wanted = pattern.upper()
-        rows = rows[[fnmatch.fnmatchcase(name, wanted) for name in prepared.upper_names]]
+    if matches is not None:
+        rows = rows[[matches(name) for name in prepared.upper_names]]
     window = np.searchsorted(block.dates, [lower[0], upper[-1]])
     last_gap = _last_gaps(prepared, window, len(block.tickers))[rows]
     if only_gaps:
-        keep = ~np.isnat(last_gap)
+        keep = ~np.isnat(last_gap) | with_issue[rows]
         rows, last_gap = rows[keep], last_gap[keep]
     sums = prepared.present_sums
     present = sums[rows, window[1]] - sums[rows, window[0]]
@@ -337,16 +477,17 @@ def _states(
 def _mark_confirmed(
     states: np.ndarray,
     tickers: list[str],
-    sessions: list[np.ndarray],
+    sessions: list[np.ndarray | None],
     confirmed: Mapping[str, list[tuple[date, date]]],
     lower: np.ndarray,
     upper: np.ndarray,
 ) -> None:
     """MISSING buckets whose every session lies in a confirmed-empty window become
-    CONFIRMED_EMPTY; ``sessions[row]`` are the sessions of the row's calendar."""
+    CONFIRMED_EMPTY; ``sessions[row]`` are the sessions of the row's calendar (None: a
+    row without bars)."""
     for row, ticker in enumerate(tickers):
         windows = confirmed.get(ticker)
-        if not windows:
+        if not windows or sessions[row] is None:
             continue
         dates = sessions[row]
         in_bucket = np.searchsorted(dates, upper) - np.searchsorted(dates, lower)
@@ -362,7 +503,11 @@ def _mark_confirmed(
 
 
 def _order(
-    sort: str, tickers: list[str], row_coverage: np.ndarray, last_gap: np.ndarray
+    sort: str,
+    tickers: list[str],
+    row_coverage: np.ndarray,
+    last_gap: np.ndarray,
+    issues: np.ndarray,
 ) -> np.ndarray:
     names = np.array(tickers, dtype=object)
     by_name = np.argsort(names, kind="stable")
@@ -371,6 +516,14 @@ def _order(
     if sort == "coverage":
         key = np.where(np.isnan(row_coverage), np.inf, row_coverage)[by_name]
         return by_name[np.argsort(key, kind="stable")]
+    if sort == "attention":
+        # 0: an issue, 1: gaps, 2: partial sessions, 3: complete (or nothing expected).
+        rank = np.full(len(tickers), 3, dtype=np.int64)
+        rank[row_coverage < 1] = 2
+        rank[~np.isnat(last_gap)] = 1
+        rank[issues != NO_ISSUE] = 0
+        worst = np.where(np.isnan(row_coverage), 1.0, row_coverage)
+        return by_name[np.lexsort((worst[by_name], rank[by_name]))]
     gap_day = last_gap.astype("datetime64[D]").astype(np.int64)
     key = np.where(np.isnat(last_gap), np.iinfo(np.int64).max, -gap_day)[by_name]
     return by_name[np.argsort(key, kind="stable")]
