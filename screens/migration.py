@@ -293,6 +293,8 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
             self.query_one("#migration-progress-line", Static).update(
                 f"stopping {self.running} at a safe point…"
             )
+        else:
+            self.app.action_back()  # nothing to stop: escape goes back, as everywhere
 
     def _confirm(self, title: str, body: str, label: str, step: str, target: Target) -> None:
         if self._busy():

@@ -542,6 +542,8 @@ editor, where `q` is typed.
         if self._running and self._engine is not None:
             self._engine.interrupt()
             self._status("interrupting…", "running")
+        else:
+            self.app.action_back()  # nothing to interrupt: escape goes back, as everywhere
 
     def on_page_loaded(self, message: PageLoaded) -> None:
         if message.run != self._run_id:

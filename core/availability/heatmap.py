@@ -13,7 +13,6 @@ sorts with a few numpy gathers, cheap enough for every zoom or filter change.
 from __future__ import annotations
 
 import enum
-import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +21,7 @@ import numpy as np
 
 from core.availability.coverage import CalendarBlock, CoverageGrid, missing_cells, present_in
 from core.errors import ParqctlError
+from core.patterns import matcher
 
 
 class CellState(enum.IntEnum):
@@ -138,9 +138,10 @@ class HeatmapSource:
     ) -> Heatmap:
         """The matrix for a window (default: the whole span) at a zoom.
 
-        ``pattern`` is a shell glob on the ticker, case-insensitive; ``only_gaps`` keeps
-        tickers with a missing session in the window; ``sort`` is ``name``, ``coverage``
-        (worst first) or ``recent_gap`` (newest gap first; tickers without gaps last).
+        ``pattern`` is a substring of the ticker or a shell glob (core.patterns);
+        ``only_gaps`` keeps tickers with a missing session in the window; ``sort`` is
+        ``name``, ``coverage`` (worst first) or ``recent_gap`` (newest gap first; tickers
+        without gaps last).
         """
         if sort not in SORTS:
             raise ParqctlError(f"unknown sort {sort!r}", f"use one of {', '.join(SORTS)}")
@@ -217,8 +218,8 @@ def _rows(
     block = prepared.block
     rows = np.arange(len(block.tickers))
     if pattern:
-        wanted = pattern.upper()
-        rows = rows[[fnmatch.fnmatchcase(name, wanted) for name in prepared.upper_names]]
+        wanted = matcher(pattern)  # a substring (AAP), or a glob (A*)
+        rows = rows[[wanted(name) for name in prepared.upper_names]]
     window = np.searchsorted(block.dates, [lower[0], upper[-1]])
     last_gap = _last_gaps(prepared, window, len(block.tickers))[rows]
     if only_gaps:
