@@ -8,12 +8,14 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from console_support import copy_demo, settle
+from console_support import copy_demo, settle, shown
 from textual.widgets import DataTable, OptionList
 
 from core.store.demo import build_demo
 from core.store.workspace import Workspace
+from tui.advice import console_wording
 from tui.app import SCREENS, ParqctlApp
+from tui.cli import main
 from tui.palette import console_commands
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.filter_prompt import FilterPrompt
@@ -208,3 +210,32 @@ async def test_a_screenshot_is_saved_in_the_workspace_and_named(workspace: Path)
         assert saved.name.startswith("dashboard-") and saved.suffix == ".svg"
         assert "<svg" in saved.read_text()
         assert any(str(saved) in n.message for n in app._notifications)
+
+
+def test_console_wording_names_keys_where_the_console_can_do_it():
+    assert console_wording("3 error(s) (`parqctl integrity` lists them)") == (
+        "3 error(s) (press 6 then c lists them)"
+    )
+    assert console_wording("gone: remove the lock with `parqctl lock break --force`") == (
+        "gone: remove the lock: press 3 then b"
+    )
+    assert console_wording("run `parqctl migrate verify --venue us:yahoo --interval 1d`") == (
+        "press 7 then v"
+    )
+    # What only the CLI does stays the CLI's.
+    for cli_only in ("`parqctl migrate finalize --delete-legacy`", "`parqctl fetch --overwrite`"):
+        assert console_wording(f"then {cli_only}") == f"then {cli_only}"
+
+
+async def test_the_dashboard_advises_keys_not_commands(demo: Path, capsys):
+    assert main(["-w", str(demo), "integrity"]) == 1  # the demo's injected errors, saved
+    capsys.readouterr()
+    app = _app(demo)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        verdict = shown(app, "#verdict")
+        assert "error(s) in the last check (press 6 then c lists them)" in verdict
+        assert "`parqctl" not in verdict
+        app.notify("run `parqctl lock status`")
+        await pilot.pause()
+        assert list(app._notifications)[-1].message == "press 3"

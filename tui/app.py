@@ -44,6 +44,7 @@ from core.jobs import CancelToken, JobCancelled
 from core.store.workspace import Workspace
 from themes import STYLESHEET, THEMES
 from tui import engine_process, navigation
+from tui.advice import console_wording
 from tui.palette import ConsoleCommands
 from tui.widgets.fitted_table import FittedTable
 from tui.widgets.screen_tabs import ScreenTabs, Tab
@@ -289,6 +290,10 @@ class ParqctlApp(App):
             self.notify(f"screenshot not saved: {reason}", severity="error", markup=False)
             return
         self.notify(f"saved {saved}", title="Screenshot", markup=False)
+
+    def notify(self, message: str, *, title: str = "", **kwargs) -> None:
+        """Every notification in the console's words (tui.advice): keys, not commands."""
+        super().notify(console_wording(message), title=title, **kwargs)
 
     def action_help(self) -> None:
         from tui.widgets.help import HelpScreen, help_markdown  # markdown: 0.1 s at start-up

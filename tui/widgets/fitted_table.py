@@ -25,6 +25,7 @@ from textual.events import Resize
 from textual.widgets import DataTable
 
 from core.patterns import matcher
+from tui.advice import console_wording
 
 ELLIPSIS = "…"
 
@@ -85,7 +86,7 @@ def labelled(head: str, rows: Sequence[tuple[str, str]]) -> Group:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for label, value in rows:
-        grid.add_row(label, Text(value))
+        grid.add_row(label, Text(console_wording(value)))  # keys, not CLI commands
     return Group(Text(head), grid)
 
 
