@@ -156,7 +156,8 @@ cursor with its gaps, newest first, and whether each can still be fetched from Y
 (`⏳` until when, `✓` any time) or is lost for good (`✗`); `∅` marks a gap Yahoo was
 asked for and had no bars (a halt; `parqctl backfill --recheck` asks again).
 
-`g` shows only the tickers with gaps (or all again); `/` filters by a ticker pattern;
+`g` shows only the tickers with gaps (or all again); `/` filters by a part of a ticker
+(`AAP`) or a glob (`A*`);
 `s` sorts by name, worst coverage or latest gap; `t` jumps to a ticker, `d` to a date;
 `r` re-indexes the files that changed. `b` backfills the recoverable gaps of the ticker
 under the cursor from Yahoo Finance, `B` those of every ticker in view: both say what will
@@ -431,7 +432,7 @@ by a screen, `home` / `end` to the first and last ticker.
         prompt = self.query_one("#heatmap-prompt", Input)
         self.prompt_kind = kind
         prompt.placeholder = {
-            "filter": "ticker pattern, e.g. A* or *.DE (empty: all)",
+            "filter": "part of a ticker (AAP) or a glob (A*, *.DE); empty: all",
             "ticker": "jump to ticker",
             "date": "jump to date, YYYY-MM-DD",
         }[kind]
