@@ -239,3 +239,18 @@ async def test_the_dashboard_advises_keys_not_commands(demo: Path, capsys):
         app.notify("run `parqctl lock status`")
         await pilot.pause()
         assert list(app._notifications)[-1].message == "press 3"
+
+
+async def test_the_backfill_question_takes_n(demo: Path):
+    from screens.backfill import BackfillScreen
+
+    app = _app(demo)
+    answers = []
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle(pilot)
+        app.push_screen(BackfillScreen(demo, "1d", None, END, "every ticker"), answers.append)
+        await settle(pilot)
+        assert isinstance(app.screen, BackfillScreen)
+        await pilot.press("n")
+        await pilot.pause()
+        assert answers == [False] and not isinstance(app.screen, BackfillScreen)
