@@ -176,3 +176,13 @@ def test_an_explicit_workspace_is_taken_as_given(workspace: Path):
     result = run_cli("-w", str(workspace / "stocks_1d"), "health")
     assert result.returncode == 6
     assert "stocks_1d is not a parqctl workspace" in result.stderr
+
+
+def test_migrate_status_of_an_unplanned_interval_is_an_error(workspace: Path, capsys):
+    assert main(["-w", str(workspace), "migrate", "plan", "--interval", "1d"]) == 0
+    capsys.readouterr()
+    assert main(["-w", str(workspace), "migrate", "status", "--interval", "5m", "--json"]) == 2
+    report = json.loads(capsys.readouterr().out)
+    assert report["error"].startswith("us:yahoo 5m is not in the migration plan")
+    assert main(["-w", str(workspace), "migrate", "status", "--interval", "1d", "--json"]) == 0
+    assert [s["interval"] for s in json.loads(capsys.readouterr().out)] == ["1d"]
