@@ -156,9 +156,13 @@ async def test_slash_filters_by_substring_or_glob_and_escape_clears_then_goes_ba
         await pilot.press("5", "3", "escape")
         await pilot.pause()
         assert app.current_mode == "disk"
-        await pilot.press("slash")  # a screen without a list says so
+        assert "slash" not in app.screen.active_bindings  # nothing to filter: not offered
+        await pilot.press("slash")
         await pilot.pause()
         assert app.current_mode == "disk" and not isinstance(app.screen, FilterPrompt)
+        await pilot.press("4")
+        await settle(pilot)
+        assert app.screen.active_bindings["slash"].enabled  # the quarantine list
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ class ParqctlApp(App):
             for entry in SCREENS
         ),
         *navigation.BINDINGS,
-        Binding("slash", "filter", "Filter", key_display="/", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -259,20 +259,23 @@ class ParqctlApp(App):
     def action_move(self, where: str) -> None:
         navigation.move(self.focused, where)
 
+    def _filter_target(self) -> FittedTable | None:
+        """The list ``/`` filters: the focused one, else the screen's first."""
+        if isinstance(self.focused, FittedTable):
+            return self.focused
+        return next(iter(self.screen.query(FittedTable)), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `/ Filter` is in the footer, and works, only where there is a list to filter.
+        return self._filter_target() is not None if action == "filter" else True
+
     def action_filter(self) -> None:
         from tui.widgets.filter_prompt import FilterPrompt
 
-        focused = self.focused
-        table = (
-            focused
-            if isinstance(focused, FittedTable)
-            else next(iter(self.screen.query(FittedTable)), None)
-        )
-        if table is None:
-            self.notify("this screen has no list to filter", severity="warning")
-            return
-        table.focus()
-        self.push_screen(FilterPrompt(table))
+        table = self._filter_target()
+        if table is not None:
+            table.focus()
+            self.push_screen(FilterPrompt(table))
 
     def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
         """Saved inside the workspace (``.parqctl/screenshots/``), and the path is said."""
