@@ -92,7 +92,8 @@ def render(report: HealthReport) -> list[str]:
 
 def register(commands) -> None:
     p = commands.add_parser(
-        "health", help="one-screen summary; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+        "health",
+        help="one-screen summary; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 6 not a workspace",
     )
     add_json_flag(p)
     p.add_argument(
