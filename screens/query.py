@@ -196,8 +196,10 @@ def rows_of(table: pa.Table) -> list[list[Text | str]]:
     ]
     rows = []
     for batch in table.to_batches():
-        for row in readable(batch).to_pylist():
-            rows.append([cell(v, n) for v, n in zip(row.values(), numeric, strict=True)])
+        # By position: a join can give two columns one name (to_pylist's dicts keep one).
+        columns = [column.to_pylist() for column in readable(batch).columns]
+        for row in zip(*columns, strict=True):
+            rows.append([cell(v, n) for v, n in zip(row, numeric, strict=True)])
     return rows
 
 

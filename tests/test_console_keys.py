@@ -258,3 +258,40 @@ async def test_the_backfill_question_takes_n(demo: Path):
         await pilot.press("n")
         await pilot.pause()
         assert answers == [False] and not isinstance(app.screen, BackfillScreen)
+
+
+async def test_h_and_l_scroll_a_wide_table_and_j_k_move_in_the_views_tree(workspace: Path):
+    from textual.widgets import Tree
+
+    from screens.query import QueryScreen, SqlEditor
+
+    app = _app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("8")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, QueryScreen)
+        screen.query_one(SqlEditor).load_text("SELECT * FROM bars_1d, tickers LIMIT 3")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        table = screen.query_one(DataTable)
+        table.focus()
+        await pilot.pause()
+        assert table.max_scroll_x > 0  # wider than 80 columns
+        await pilot.press("l", "l")
+        await pilot.pause(0.3)
+        assert table.scroll_x > 0
+        await pilot.press("h", "h")
+        await pilot.pause(0.3)
+        assert table.scroll_x == 0
+
+        tree = screen.query_one(Tree)
+        tree.focus()
+        tree.cursor_line = 0
+        await pilot.press("j")
+        assert tree.cursor_line == 1
+        await pilot.press("G")
+        assert tree.cursor_line == tree.last_line
+        await pilot.press("g")
+        assert tree.cursor_line == 0
