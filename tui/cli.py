@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog="parqctl",
         description="Operations console for Parquet market-data stores (yf_parqed workspaces).",
+        epilog=(
+            "exit codes in every command: 2 bad argument or refused, 3 run lock held, 4 disk "
+            "full or past critical, 5 Yahoo unreachable, 6 not a workspace, 130 interrupted; "
+            "0 and 1 mean what the README says for each command"
+        ),
     )
     parser.add_argument("--workspace", "-w", metavar="DIR", help=WORKSPACE_HELP)
     commands = parser.add_subparsers(
