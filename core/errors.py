@@ -22,7 +22,14 @@ class ParqctlError(Exception):
 
 
 class WorkspaceError(ParqctlError):
-    """The directory is missing or is not a workspace."""
+    """Something about the workspace's directories stops the command (a link leading out)."""
+
+
+class NotAWorkspaceError(WorkspaceError):
+    """The directory is missing or is not a workspace: the same exit code in every command
+    (``health`` included), so a cron job with a wrong path can be told apart."""
+
+    exit_code = 6
 
 
 class MetadataError(ParqctlError):

@@ -62,6 +62,7 @@ class BackfillScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel / stop"),
         Binding("y", "start", "Backfill", show=False),
+        Binding("n", "decline", "No", show=False),
     ]
     DEFAULT_CSS = """
     BackfillScreen { align: center middle; }
@@ -148,6 +149,10 @@ class BackfillScreen(ModalScreen[bool]):
         bar.display = True
         bar.update(total=len(self.plan.requests), progress=0)
         self.run_backfill(self.plan)
+
+    def action_decline(self) -> None:
+        if not self.running:  # n answers the question; a run is stopped with escape
+            self.dismiss(self.finished)
 
     def action_cancel(self) -> None:
         if self.running:

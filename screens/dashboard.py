@@ -16,6 +16,7 @@ from textual.widgets.option_list import Option
 from core.availability.gap_watch import WorstTicker
 from core.health import HealthReport, Verdict
 from core.safety.run_lock import LockState
+from tui.advice import console_wording
 from tui.text import human_age, human_bytes
 from tui.widgets.panel import Panel
 
@@ -41,7 +42,7 @@ def describe_verdict(report: HealthReport) -> Group:
     problems.add_column(no_wrap=True)
     problems.add_column()
     for problem in report.problems:
-        problems.add_row(f"  {VERDICT_GLYPH[problem.verdict]}", Text(problem.text))
+        problems.add_row(f"  {VERDICT_GLYPH[problem.verdict]}", Text(console_wording(problem.text)))
     return Group(Text(f"{VERDICT_GLYPH[report.verdict]} {report.verdict.name}"), problems)
 
 
@@ -133,7 +134,7 @@ def describe_quarantine(report: HealthReport) -> tuple[str, str]:
 
 def describe_migration(report: HealthReport) -> tuple[str, str]:
     if not report.migration:
-        return "no migration planned (`parqctl migrate plan`)", "ok"
+        return "no migration planned (press 7 then p)", "ok"
     lines = [
         f"{m.venue} {m.interval:<4} {m.status:<10} {gauge(100 * m.ratio, 20)} "
         f"{m.completed:,}/{m.total:,}"

@@ -537,7 +537,7 @@ ticker.
         prompt = self.query_one("#heatmap-prompt", Input)
         self.prompt_kind = kind
         prompt.placeholder = {
-            "filter": "ticker pattern, e.g. A* or *.DE (empty: all)",
+            "filter": "part of a ticker (AAP) or a glob (A*, *.DE); empty: all",
             "ticker": "jump to ticker",
             "date": "jump to date, YYYY-MM-DD",
         }[kind]

@@ -232,7 +232,7 @@ screen (8) on the selected finding's file: its findings and what the index knows
         body = (
             f"Move {finding.path}\ninto .parqctl/quarantine/ with a manifest (path, size, "
             f"sha256, reason, who, when).\n\nReason: {finding.code}: {finding.message}\n\n"
-            "The collector stops seeing the file; `parqctl quarantine restore` puts it back."
+            "The collector stops seeing the file; 4 then u (Quarantine, Restore) puts it back."
         )
         self.app.push_screen(
             ConfirmScreen("Quarantine this file?", body, "Quarantine"),

@@ -199,7 +199,7 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
         if selected.stage == "migrating" and selected.failed and not selected.pending:
             why = (
                 f"{selected.failed} ticker(s) failed (see the report): fix or quarantine their "
-                "legacy files (screen 6, or `parqctl quarantine add PATH`), then resume"
+                "legacy files (6, then Q on each), then resume (r)"
             )
         progress = _stage_line(selected.stage)
         line.update(
@@ -293,6 +293,8 @@ Steps act on the selected row. Legacy files are never modified. Deleting them
             self.query_one("#migration-progress-line", Static).update(
                 f"stopping {self.running} at a safe point…"
             )
+        else:
+            self.app.action_back()  # nothing to stop: escape goes back, as everywhere
 
     def _confirm(self, title: str, body: str, label: str, step: str, target: Target) -> None:
         if self._busy():

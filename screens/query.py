@@ -196,8 +196,10 @@ def rows_of(table: pa.Table) -> list[list[Text | str]]:
     ]
     rows = []
     for batch in table.to_batches():
-        for row in readable(batch).to_pylist():
-            rows.append([cell(v, n) for v, n in zip(row.values(), numeric, strict=True)])
+        # By position: a join can give two columns one name (to_pylist's dicts keep one).
+        columns = [column.to_pylist() for column in readable(batch).columns]
+        for row in zip(*columns, strict=True):
+            rows.append([cell(v, n) for v, n in zip(row, numeric, strict=True)])
     return rows
 
 
@@ -542,6 +544,8 @@ editor, where `q` is typed.
         if self._running and self._engine is not None:
             self._engine.interrupt()
             self._status("interrupting…", "running")
+        else:
+            self.app.action_back()  # nothing to interrupt: escape goes back, as everywhere
 
     def on_page_loaded(self, message: PageLoaded) -> None:
         if message.run != self._run_id:

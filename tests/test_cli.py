@@ -35,13 +35,13 @@ def test_health_of_a_small_workspace(workspace: Path):
 
 def test_no_workspace(tmp_path: Path):
     result = run_cli("-w", str(tmp_path / "missing"), "health")
-    assert result.returncode == 3
+    assert result.returncode == 6  # not a workspace: the same code in every command
     assert "does not exist" in _one_line_error(result)
 
 
 def test_a_directory_that_is_not_a_workspace_is_left_alone(tmp_path: Path):
     result = run_cli("health", cwd=tmp_path)
-    assert result.returncode == 3
+    assert result.returncode == 6
     assert "is not a parqctl workspace" in _one_line_error(result)
     assert list(tmp_path.iterdir()) == []
 

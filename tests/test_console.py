@@ -136,7 +136,7 @@ async def test_help_and_palette_commands(workspace: Path):
         await pilot.press("escape")
         await pilot.pause()
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert "Go to Run lock" in titles and "Refresh (Dashboard)" in titles
+        assert "Refresh health" in titles and "Screenshot" in titles
         await pilot.press("3")
         await pilot.pause()
         assert app.current_mode == "locks"

@@ -288,3 +288,14 @@ async def test_the_heatmap_opens_the_query_screen_on_the_bars_under_its_cursor(t
         assert isinstance(app.screen, QueryScreen)
         text = app.screen.query_one(SqlEditor).text
         assert "FROM bars_1d" in text and f"WHERE ticker = '{ticker}'" in text
+
+
+async def test_a_result_with_two_columns_of_one_name_is_shown_by_position(workspace: Path):
+    """A join gives two `ticker` columns: both are shown, none is lost (nor the console)."""
+    app = _app(workspace)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = await _open(pilot)
+        await _run(pilot, screen, "SELECT 1 AS a, 2 AS a, 'x' AS b")
+        table = screen.query_one(DataTable)
+        assert [str(c.label) for c in table.columns.values()] == ["a", "a", "b"]
+        assert [str(v) for v in table.get_row_at(0)] == ["1", "2", "x"]

@@ -132,6 +132,8 @@ def test_filters(sources):
     source = sources["1d"]
     assert source.matrix(pattern="a*").tickers == ["AAA"]
     assert source.matrix(pattern="[bc]??").tickers == ["BBB", "CCC"]
+    assert source.matrix(pattern="z").tickers == ["ZZZ"]  # no glob: a substring
+    assert source.matrix(pattern="AA").tickers == ["AAA"]
     assert source.matrix(only_gaps=True).tickers == ["AAA", "ZZZ"]
     december = source.matrix(only_gaps=True, start=date(2025, 12, 1), end=END)
     assert december.tickers == ["ZZZ"] and december.total_tickers == 4

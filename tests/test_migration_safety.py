@@ -368,8 +368,10 @@ def test_purge_with_json_needs_yes_and_prints_only_json(ready: Path):
     files = _partition_files(ready)
     before = _without_state(ready)
     refused = _with_a_terminal(ready, "y\n", "rollback", "--purge-partitioned", "--json")
-    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.returncode == 2
     assert "--yes" in _one_line(refused)
+    error = _one_line(refused).removeprefix("parqctl: error: ")
+    assert json.loads(refused.stdout) == {"error": error, "exit_code": 2}
     assert _without_state(ready) == before
 
     done = _migrate(ready, "rollback", "--purge-partitioned", "--json", "--yes")

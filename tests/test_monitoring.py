@@ -151,7 +151,7 @@ def test_quarantine_and_lock_changes_show_up(demo_root: Path, tmp_path: Path):
 def test_an_unreadable_workspace_exports_unknown(tmp_path: Path):
     output = tmp_path / "parqctl.prom"
     result = run_cli("-w", str(tmp_path / "missing"), "health", "--prometheus", str(output))
-    assert result.returncode == Verdict.UNKNOWN
+    assert result.returncode == 6  # not a workspace: the exit code every command gives it
     assert samples(output.read_text())["parqctl_health_verdict", ()] == Verdict.UNKNOWN
     missing_dir = run_cli(
         "-w", str(tmp_path), "health", "--prometheus", str(tmp_path / "no/x.prom")

@@ -738,3 +738,10 @@ def test_no_progress_bar_and_locked_from_the_start(legacy: Path):
         {"name": "enable_progress_bar_print", "value": "false"},
         {"name": "lock_configuration", "value": "true"},
     ]
+
+
+def test_the_table_shows_two_columns_of_one_name_by_position(workspace: Path, capsys):
+    from tui.cli import main
+
+    assert main(["-w", str(workspace), "sql", "SELECT 1 AS a, 2 AS a, 'x' AS b"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["a  a  b", "-  -  -", "1  2  x"]

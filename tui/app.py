@@ -3,7 +3,10 @@
 The app owns the periodic health refresh (a thread worker re-armed only after the last
 refresh finished, so refreshes never pile up) and publishes the result in the reactive
 ``health``; screens watch it. Each top-level screen is a mode, reached by its number key,
-from the command palette, or from the dashboard's panels.
+from the tabs under the header, from the command palette (tui.palette: every screen's
+actions, from anywhere), or from the dashboard's panels. The keys every list shares
+(tui.navigation: j/k/h/l, g/G, ``/`` to filter) and ``escape`` (clear the filter, else
+back to the previous screen) are the App's, so each screen has them without a copy.
 
 Engine jobs that hold the GIL for long (the health report, the integrity check) run in a
 child process (tui.engine_process), so the event loop stays responsive while they run.
@@ -23,7 +26,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import TypeVar
 
 from textual import work
@@ -40,7 +43,11 @@ from core.health import HealthReport, health_report, with_gap_watch
 from core.jobs import CancelToken, JobCancelled
 from core.store.workspace import Workspace
 from themes import STYLESHEET, THEMES
-from tui import engine_process
+from tui import engine_process, navigation
+from tui.advice import console_wording
+from tui.palette import ConsoleCommands
+from tui.widgets.fitted_table import FittedTable
+from tui.widgets.screen_tabs import ScreenTabs, Tab
 
 HEALTH_REFRESH_S = 30.0
 T = TypeVar("T")
@@ -56,21 +63,26 @@ class ScreenEntry:
     title: str
     module: str
     class_name: str
+    short: str = ""  # the tab's name when the full titles do not fit
 
     def make(self) -> Screen:
-        return getattr(importlib.import_module(self.module), self.class_name)()
+        screen = getattr(importlib.import_module(self.module), self.class_name)()
+        tabs = [Tab(e.key, e.mode, e.title, e.short or e.title) for e in SCREENS]
+        screen.compose_add_child(ScreenTabs(tabs, current=self.mode))  # on every screen
+        return screen
 
 
 SCREENS = (
-    ScreenEntry("1", "dashboard", "Dashboard", "screens.dashboard", "DashboardScreen"),
-    ScreenEntry("2", "heatmap", "Availability", "screens.heatmap", "HeatmapScreen"),
-    ScreenEntry("3", "locks", "Run lock", "screens.locks", "LocksScreen"),
-    ScreenEntry("4", "quarantine", "Quarantine", "screens.quarantine", "QuarantineScreen"),
+    ScreenEntry("1", "dashboard", "Dashboard", "screens.dashboard", "DashboardScreen", "Dash"),
+    ScreenEntry("2", "heatmap", "Availability", "screens.heatmap", "HeatmapScreen", "Avail"),
+    ScreenEntry("3", "locks", "Run lock", "screens.locks", "LocksScreen", "Lock"),
+    ScreenEntry("4", "quarantine", "Quarantine", "screens.quarantine", "QuarantineScreen", "Quar"),
     ScreenEntry("5", "disk", "Disk", "screens.disk", "DiskScreen"),
-    ScreenEntry("6", "integrity", "Integrity", "screens.integrity", "IntegrityScreen"),
-    ScreenEntry("7", "migration", "Migration", "screens.migration", "MigrationScreen"),
+    ScreenEntry("6", "integrity", "Integrity", "screens.integrity", "IntegrityScreen", "Integ"),
+    ScreenEntry("7", "migration", "Migration", "screens.migration", "MigrationScreen", "Migr"),
     ScreenEntry("8", "query", "Query", "screens.query", "QueryScreen"),
 )
+HISTORY_LENGTH = 20  # screens escape can go back through
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,7 @@ class ParqctlApp(App):
     MODES = {entry.mode: entry.make for entry in SCREENS}
     # Side panels give way to the main view on narrow terminals (80x24 over SSH).
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
@@ -101,6 +114,9 @@ class ParqctlApp(App):
             Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, show=False)
             for entry in SCREENS
         ),
+        *navigation.BINDINGS,
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "back", "Back", show=False),
     ]
 
     health: reactive[HealthState | None] = reactive(None, always_update=True)
@@ -123,6 +139,7 @@ class ParqctlApp(App):
         self._first_at = (0.0, date.min)
         self._first_job: engine_process.ForkedJob | None = None
         self._saved_gaps: GapWatch | None = None
+        self._visited: list[str] = []  # the screens escape goes back to, last one last
         for registered in THEMES.values():
             self.register_theme(registered)
         self.theme = THEMES[theme or "dark"].name
@@ -227,6 +244,60 @@ class ParqctlApp(App):
         if self.health_refresh_s:
             self._health_timer = self.set_timer(self.health_refresh_s, self.refresh_health)
 
+    def switch_mode(self, mode: str, *, back: bool = False):
+        """Switch screens, remembering the one left for escape (unless going ``back``)."""
+        left = self.current_mode
+        if not back and mode != left and left in self.MODES:
+            self._visited = [*self._visited, left][-HISTORY_LENGTH:]
+        return super().switch_mode(mode)
+
+    def action_back(self) -> None:
+        """Escape with nothing else to cancel or clear: the previous screen."""
+        if self._visited:
+            self.switch_mode(self._visited.pop(), back=True)
+
+    def action_move(self, where: str) -> None:
+        navigation.move(self.focused, where)
+
+    def _filter_target(self) -> FittedTable | None:
+        """The list ``/`` filters: the focused one, else the screen's first."""
+        if isinstance(self.focused, FittedTable):
+            return self.focused
+        return next(iter(self.screen.query(FittedTable)), None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `/ Filter` is in the footer, and works, only where there is a list to filter.
+        return self._filter_target() is not None if action == "filter" else True
+
+    def action_filter(self) -> None:
+        from tui.widgets.filter_prompt import FilterPrompt
+
+        table = self._filter_target()
+        if table is not None:
+            table.focus()
+            self.push_screen(FilterPrompt(table))
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Saved inside the workspace (``.parqctl/screenshots/``), and the path is said."""
+        from core import screenshots
+
+        try:
+            saved = screenshots.save(
+                self.workspace.root,
+                self.current_mode,
+                self.export_screenshot(),
+                datetime.fromtimestamp(self.now()),
+            )
+        except (ParqctlError, OSError) as exc:
+            reason = exc.one_line() if isinstance(exc, ParqctlError) else str(exc)
+            self.notify(f"screenshot not saved: {reason}", severity="error", markup=False)
+            return
+        self.notify(f"saved {saved}", title="Screenshot", markup=False)
+
+    def notify(self, message: str, *, title: str = "", **kwargs) -> None:
+        """Every notification in the console's words (tui.advice): keys, not commands."""
+        super().notify(console_wording(message), title=title, **kwargs)
+
     def action_help(self) -> None:
         from tui.widgets.help import HelpScreen, help_markdown  # markdown: 0.1 s at start-up
 
@@ -235,18 +306,13 @@ class ParqctlApp(App):
         self.push_screen(HelpScreen(help_markdown(self.screen, self.BINDINGS)))
 
     def get_system_commands(self, screen: Screen):
-        yield from super().get_system_commands(screen)
-        for entry in SCREENS:
-            yield SystemCommand(
-                f"Go to {entry.title}",
-                f"Switch to the {entry.title} screen (key {entry.key})",
-                lambda mode=entry.mode: self.switch_mode(mode),
-            )
+        # The screens and their actions come from tui.palette; the screenshot is ours.
+        for command in super().get_system_commands(screen):
+            if command.title != "Screenshot":
+                yield command
+        yield SystemCommand(
+            "Screenshot",
+            "Save an SVG of the screen in .parqctl/screenshots/ (the path is shown)",
+            lambda: self.set_timer(0.1, self.action_screenshot),
+        )
         yield SystemCommand("Refresh health", "Re-read the workspace now", self.refresh_health)
-        for binding in getattr(screen, "BINDINGS", []):
-            if isinstance(binding, Binding) and binding.description:
-                yield SystemCommand(
-                    f"{binding.description} ({screen.__class__.__name__.removesuffix('Screen')})",
-                    f"key {binding.key_display or binding.key}",
-                    lambda action=binding.action, target=screen: target.run_action(action),
-                )

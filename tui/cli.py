@@ -18,7 +18,8 @@ from types import TracebackType
 from typing import NoReturn
 
 from core.errors import DiskSpaceError, ParqctlError
-from tui.arguments import OneLineArgumentParser
+from tui.arguments import WORKSPACE_HELP, OneLineArgumentParser, accept_workspace_option
+from tui.failure import report_failure
 
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader gone away
@@ -32,39 +33,43 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog="parqctl",
         description="Operations console for Parquet market-data stores (yf_parqed workspaces).",
+        epilog=(
+            "exit codes in every command: 2 bad argument or refused, 3 run lock held, 4 disk "
+            "full or past critical, 5 Yahoo unreachable, 6 not a workspace, 130 interrupted; "
+            "0 and 1 mean what the README says for each command"
+        ),
     )
-    parser.add_argument(
-        "--workspace",
-        "-w",
-        metavar="DIR",
-        help="the workspace (default: $PARQCTL_WORKSPACE, else the current directory)",
-    )
+    parser.add_argument("--workspace", "-w", metavar="DIR", help=WORKSPACE_HELP)
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=OneLineArgumentParser
     )
     for name in COMMANDS:
         importlib.import_module(f"tui.commands.{name}").register(commands)
+    accept_workspace_option(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Until the arguments are parsed, whether the output is JSON is read from the words.
+    as_json = "--json" in argv[: argv.index("--")] if "--" in argv else "--json" in argv
     try:
         # Inside the try: argument types (a venue, a ticker) may raise ParqctlError too.
         args = build_parser().parse_args(argv)
+        as_json = bool(getattr(args, "json", False))
         if args.command is None:
             from tui.commands import console
 
             args.theme, args.run = None, console.run
         return args.run(args)
     except ParqctlError as exc:
-        print(f"parqctl: error: {exc.one_line()}", file=sys.stderr)
         # A plain refusal raised from a full disk (`raise ParqctlError(...) from exc`, where
         # exc is ENOSPC) is a full disk; a lock held or taken keeps its own code.
         disk_full = exc.exit_code == ParqctlError.exit_code and disk_full_cause(exc, True)
-        return DiskSpaceError.exit_code if disk_full else exc.exit_code
+        code = DiskSpaceError.exit_code if disk_full else exc.exit_code
+        return report_failure(exc.one_line(), code, as_json)
     except KeyboardInterrupt:
-        print("parqctl: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return report_failure("interrupted", EXIT_INTERRUPTED, as_json)
     except BrokenPipeError:
         # The reader went away (`parqctl show AAPL | head -1`): stop quietly. Point stdout at
         # /dev/null so that flushing it at exit does not raise again.
@@ -78,8 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if full is None:
             raise
         error = disk_full_error(full)
-        print(f"parqctl: error: {error.one_line()}", file=sys.stderr)
-        return error.exit_code
+        return report_failure(error.one_line(), error.exit_code, as_json)
 
 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})

@@ -17,7 +17,6 @@ own state, and ``issues`` marks the rows that need a look beyond their gaps.
 from __future__ import annotations
 
 import enum
-import fnmatch
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +35,7 @@ from core.availability.index import FileIndex
 from core.errors import ParqctlError
 from core.integrity import quarantine
 from core.integrity.quarantine import QuarantineEntry
+from core.patterns import matcher
 from core.store.layout import interval_of_dataset_dir
 
 
@@ -72,7 +72,6 @@ ZOOMS = ("day", "week", "month")
 # ``attention``: rows with issues, then rows with gaps (worst coverage first), then rows
 # with partial sessions, then the complete ones; by name within each.
 SORTS = ("attention", "name", "coverage", "recent_gap")
-GLOB_CHARACTERS = frozenset("*?[")
 _ROWS_PER_CHUNK = 256  # bounds the temporaries of a day zoom over decades
 _NAT = np.datetime64("NaT", "D")
 
@@ -269,7 +268,7 @@ class HeatmapSource:
         upper = np.append(starts[1:], np.datetime64(end, "D") + 1)
 
         # Rows first (filters, sort keys), then the cells straight into their sorted place.
-        matches = _matcher(pattern)
+        matches = matcher(pattern) if pattern else None
         parts = [
             _rows(p, lower, upper, matches, only_gaps, issue)
             for p, issue in zip(self._blocks, self._with_issue, strict=True)
@@ -330,17 +329,6 @@ class _Rows:
     rows: np.ndarray  # into the block
     row_coverage: np.ndarray
     last_gap: np.ndarray
-
-
-def _matcher(pattern: str | None) -> Callable[[str], bool] | None:
-    """A test of upper-cased tickers for a filter: a shell glob if it has ``*?[``, else a
-    substring (``aap`` finds AAPL)."""
-    if not pattern:
-        return None
-    wanted = pattern.upper()
-    if GLOB_CHARACTERS.intersection(wanted):
-        return lambda name: fnmatch.fnmatchcase(name, wanted)
-    return lambda name: wanted in name
 
 
 def _joined(arrays: list[np.ndarray], dtype: str | type) -> np.ndarray:

@@ -40,8 +40,8 @@ from core.errors import (
     DiskSpaceError,
     LockHeldError,
     LockLostError,
+    NotAWorkspaceError,
     ParqctlError,
-    WorkspaceError,
 )
 from core.safety import audit
 from core.safety.atomic import confined, is_temp_name, read_state_file, write_json
@@ -548,7 +548,7 @@ def _make_lock_dir(root: Path, lock_dir: Path) -> bool:
     except FileExistsError:
         return False
     except FileNotFoundError as exc:
-        raise WorkspaceError(
+        raise NotAWorkspaceError(
             f"workspace {root} does not exist", "give the path of a yf_parqed workspace"
         ) from exc
     except OSError as exc:

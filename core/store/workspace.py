@@ -9,10 +9,17 @@ from functools import cached_property
 from pathlib import Path
 
 from core.config import Config, load_config
-from core.errors import WorkspaceError
+from core.errors import NotAWorkspaceError, ParqctlError
 from core.safety import run_lock
 from core.store import metadata
-from core.store.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES, Venue, interval_of_dataset_dir
+from core.store.layout import (
+    COLLECTOR_LEGACY_HOME,
+    INTERVALS,
+    LEGACY_HOMES,
+    Venue,
+    interval_of_dataset_dir,
+    validate_interval,
+)
 
 WORKSPACE_ENV = "PARQCTL_WORKSPACE"
 STATE_DIR = ".parqctl"
@@ -21,9 +28,33 @@ TRADES_DIR = "trades"
 
 
 def resolve_root(explicit: str | os.PathLike[str] | None) -> Path:
-    """``--workspace DIR``, else ``$PARQCTL_WORKSPACE``, else the current directory."""
-    chosen = explicit or os.environ.get(WORKSPACE_ENV) or os.getcwd()
-    return Path(chosen).expanduser().absolute()
+    """``--workspace DIR``, else ``$PARQCTL_WORKSPACE``, else the workspace the current
+    directory is in (itself or the nearest parent that holds one, as git finds its
+    repository), else the current directory itself."""
+    chosen = explicit or os.environ.get(WORKSPACE_ENV)
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    here = Path(os.getcwd()).absolute()
+    return next((d for d in (here, *here.parents) if _holds_a_workspace(d)), here)
+
+
+def _holds_a_workspace(path: Path) -> bool:
+    """``path`` holds tickers.json or the collector's bar folders (``stocks_<iv>/`` at the
+    root, under ``data/``, ``data/legacy/`` or ``data/<market>/<source>/``): a plain
+    ``data/`` folder is too common a name to stop the walk up at."""
+    if (path / metadata.TICKERS_FILE).is_file():
+        return True
+    homes = [path, path / "data", path / "data" / "legacy"]
+    homes += [source for market in _subdirs(path / "data") for source in _subdirs(market)]
+    return any(interval_of_dataset_dir(d.name) for home in homes for d in _subdirs(home))
+
+
+def _subdirs(path: Path) -> list[Path]:
+    try:
+        with os.scandir(path) as entries:
+            return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
 
 
 @dataclass(frozen=True)
@@ -105,16 +136,19 @@ class Workspace:
     def open(cls, root: str | os.PathLike[str] | None = None) -> Workspace:
         path = resolve_root(root)
         if not path.exists():
-            raise WorkspaceError(
+            raise NotAWorkspaceError(
                 f"workspace {path} does not exist",
                 f"pass --workspace DIR or set ${WORKSPACE_ENV}",
             )
         if not path.is_dir():
-            raise WorkspaceError(f"workspace {path} is not a directory", "pass a directory")
+            raise NotAWorkspaceError(f"workspace {path} is not a directory", "pass a directory")
         if not (path / metadata.TICKERS_FILE).exists() and not (path / "data").is_dir():
-            raise WorkspaceError(
-                f"{path} is not a parqctl workspace (no tickers.json and no data/)",
-                f"pass --workspace DIR or set ${WORKSPACE_ENV}; `parqctl demo DIR` makes one",
+            if _holds_a_workspace(path):  # the collector's stocks_<iv>/ folders alone
+                return cls(path)
+            raise NotAWorkspaceError(
+                f"{path} is not a parqctl workspace (no tickers.json, data/ or stocks_<iv>/)",
+                f"run it inside one, pass --workspace DIR or set ${WORKSPACE_ENV}; "
+                "`parqctl demo DIR` makes one",
             )
         return cls(path)
 
@@ -145,6 +179,21 @@ class Workspace:
     @cached_property
     def migration_plan(self) -> metadata.MigrationPlan | None:
         return metadata.load_migration_plan(self.root / metadata.MIGRATION_PLAN_FILE)
+
+    def require_interval(self, interval: str) -> str:
+        """``interval`` if intervals.json lists it or a bar folder holds it; otherwise a
+        one-line error naming the intervals the workspace has (a command asked about
+        ``5m`` in a workspace without it must not answer with zeros)."""
+        validate_interval(interval)
+        known = set(self.intervals) | {d.interval for d in self.datasets() if d.interval}
+        if interval not in known:
+            order = {iv: n for n, iv in enumerate(INTERVALS)}
+            have = ", ".join(sorted(known, key=lambda iv: (order.get(iv, len(order)), iv)))
+            raise ParqctlError(
+                f"interval {interval} is not in this workspace (it has: {have or 'none'})",
+                "pick one of those, or add it to intervals.json for the collector first",
+            )
+        return interval
 
     def load_all_metadata(self) -> None:
         """Load every metadata file now, so a malformed one is reported up front."""

@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     ws = Workspace.open(args.workspace)
     _ = ws.config  # a malformed config.toml refuses before the index is written
+    for interval in args.interval or ():
+        ws.require_interval(interval)
     window = Window(args.since, args.until, args.before_first)
     with stderr_progress() as draw:
         index = refresh_index(ws.root, full=args.refresh, progress=draw)

@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
     ws = Workspace.open(args.workspace)
     ws.load_all_metadata()
+    for interval in args.interval or ():
+        ws.require_interval(interval)
     plan = plan_backfill(
         ws,
         intervals=args.interval,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from core.errors import ParqctlError
+from core.errors import NotAWorkspaceError, ParqctlError
 from core.health import HealthReport, Verdict, health_report
 from core.store.workspace import Workspace, resolve_root
 from tui.arguments import add_json_flag
+from tui.failure import report_failure
 from tui.text import human_age, human_bytes, print_json
 
 
@@ -92,7 +92,8 @@ def render(report: HealthReport) -> list[str]:
 
 def register(commands) -> None:
     p = commands.add_parser(
-        "health", help="one-screen summary; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN"
+        "health",
+        help="one-screen summary; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 6 not a workspace",
     )
     add_json_flag(p)
     p.add_argument(
@@ -112,10 +113,9 @@ def run(args: argparse.Namespace) -> int:
             from core.monitoring import write_unknown
 
             write_unknown(args.prometheus, resolve_root(args.workspace))
-        if args.json:
-            print_json({"verdict": Verdict.UNKNOWN.name, "error": exc.one_line()})
-        print(f"parqctl: error: {exc.one_line()}", file=sys.stderr)
-        return Verdict.UNKNOWN
+        # Not a workspace: its own exit code, as in every command; else UNKNOWN.
+        code = exc.exit_code if isinstance(exc, NotAWorkspaceError) else Verdict.UNKNOWN
+        return report_failure(exc.one_line(), code, args.json, verdict=Verdict.UNKNOWN.name)
     if args.prometheus:
         from core.monitoring import write_textfile
 

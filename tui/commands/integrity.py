@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections import defaultdict
 
-from core.store.layout import validate_interval
 from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
 from tui.progress import stderr_progress
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
     ws = Workspace.open(args.workspace)
     if args.interval is not None:
-        validate_interval(args.interval)
+        ws.require_interval(args.interval)
     with stderr_progress() as draw:
         report = integrity.check(
             ws, interval=args.interval, since=args.since, deep=args.deep, progress=draw

@@ -492,6 +492,13 @@ def run_status(args) -> int:
 
     statuses = migration_status(_ws(args), args.venue)
     wanted = _intervals(args)
+    unplanned = sorted(set(wanted or ()) - {s.interval for s in statuses})
+    if unplanned:  # asked about an interval the plan does not have: never an empty answer
+        raise ParqctlError(
+            f"{args.venue.id} {', '.join(unplanned)} is not in the migration plan",
+            f"plan it with `parqctl migrate plan --venue {args.venue.id} --interval "
+            f"{unplanned[0]}`",
+        )
     statuses = [s for s in statuses if not wanted or s.interval in wanted]
     if args.json:
         print_json([{**asdict(s), "pending": s.pending} for s in statuses])

@@ -114,7 +114,7 @@ def list_(args: argparse.Namespace) -> int:
     for item in reconciled:
         print(f"reconciled {item.id} ({item.was}): {item.outcome}, {item.detail}")
     if note:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"parqctl: note: {note}", file=sys.stderr)
     if not found:
         print("quarantine is empty")
         return 0

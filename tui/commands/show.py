@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.errors import ParqctlError
 from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.text import print_json
@@ -22,8 +23,14 @@ def run(args: argparse.Namespace) -> int:
 
     ws = Workspace.open(args.workspace)
     ws.load_all_metadata()
+    ws.require_interval(args.interval)
     location = locate(ws, args.ticker, args.interval)
     bars = read_ticker_bars(ws, args.ticker, args.interval)
+    if not bars.files and args.ticker not in ws.tickers:
+        raise ParqctlError(
+            f"no {args.interval} bar files and no tickers.json entry for {args.ticker}",
+            "check the spelling; tickers are Yahoo symbols such as BRK-B",
+        )
     dates = bars.table.column("date")
     first = dates[0].as_py() if bars.table.num_rows else None
     last = dates[-1].as_py() if bars.table.num_rows else None

@@ -204,7 +204,9 @@ def table_lines(table: pa.Table) -> list[str]:
 
     names = table.column_names
     batches = [readable(b) for b in table.to_batches()]
-    rows = [[_cell(row[n]) for n in names] for b in batches for row in b.to_pylist()]
+    # By position: a join can give two columns one name.
+    columns = [[c.to_pylist() for c in b.columns] for b in batches]
+    rows = [[_cell(v) for v in row] for b in columns for row in zip(*b, strict=True)]
     numeric = [
         pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
         for t in table.schema.types

@@ -10,12 +10,17 @@ from textual.widgets import Button, Static
 
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Dismisses with True only when the operator chooses the action button.
+    """Dismisses with True only when the operator chooses the action button, or says ``y``.
 
-    The safe answer is focused first, so an Enter pressed by habit cancels.
+    The safe answer is focused first, so an Enter pressed by habit cancels; ``n`` and
+    escape cancel too; tab moves between the buttons.
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("n", "cancel", "No", show=False)]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("n", "cancel", "No", show=False),
+        Binding("y", "confirm", "Yes", show=False),
+    ]
     DEFAULT_CSS = """
     ConfirmScreen { align: center middle; }
     ConfirmScreen > Vertical {
@@ -36,8 +41,8 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self.title_text, id="confirm-title")
             yield Static(self.body, id="confirm-body")
             with Horizontal():
-                yield Button("Cancel", id="cancel", variant="primary")
-                yield Button(self.action_label, id="confirm", variant="error")
+                yield Button("Cancel (n)", id="cancel", variant="primary")
+                yield Button(f"{self.action_label} (y)", id="confirm", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()
@@ -47,3 +52,6 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_cancel(self) -> None:
         self.dismiss(False)
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)

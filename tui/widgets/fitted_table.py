@@ -5,6 +5,10 @@ wide ones (a path, a message) share what is left, so the last column is never pu
 screen at 80 columns. A value too long for its column is shortened with an ellipsis (a
 path in the middle, keeping its file name); the screen shows the whole row in a detail
 pane below the table.
+
+``/`` (the App's filter) keeps the rows whose text matches (core.patterns: a substring or
+a glob); the filter and the rows it leaves are shown above the table, and ``escape``
+clears it before it does anything else.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ from rich.cells import cell_len, set_cell_size
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual.binding import Binding
 from textual.events import Resize
 from textual.widgets import DataTable
+
+from core.patterns import matcher
+from tui.advice import console_wording
 
 ELLIPSIS = "…"
 
@@ -78,7 +86,7 @@ def labelled(head: str, rows: Sequence[tuple[str, str]]) -> Group:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for label, value in rows:
-        grid.add_row(label, Text(value))
+        grid.add_row(label, Text(console_wording(value)))  # keys, not CLI commands
     return Group(Text(head), grid)
 
 
@@ -103,16 +111,21 @@ Cell = str | Text
 
 
 class FittedTable(DataTable):
-    """A row-cursor DataTable laid out again whenever its width or its rows change."""
+    """A row-cursor DataTable laid out again whenever its width, its rows or its filter
+    change."""
 
     DEFAULT_CSS = """
     FittedTable { height: 1fr; width: 1fr; overflow-x: hidden; }
+    FittedTable.-filtered { border-top: solid $accent; border-title-color: $accent; }
     """
+    BINDINGS = [Binding("escape", "clear_filter", "Clear the filter", show=False)]
 
     def __init__(self, columns: Sequence[FitColumn], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.fit_columns = list(columns)
         self.fit_rows: list[tuple[str, Sequence[Cell]]] = []
+        self.shown_rows: list[tuple[str, Sequence[Cell]]] = []
+        self.filter_pattern = ""
         self._laid_out_width = -1
 
     def set_rows(self, rows: Sequence[tuple[str, Sequence[Cell]]]) -> None:
@@ -122,10 +135,23 @@ class FittedTable(DataTable):
         self.fit_rows = list(rows)
         self._lay_out(keep)
 
+    def set_filter(self, pattern: str) -> None:
+        """Show only the rows whose cells match ``pattern`` ("" shows them all)."""
+        keep = self.selected_key()
+        self.filter_pattern = pattern.strip()
+        self._lay_out(keep)
+
     def selected_key(self) -> str | None:
-        if not self.row_count:
+        if not self.row_count or self.cursor_row >= len(self.shown_rows):
             return None
-        return self.fit_rows[self.cursor_row][0]
+        return self.shown_rows[self.cursor_row][0]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Without a filter, escape goes on to the screen (stop a job) and the App (back).
+        return bool(self.filter_pattern) if action == "clear_filter" else True
+
+    def action_clear_filter(self) -> None:
+        self.set_filter("")
 
     def on_resize(self, event: Resize) -> None:
         if event.size.width != self._laid_out_width:
@@ -169,6 +195,17 @@ class FittedTable(DataTable):
         return widths
 
     def _lay_out(self, keep: str | None) -> None:
+        wanted = matcher(self.filter_pattern)
+        self.shown_rows = [
+            row for row in self.fit_rows if wanted(" ".join(_plain(c) for c in row[1]))
+        ]
+        self.set_class(bool(self.filter_pattern), "-filtered")
+        self.border_title = (
+            f"/{self.filter_pattern} · {len(self.shown_rows):,} of {len(self.fit_rows):,} "
+            "rows · escape clears"
+            if self.filter_pattern
+            else None
+        )
         width = self.size.width
         if width <= 0:
             return
@@ -179,7 +216,7 @@ class FittedTable(DataTable):
             if column_width is not None:
                 self.add_column(column.label, width=column_width)
         keys = []
-        for row_key, cells in self.fit_rows:
+        for row_key, cells in self.shown_rows:
             shown = [
                 _fit(cell, column_width, column.shorten)
                 for cell, column, column_width in zip(cells, self.fit_columns, widths, strict=True)
@@ -189,6 +226,10 @@ class FittedTable(DataTable):
             keys.append(row_key)
         if keep in keys:
             self.move_cursor(row=keys.index(keep), animate=False)
+
+
+def _plain(cell: Cell) -> str:
+    return cell.plain if isinstance(cell, Text) else cell
 
 
 def _cell_len(cell: Cell) -> int:

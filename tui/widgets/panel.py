@@ -5,6 +5,8 @@ from __future__ import annotations
 from textual.binding import Binding
 from textual.widgets import Static
 
+from tui.advice import console_wording
+
 
 class Panel(Static, can_focus=True):
     """Enter (or a click) opens ``target_mode``; ``None`` for a panel that leads nowhere."""
@@ -19,6 +21,11 @@ class Panel(Static, can_focus=True):
         self.base_classes = classes
         self.border_title = title
         self.target_mode = target_mode
+
+    def update(self, content="", *, layout: bool = True) -> None:
+        """Text is shown in the console's words (tui.advice): keys, not CLI commands."""
+        worded = console_wording(content) if isinstance(content, str) else content
+        super().update(worded, layout=layout)
 
     def set_state(self, state: str) -> None:
         """``ok``, ``warning`` or ``critical``: the border colour; the text carries a glyph too."""

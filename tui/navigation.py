@@ -1,0 +1,57 @@
+"""The keys operators bring from k9s, lazygit and htop, for every screen at once.
+
+The App binds them (not priority: a text field keeps its letters, and a screen or widget
+with its own meaning for a key keeps it) and they act on the focused list: ``j``/``k``
+down and up, ``h``/``l`` left and right where there are columns, ``g``/``G`` top and
+bottom. On the dashboard's panels ``j``/``k`` move between the panels as tab does.
+"""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import DataTable, ListView, OptionList, Tree
+
+from tui.widgets.panel import Panel
+
+MOVES = ("down", "up", "left", "right", "top", "bottom")
+
+BINDINGS = [
+    Binding("j", "move('down')", "Down", show=False),
+    Binding("k", "move('up')", "Up", show=False),
+    Binding("h", "move('left')", "Left", show=False),
+    Binding("l", "move('right')", "Right", show=False),
+    Binding("g", "move('top')", "Top of the list", show=False),
+    Binding("G", "move('bottom')", "Bottom of the list", show=False),
+]
+
+
+def move(widget: Widget | None, where: str) -> bool:
+    """Move ``widget``'s cursor (``where`` one of MOVES); False when it has none to move."""
+    if isinstance(widget, DataTable):
+        action = {"top": "scroll_top", "bottom": "scroll_bottom"}.get(where, f"cursor_{where}")
+        getattr(widget, f"action_{action}")()
+    elif isinstance(widget, OptionList):
+        action = {"top": "first", "bottom": "last"}.get(where, f"cursor_{where}")
+        if not hasattr(widget, f"action_{action}"):
+            return False
+        getattr(widget, f"action_{action}")()
+    elif isinstance(widget, ListView):
+        if where in ("down", "up"):
+            getattr(widget, f"action_cursor_{where}")()
+        elif where in ("top", "bottom") and widget.children:
+            widget.index = 0 if where == "top" else len(widget.children) - 1
+        else:
+            return False
+    elif isinstance(widget, Tree):
+        if where in ("down", "up"):
+            getattr(widget, f"action_cursor_{where}")()
+        elif where in ("top", "bottom"):
+            widget.cursor_line = 0 if where == "top" else widget.last_line
+        else:
+            return False
+    elif isinstance(widget, Panel) and where in ("down", "up"):
+        (widget.screen.focus_next if where == "down" else widget.screen.focus_previous)()
+    else:
+        return False
+    return True
