@@ -162,6 +162,7 @@ Quarantined files stay listed, marked ⊘, until the next check.
 
     def on_mount(self) -> None:
         self.query_one(ProgressBar).display = False
+        self.query_one(FittedTable).focus()
         self.load_saved()
 
     @property

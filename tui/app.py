@@ -70,6 +70,7 @@ SCREENS = (
     ScreenEntry("6", "integrity", "Integrity", "screens.integrity", "IntegrityScreen"),
     ScreenEntry("7", "migration", "Migration", "screens.migration", "MigrationScreen"),
     ScreenEntry("8", "query", "Query", "screens.query", "QueryScreen"),
+    ScreenEntry("9", "audit", "Audit log", "screens.audit", "AuditScreen"),
 )
 
 
