@@ -1,5 +1,5 @@
 """Audit log: who did what to the workspace and when, newest first; filter by command
-and outcome; Enter shows a whole record."""
+and outcome; Enter shows a whole record in a pane under the list."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from core.safety import audit
@@ -80,29 +79,6 @@ def describe_record(record: AuditRecord, now: float) -> Group:
     return labelled(f"{glyph} {printable(record.action)} · {printable(record.result)}", rows)
 
 
-class RecordScreen(ModalScreen[None]):
-    """One audit record in full; any of escape, enter or q closes it."""
-
-    BINDINGS = [
-        Binding("escape,enter,q", "dismiss", "Close"),
-    ]
-    DEFAULT_CSS = """
-    RecordScreen { align: center middle; }
-    RecordScreen > Vertical {
-        width: 100; max-width: 95%; height: auto; max-height: 90%; padding: 1 2;
-        border: thick $primary; background: $surface; overflow-y: auto;
-    }
-    """
-
-    def __init__(self, content: Group) -> None:
-        super().__init__()
-        self.content = content
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.content, id="audit-record")
-
-
 class PageLoaded(Message):
     def __init__(self, page: AuditPage | None, error: str | None = None) -> None:
         super().__init__()
@@ -110,13 +86,15 @@ class PageLoaded(Message):
 
 
 class AuditScreen(Screen):
+    AUTO_FOCUS = "#audit-table"
     HELP = """# Audit log
 
 Every change parqctl made to the workspace, from `.parqctl/audit.jsonl`, newest first:
 who (user@host), the command, its outcome (✓ ok, ✗ failed or refused, ! anything
 else) and its details. A line that is not a record is shown as `?` with what is wrong.
 
-- `Enter` shows the whole record.
+- `Enter` shows the whole record under the list (it follows the cursor); `Enter` or
+  `escape` hides it.
 - `/` filters by command (a part of its name or of what ran it: `quarantine`, `lock`,
   `migrate`); `escape` clears the filter.
 - `o` shows one outcome at a time (each outcome in the log in turn, then all).
@@ -145,11 +123,14 @@ The newest 5000 records are read; `parqctl audit --since 30d` reaches further ba
             placeholder="command contains… (Enter applies, escape clears)", id="audit-filter"
         )
         yield FittedTable(COLUMNS, id="audit-table")
+        yield Static("", id="audit-record", classes="detail")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#audit-filter", Input).display = False
-        self.query_one(FittedTable).focus()
+        record = self.query_one("#audit-record", Static)
+        record.display = False
+        record.styles.max_height = "60%"  # a whole record, not the usual few lines
         self.load()
 
     def on_screen_resume(self) -> None:
@@ -212,6 +193,7 @@ The newest 5000 records are read; `parqctl audit --since 30d` reaches further ba
                 )
             )
         self.query_one(FittedTable).set_rows(rows)
+        self.show_record()
         malformed = sum(r.raw is None for r in page.records)
         parts = [
             f"{len(page.records):,} record(s), newest first, of a {human_bytes(page.size)} log"
@@ -236,27 +218,44 @@ The newest 5000 records are read; `parqctl audit --since 30d` reaches further ba
         return next((r for r in self.records if str(r.offset) == key), None)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        pane = self.query_one("#audit-record", Static)
+        pane.display = not pane.display and self.selected() is not None
+        self.show_record()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_record()
+
+    def show_record(self) -> None:
+        """The whole selected record in the pane under the list, while it is open."""
+        pane = self.query_one("#audit-record", Static)
         record = self.selected()
-        if record is not None:
-            self.app.push_screen(RecordScreen(describe_record(record, self.app.now())))
+        if record is None:
+            pane.display = False
+        elif pane.display:
+            pane.update(describe_record(record, self.app.now()))
 
     def action_filter(self) -> None:
         prompt = self.query_one("#audit-filter", Input)
         prompt.display = True
         prompt.value = self.text_filter
-        prompt.focus()
+        # Now, not after this key: keys typed right after `/` must reach the prompt.
+        self.set_focus(prompt)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.text_filter = event.value.strip()
         event.input.display = False
-        self.query_one(FittedTable).focus()
+        self.set_focus(self.query_one(FittedTable))
         self.render_rows()
 
     def action_clear_filter(self) -> None:
         prompt = self.query_one("#audit-filter", Input)
         if prompt.display:
             prompt.display = False
-            self.query_one(FittedTable).focus()
+            self.set_focus(self.query_one(FittedTable))
+            return
+        pane = self.query_one("#audit-record", Static)
+        if pane.display:
+            pane.display = False
             return
         if self.text_filter or self.outcome:
             self.text_filter, self.outcome = "", None

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 from core.safety import audit
 from core.store.workspace import Workspace
-from screens.audit import AuditScreen, RecordScreen
+from screens.audit import AuditScreen
 from tui.app import ParqctlApp
 
 
@@ -39,12 +39,16 @@ async def test_audit_screen_lists_newest_first_filters_and_opens_a_record(worksp
         assert "4 record(s), newest first" in summary and "? 1 line(s) not records" in summary
 
         # The malformed line, opened: what is wrong, its escape shown as text.
+        pane = app.screen.query_one("#audit-record")
+        assert not pane.display
         await pilot.press("enter")
         await pilot.pause()
-        assert isinstance(app.screen, RecordScreen)
-        record = plain(app.screen.query_one("#audit-record").content)
+        assert pane.display
+        record = plain(pane.content)
         assert "not JSON" in record and "\\x1b]52" in record and "\x1b" not in record
-        await pilot.press("escape")
+        await pilot.press("escape")  # hides the record; the filters stay
+        await pilot.pause()
+        assert not pane.display
 
         await pilot.press("slash", *"quarantine", "enter")
         await settle(pilot)
@@ -60,13 +64,13 @@ async def test_audit_screen_lists_newest_first_filters_and_opens_a_record(worksp
 
         await pilot.press("enter")
         await pilot.pause()
-        record = plain(app.screen.query_one("#audit-record").content)
+        record = plain(pane.content)
         for expected in ("who", "what", "migrate.verify", "when", "result", "failed",
                          "target", "us:yahoo 1d"):  # fmt: skip
             assert expected in record
-        await pilot.press("escape")
+        await pilot.press("enter")
         await pilot.pause()
-        assert isinstance(app.screen, AuditScreen)
+        assert not pane.display and isinstance(app.screen, AuditScreen)
 
 
 async def test_audit_screen_on_a_workspace_without_a_log(workspace):
