@@ -109,6 +109,7 @@ class Quarantined(Message):
 
 
 class IntegrityScreen(Screen):
+    AUTO_FOCUS = "#integrity-table"
     HELP = """# Integrity
 
 Every bar file checked against the format: readable (footer, truncation, zero bytes),
@@ -162,7 +163,6 @@ Quarantined files stay listed, marked ⊘, until the next check.
 
     def on_mount(self) -> None:
         self.query_one(ProgressBar).display = False
-        self.query_one(FittedTable).focus()
         self.load_saved()
 
     @property
