@@ -31,6 +31,7 @@ from core.store.workspace import STATE_DIR
 LAST_FINDINGS = Path(STATE_DIR) / "integrity" / "last_findings.parquet"
 _CHECKED_AT = b"parqctl.checked_at"
 _TEXT = ("severity", "code", "path", "message", "advice", "scope", "ticker", "interval")
+_REPEATED = ["severity", "code", "message", "advice", "scope", "ticker", "interval"]
 _SCHEMA = pa.schema(
     [
         *(pa.field(name, pa.string()) for name in _TEXT),
@@ -119,14 +120,21 @@ def save(
 ) -> None:
     """Replace the saved findings atomically."""
     moved = set(quarantined)
-    columns: dict[str, list[Any]] = {name: [] for name in _SCHEMA.names}
-    for finding in findings:
-        for name, value in finding.as_dict().items():
-            columns[name].append(value)
-        size, mtime_ns = checked_stats.get(finding.path or "", (None, None))
-        columns["size"].append(size)
-        columns["mtime_ns"].append(mtime_ns)
-        columns["quarantined"].append(finding.path in moved)
+    no_stat = (None, None)
+    checked = [checked_stats.get(f.path or "", no_stat) for f in findings]
+    columns: dict[str, list[Any]] = {
+        "severity": [f.severity.label for f in findings],
+        "code": [f.code for f in findings],
+        "path": [f.path for f in findings],
+        "message": [f.message for f in findings],
+        "advice": [f.advice for f in findings],
+        "scope": [f.scope.value for f in findings],
+        "ticker": [f.ticker for f in findings],
+        "interval": [f.interval for f in findings],
+        "size": [size for size, _ in checked],
+        "mtime_ns": [mtime_ns for _, mtime_ns in checked],
+        "quarantined": [f.path in moved for f in findings],
+    }
     table = pa.table(columns, schema=_SCHEMA).replace_schema_metadata(
         {_CHECKED_AT: repr(checked_at).encode()}
     )
@@ -143,20 +151,51 @@ def load(root: Path) -> SavedFindings | None:
         content = atomic.read_state_file(root, LAST_FINDINGS)
         if content is None:
             return None
-        table = pq.read_table(pa.BufferReader(content))
+        # Repeated text (codes, messages, advice, tickers) read as dictionaries and
+        # decoded once per distinct value: 740k findings share a few hundred strings.
+        table = pq.read_table(pa.BufferReader(content), read_dictionary=_REPEATED)
         checked_at = float((table.schema.metadata or {})[_CHECKED_AT])
-        rows = table.select(_SCHEMA.names).to_pylist()
-        findings, stats, moved = [], {}, set()
-        for row in rows:
-            findings.append(Finding.from_dict(row))
-            path = row["path"]
-            if path and row["size"] is not None and row["mtime_ns"] is not None:
-                stats[path] = (int(row["size"]), int(row["mtime_ns"]))
-            if path and row["quarantined"]:
+        column = {name: _values(table.column(name)) for name in _SCHEMA.names}
+        severities = {s.label: s for s in Severity}
+        scopes = {s.value: s for s in Scope}
+        findings = [
+            Finding(
+                severities[sev],
+                str(code),
+                path,
+                str(message),
+                str(advice),
+                scopes[scope],
+                ticker,
+                interval,
+            )
+            for sev, code, path, message, advice, scope, ticker, interval in zip(
+                *(column[name] for name in _TEXT), strict=True
+            )
+        ]
+        stats, moved = {}, set()
+        for path, size, mtime_ns, quarantined in zip(
+            column["path"], column["size"], column["mtime_ns"], column["quarantined"], strict=True
+        ):
+            if path and size is not None and mtime_ns is not None:
+                stats[path] = (int(size), int(mtime_ns))
+            if path and quarantined:
                 moved.add(path)
     except (OSError, pa.ArrowException, KeyError, TypeError, ValueError):
         return None
     return SavedFindings(checked_at, findings, stats, frozenset(moved))
+
+
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    """A column as Python values; a dictionary column's repeated values are one object."""
+    values: list[Any] = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            decoded = chunk.dictionary.to_pylist()
+            values += [None if i is None else decoded[i] for i in chunk.indices.to_pylist()]
+        else:
+            values += chunk.to_pylist()
+    return values
 
 
 def quarantine_checked(
