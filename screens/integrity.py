@@ -138,7 +138,7 @@ Quarantined files stay listed, marked ⊘, until the next check.
         Binding("escape", "cancel_check", "Cancel"),
         Binding("f", "cycle_filter", "Severity"),
         Binding("Q", "quarantine", "Quarantine", key_display="Q"),
-        Binding("A", "quarantine_all", "Quarantine errors", key_display="A"),
+        Binding("A", "quarantine_all", "Quarantine all errors", key_display="A", show=False),
         Binding("y", "copy_path", "Copy path"),
         Binding("S", "query", "Query this file (SQL)", show=False),
     ]
@@ -261,8 +261,7 @@ Quarantined files stay listed, marked ⊘, until the next check.
         )
         self.show(
             saved,
-            f"{report.files:,} files, {report.rows_read:,} read, "
-            f"{report.rows_cached:,} from cache · {report.elapsed_s:.1f} s",
+            f"checked {report.files:,} files in {report.elapsed_s:.1f} s",
         )
         self.app.refresh_health()
 
@@ -283,6 +282,9 @@ Quarantined files stay listed, marked ⊘, until the next check.
             + (f", {moved} file(s) quarantined" if moved else "")
             + f" · {about}"
         )
+        movable = len(saved.quarantinable())
+        if movable:  # `A` is left out of the footer at 80 columns: said here instead
+            self.verdict += f" · A quarantines {movable} file(s)"
         self.render_rows()
 
     def render_rows(self) -> None:
