@@ -89,3 +89,17 @@ def test_quarantine_errors_limited_to_some_paths_moves_only_those(workspace):
     assert [o["path"] for o in outcomes] == ["stocks_1d/MSFT.parquet"]
     assert broken[0].exists() and not broken[1].exists()
     assert list(updated.quarantinable()) == ["stocks_1d/BRK-B.parquet"]
+
+
+def test_brief_paths_keep_interval_ticker_and_month():
+    from tui.text import brief_path
+
+    partition = "data/us/yahoo/stocks_1h/ticker=BRK-B/year=2024/month=07/data.parquet"
+    assert brief_path(partition) == "stocks_1h/BRK-B/2024-07"
+    assert (
+        brief_path(partition + ".tmp-1-2-abc") == "stocks_1h/BRK-B/2024-07/data.parquet.tmp-1-2-abc"
+    )
+    other_venue = "data/eu/xetra/stocks_1d/ticker=SAP/year=2024/month=01/data.parquet"
+    assert brief_path(other_venue) == "eu/xetra/stocks_1d/SAP/2024-01"
+    assert brief_path("stocks_1d/AAPL.parquet") == "stocks_1d/AAPL.parquet"
+    assert brief_path("data/legacy/stocks_1d/AAPL.parquet") == "legacy/stocks_1d/AAPL.parquet"
