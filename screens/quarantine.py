@@ -17,7 +17,7 @@ from core.errors import ParqctlError
 from core.integrity import quarantine
 from core.integrity.quarantine import QuarantineEntry
 from core.safety import run_lock
-from tui.text import human_age, human_bytes
+from tui.text import brief_path, human_age, human_bytes
 from tui.widgets.confirm import ConfirmScreen
 from tui.widgets.fitted_table import FitColumn, FittedTable, labelled
 
@@ -26,7 +26,7 @@ COLUMNS = [
     FitColumn(""),
     FitColumn("age"),
     FitColumn("size"),
-    FitColumn("original path", share=2, min_width=12, shorten="path"),
+    FitColumn("original path", share=2, min_width=12, shorten="middle"),
     FitColumn("reason", share=3, min_width=16),
     FitColumn("id", hide_below=150),
 ]
@@ -71,11 +71,16 @@ here is deleted unless you purge it, and purge asks first, naming the file.
 
 - `u` restores the selected file to where it was (refused if that path is taken now).
 - `p` purges it: the only way anything leaves the quarantine.
+- `y` copies the path of the file as it is kept in quarantine to the clipboard.
+
+Paths are shown as `stocks_1d/AAPL/2024-01` (interval, ticker, partition's month); the
+pane below has the whole path.
 """
     BINDINGS = [
         Binding("r", "refresh", "Refresh"),
         Binding("u", "restore", "Restore"),
         Binding("p", "purge", "Purge"),
+        Binding("y", "copy_path", "Copy path"),
     ]
 
     def __init__(self) -> None:
@@ -115,7 +120,7 @@ here is deleted unless you purge it, and purge asks first, naming the file.
                         CONDITION_GLYPH.get(entry.condition, "!"),
                         human_age(now - entry.quarantined_at),
                         human_bytes(entry.size),
-                        entry.original_path.removeprefix("data/"),
+                        brief_path(entry.original_path),
                         entry.reason,
                         entry.id,
                     ],
@@ -148,6 +153,14 @@ here is deleted unless you purge it, and purge asks first, naming the file.
             self.query_one("#quarantine-detail", Static).update(
                 describe_entry(entry, self.app.now(), self.app.workspace.root)
             )
+
+    def action_copy_path(self) -> None:
+        entry = self.selected()
+        if entry is None:
+            return
+        path = str(entry.stored_path)
+        self.app.copy_to_clipboard(path)
+        self.notify(f"copied {path}", title="Clipboard")
 
     def action_restore(self) -> None:
         entry = self.selected()

@@ -49,8 +49,11 @@ async def test_integrity_check_and_quarantine_then_restore_and_purge(demo):
         summary = _text(app, "#integrity-summary")
         assert "error(s)" in summary and summary.startswith("✗")
         table = app.screen.query_one(DataTable)
-        files = [finding.path for finding in app.screen.findings]
-        table.move_cursor(row=files.index(relative))
+        groups = app.screen.groups
+        keys = [key for key, _ in table.fit_rows]
+        table.move_cursor(
+            row=next(i for i, k in enumerate(keys) if groups[int(k[1:])].first.path == relative)
+        )
         table.focus()
         await pilot.pause()
         assert relative in _text(app, "#integrity-detail")

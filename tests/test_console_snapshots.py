@@ -10,6 +10,7 @@ with `--snapshot-update`.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import socket
@@ -30,7 +31,7 @@ from core.disk import history as disk_history
 from core.disk.usage import Filesystem
 from core.disk.watermarks import DiskStatus
 from core.integrity import quarantine
-from core.safety import run_lock
+from core.safety import audit, run_lock
 from core.safety.atomic import write_json
 from core.store.demo import build_demo
 from core.store.workspace import Workspace
@@ -89,6 +90,16 @@ def template(tmp_path_factory) -> Path:
                 now=NOW - 2 * 86400 - 3 * 3600,
             )
 
+    # The audit log's times, pids and lock tokens are the build's: fix them.
+    log = root / audit.AUDIT_FILE
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for i, record in enumerate(records):
+        moment = datetime.fromtimestamp(NOW - 2 * 86400 - 3 * 3600 + i, UTC)
+        record.update(ts=moment.isoformat(timespec="milliseconds"), user="operator", pid=4242)
+        if "token" in record:
+            record["token"] = f"{i:032x}"
+    log.write_text("".join(json.dumps(record) + "\n" for record in records))
+
     (root / ".run_lock").mkdir()
     write_json(
         root / ".run_lock" / "owner.json",
@@ -146,6 +157,7 @@ SCREENS = {
     "quarantine": ("4",),
     "disk": ("5",),
     "integrity": ("6", "c"),
+    "audit": ("9",),
 }
 
 

@@ -81,6 +81,7 @@ SCREENS = (
     ScreenEntry("6", "integrity", "Integrity", "screens.integrity", "IntegrityScreen", "Integ"),
     ScreenEntry("7", "migration", "Migration", "screens.migration", "MigrationScreen", "Migr"),
     ScreenEntry("8", "query", "Query", "screens.query", "QueryScreen"),
+    ScreenEntry("9", "audit", "Audit log", "screens.audit", "AuditScreen"),
 )
 HISTORY_LENGTH = 20  # screens escape can go back through
 

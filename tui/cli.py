@@ -25,7 +25,7 @@ EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader gone away
 COMMANDS = (
     "console", "health", "show", "lock", "demo", "integrity", "quarantine", "disk",
-    "availability", "migrate", "fetch", "backfill", "import_csv", "sql",
+    "availability", "migrate", "fetch", "backfill", "import_csv", "sql", "audit",
 )  # fmt: skip
 
 

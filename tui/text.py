@@ -130,3 +130,30 @@ def lock_lines(status: run_lock.LockStatus) -> list[str]:
     if status.cwd:
         lines.append(f"cwd      {status.cwd}")
     return lines
+
+
+def brief_path(path: str) -> str:
+    """A bar file's workspace-relative path as the console lists it: the dataset folder
+    (so the interval shows), the ticker, and a partition's year-month, without the parts
+    every path shares (``data/``, the venue, ``ticker=``, ``data.parquet``):
+    ``stocks_1d/AAPL/2024-01`` for ``data/us/yahoo/stocks_1d/ticker=AAPL/year=2024/
+    month=01/data.parquet``. A venue other than us/yahoo stays in front; any other path
+    loses only its leading ``data/``."""
+    parts = path.split("/")
+    try:
+        at = next(i for i, part in enumerate(parts) if part.startswith("ticker="))
+    except StopIteration:
+        return path.removeprefix("data/")
+    head = parts[:at]
+    if head[:1] == ["data"]:
+        head = head[1:]
+    if head[:2] == ["us", "yahoo"]:
+        head = head[2:]
+    brief = [*head, parts[at].removeprefix("ticker=")]
+    rest = parts[at + 1 :]
+    if len(rest) >= 2 and rest[0].startswith("year=") and rest[1].startswith("month="):
+        brief.append(f"{rest[0].removeprefix('year=')}-{rest[1].removeprefix('month=')}")
+        rest = rest[2:]
+    if rest != ["data.parquet"]:
+        brief += rest
+    return "/".join(brief)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core.availability.index import RefreshStats, refresh_index
-from core.integrity import quarantine
+from core.integrity import saved_findings
 from core.integrity.bar_checks import (
     BarFile,
     ChangedWhileChecking,
@@ -562,31 +562,24 @@ def quarantine_errors(
     A file that changed or vanished since it was checked is left where it is and reported
     as skipped. Returns one record per file, also added to ``report.quarantined``.
     """
-    quarantine.reconcile(ws.root, lock=lock)
-    outcomes = []
-    for path, findings in sorted(report.quarantinable().items()):
-        outcome: dict[str, Any] = {"path": path, "codes": sorted({f.code for f in findings})}
-        try:
-            st = os.stat(ws.root / path)
-        except FileNotFoundError:
-            outcomes.append({**outcome, "skipped": "it is gone"})
-            continue
-        if (st.st_size, st.st_mtime_ns) != report.checked_stats.get(path):
-            outcomes.append({**outcome, "skipped": "it changed since it was checked"})
-            continue
-        reason = "integrity: " + "; ".join(f"{f.code}: {f.message}" for f in findings)
-        entry = quarantine.add(
-            ws.root, ws.root / path, reason, lock=lock, finding=findings[0].as_dict()
-        )
-        outcome["id"] = entry.id
-        outcomes.append(outcome)
-        report.quarantined.append(outcome)
+    outcomes = saved_findings.quarantine_checked(
+        ws.root, report.quarantinable(), report.checked_stats, lock=lock
+    )
+    report.quarantined += [o for o in outcomes if "id" in o]
     return outcomes
 
 
 def save_report(root: Path, report: IntegrityReport) -> None:
-    """Keep a full run's result for ``health`` and the console; filtered runs are not kept."""
+    """Keep a full run's result for ``health`` and the console (its summary, and every
+    finding for the console's list); filtered runs are not kept."""
     if report.full:
+        saved_findings.save(
+            root,
+            report.findings,
+            report.checked_at,
+            report.checked_stats,
+            (q["path"] for q in report.quarantined),
+        )
         write_json(
             confined(root, LAST_REPORT), report.as_dict(findings_per_code=REPORT_FINDINGS_PER_CODE)
         )
