@@ -227,6 +227,14 @@ class ParqctlApp(App):
         if self.health_refresh_s:
             self._health_timer = self.set_timer(self.health_refresh_s, self.refresh_health)
 
+    async def action_quit(self) -> None:
+        """Quit; a screen whose worker writes to the workspace (a migration run) may ask
+        first, through its ``guard_quit`` (True: it asked, and quits if told to)."""
+        owners = {worker.node for worker in self.workers if worker.is_running}
+        if any(getattr(owner, "guard_quit", lambda: False)() for owner in owners):
+            return
+        self.exit()
+
     def action_help(self) -> None:
         from tui.widgets.help import HelpScreen, help_markdown  # markdown: 0.1 s at start-up
 
