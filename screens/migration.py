@@ -280,12 +280,21 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         line.update(f"Next: {key} {step}: {why}" if key else why[:1].upper() + why[1:])
 
     def _lock_line(self, lock: run_lock.LockStatus) -> str:
-        who = lock.holder_summary()
+        # No age: the line is redrawn only when the lock or the plan changes.
+        where = " ".join(
+            part
+            for part in (
+                f"pid {lock.pid}" if lock.pid else "",
+                f"on {lock.host}" if lock.host else "",
+            )
+            if part
+        )
         if lock.command and "migrate" in lock.command:
             return (
-                f"⟳ {lock.command} is running in another process ({who}): the rows follow "
+                f"⟳ {lock.command} is running in another process ({where}): the rows follow "
                 "its checkpoints; steps that write wait until it ends"
             )
+        who = f"{lock.command or lock.writer or 'the collector'} ({where or 'unknown holder'})"
         return f"The run lock is held by {who}: steps that write wait until it is free (screen 3)"
 
     def _next_step(self, s: IntervalStatus) -> tuple[str, str, str]:
@@ -304,11 +313,18 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         return NEXT_STEP.get(s.stage, ("", "", s.stage))
 
     def _steps_line(self, s: IntervalStatus | None) -> str:
-        """``us:yahoo 1d  p plan ✓ → e estimate ✓ → d dry-run · → r run … → ...``"""
+        """``us:yahoo 1d: p plan ✓ → e estimate ✓ → d dry-run · → r run … → ...``; the
+        target and the other keys go to a second line where one does not hold it all."""
+        extra = "b rollback · x drop"
         if s is None:
-            return (
-                "Steps: " + " → ".join(f"{k} {name}" for k, name in STEPS) + "   b rollback  x drop"
-            )
+            steps, target = " → ".join(f"{k} {name}" for k, name in STEPS), "Steps"
+        else:
+            steps, target = self._marked_steps(s), f"{s.venue} {s.interval}"
+        line = f"{target}: {steps}   {extra}"
+        width = self.query_one("#migration-steps", Static).size.width
+        return line if not width or len(line) <= width else f"{steps}\n{target} · {extra}"
+
+    def _marked_steps(self, s: IntervalStatus) -> str:
         done = self.done_here.get((s.venue, s.interval), set())
         reached = STAGE_REACHED.get(s.stage, 0)
         marks = []
@@ -324,7 +340,10 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
             else:
                 mark = "✓" if STEP_ORDER[name] < reached else "·"
             marks.append(f"{key} {name} {mark}")
-        return f"{s.venue} {s.interval}: " + " → ".join(marks) + "   b rollback  x drop"
+        return " → ".join(marks)
+
+    def on_resize(self) -> None:
+        self._show_next()
 
     def _runs_on(self, s: IntervalStatus) -> bool:
         t = self.running_target
@@ -374,7 +393,7 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
                 self.app.exit()
 
         self.app.push_screen(
-            ConfirmScreen(f"Quit while {self.running} runs?", body, "Stop and quit"), answered
+            ConfirmScreen(f"Stop the {self.running} and quit?", body, "Stop and quit"), answered
         )
         return True
 

@@ -36,6 +36,7 @@ class PlanDialog(ModalScreen[PlanChoice | None]):
         border: thick $accent; background: $surface;
     }
     PlanDialog #plan-title { text-style: bold; margin-bottom: 1; }
+    PlanDialog Input { margin-bottom: 1; }
     PlanDialog SelectionList { height: auto; max-height: 8; }
     PlanDialog #plan-check { margin-top: 1; }
     PlanDialog Horizontal { height: auto; margin-top: 1; align-horizontal: right; }
@@ -52,9 +53,14 @@ class PlanDialog(ModalScreen[PlanChoice | None]):
         with Vertical():
             yield Static("Plan a migration", id="plan-title")
             yield Static("Venue (market:source) the partitioned files go to:")
-            yield Input(self.venue.id, id="plan-venue")
-            yield Static("Legacy intervals to plan (space toggles):")
-            yield SelectionList[str](*((iv, iv, True) for iv in self.legacy), id="plan-intervals")
+            yield Input(self.venue.id, id="plan-venue", compact=True)
+            yield Static("Legacy intervals to plan (tab, then space toggles):")
+            planned = self.planned.get(self.venue.id, set())
+            yield SelectionList[str](
+                *((iv, iv, iv not in planned) for iv in self.legacy),
+                id="plan-intervals",
+                compact=True,
+            )
             yield Static("", id="plan-check")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
@@ -90,9 +96,11 @@ class PlanDialog(ModalScreen[PlanChoice | None]):
         except ParqctlError as exc:
             return None, f"✗ {exc.one_line()}"
         intervals = list(self.query_one(SelectionList).selected)
+        planned = self.planned.get(venue.id, set())
+        if not intervals and set(self.legacy) <= planned:
+            return None, f"✗ every legacy interval is planned for {venue.id} already"
         if not intervals:
             return None, "✗ select at least one interval"
-        planned = self.planned.get(venue.id, set())
         if venue != LEGACY_VENUE and not planned:
             return None, (
                 f"✗ {venue.id} has no legacy data: the legacy files hold the collector's "
@@ -100,8 +108,10 @@ class PlanDialog(ModalScreen[PlanChoice | None]):
             )
         added = [iv for iv in intervals if iv not in planned]
         kept = [iv for iv in intervals if iv in planned]
+        if not added:
+            return None, f"✗ {', '.join(kept)} planned for {venue.id} already: nothing to add"
         line = (
-            f"Writes migration_plan.json only: adds {', '.join(added) or 'nothing'} for "
+            f"Writes migration_plan.json only: adds {', '.join(added)} for "
             f"{venue.id} (data/{venue.market}/{venue.source}/stocks_<interval>)."
         )
         if kept:

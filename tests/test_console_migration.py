@@ -336,3 +336,53 @@ async def test_a_refused_step_says_why_and_frees_the_screen(tmp_path: Path):
         assert app.screen.running is None
         await _confirm(app, pilot, "r")
         assert _stage_1d(app) == "migrated"
+
+
+# --- snapshots --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def midway(tmp_path_factory) -> Path:
+    """The demo with 1d run (one unreadable ticker failed) and 1h, 1m planned."""
+    root = tmp_path_factory.mktemp("midway") / "ws"
+    build_demo(root, tickers=14, seed=5, end=END, years_1d=2, years_1h=1)
+    plan_migration(Workspace.open(root), US)
+    run_migration(Workspace.open(root), US, ["1d"], workers=1)
+    return root
+
+
+def _snapshot_app(root: Path, theme: str) -> ParqctlApp:
+    return ParqctlApp(Workspace.open(root), theme=theme, health_refresh_s=None, clock=lambda: 0)
+
+
+def _keys(*pressed: str):
+    """Open the screen, press the keys; the header's path and verdict fixed."""
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        for key in pressed:
+            await pilot.press(key)
+            await settle(pilot)
+        pilot.app.title, pilot.app.sub_title = "parqctl · /srv/market-data", "WARNING"
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_snapshot_midway_at_120x36(snap_compare, midway: Path, theme: str):
+    assert snap_compare(
+        _snapshot_app(midway, theme), terminal_size=(120, 36), run_before=_keys("7")
+    )
+
+
+def test_snapshot_midway_at_80x24(snap_compare, midway: Path):
+    assert snap_compare(
+        _snapshot_app(midway, "dark"), terminal_size=(80, 24), run_before=_keys("7")
+    )
+
+
+def test_snapshot_plan_dialog_at_80x24(snap_compare, midway: Path):
+    assert snap_compare(
+        _snapshot_app(midway, "dark"), terminal_size=(80, 24), run_before=_keys("7", "p")
+    )
