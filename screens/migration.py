@@ -48,7 +48,7 @@ STEPS = (
 # and dry-run first (see _next_step).
 NEXT_STEP = {
     "planned": ("r", "run", "migrate in checkpointed batches; escape stops at a safe point"),
-    "migrating": ("r", "run", "resume the run: tickers already done are skipped"),
+    "migrating": ("r", "run", "resumes where it stopped; tickers already done are skipped"),
     "migrated": ("v", "verify", "compare every ticker's partitions with its legacy file"),
     "verified": ("a", "activate", "switch the collector and readers to the partitioned files"),
     "active": ("", "", "done; `parqctl migrate finalize --delete-legacy` removes legacy files"),
@@ -162,9 +162,9 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         self.running: str | None = None
         self.running_target: Target | None = None
         self.quit_when_stopped = False
-        # (venue id, interval) -> the steps that leave no mark in the plan (dry-run)
-        # done in this session, so the wizard moves on past them.
-        self.done_here: dict[tuple[str, str], set[str]] = {}
+        # (venue id, interval) -> step -> how it ended, for the steps that ran to their end
+        # in this session (a dry-run leaves no mark in the plan): the wizard moves on.
+        self.done_here: dict[tuple[str, str], dict[str, str]] = {}
         self._seen: tuple | None = None  # what the last load read: plan and lock
 
     def compose(self) -> ComposeResult:
@@ -298,11 +298,24 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         return f"The run lock is held by {who}: steps that write wait until it is free (screen 3)"
 
     def _next_step(self, s: IntervalStatus) -> tuple[str, str, str]:
-        done = self.done_here.get((s.venue, s.interval), set())
-        if s.stage == "planned" and not (s.estimated_at or "estimate" in done):
-            return "e", "estimate", "measure the output size and duration on a sample"
+        """The step after the furthest one done: a planned interval is estimated, then
+        dry-run, then run (a step done skips the ones before it)."""
+        done = self.done_here.get((s.venue, s.interval), {})
+        if s.stage == "planned" and done.get("dry-run") == FAILURES:
+            return (
+                "r",
+                "run",
+                "the dry-run found tickers that would fail (see the report): quarantine or fix "
+                "their legacy files first (screen 6), or run and deal with them after",
+            )
         if s.stage == "planned" and "dry-run" not in done:
-            return "d", "dry-run", "list every file a run would write, conflicts, unreadable files"
+            if s.estimated_at or "estimate" in done:
+                return (
+                    "d",
+                    "dry-run",
+                    "list every file a run would write, conflicts, unreadable files",
+                )
+            return "e", "estimate", "measure the output size and duration on a sample"
         if s.stage == "migrating" and s.failed and not s.pending:
             return (
                 "r",
@@ -325,7 +338,7 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         return line if not width or len(line) <= width else f"{steps}\n{target} · {extra}"
 
     def _marked_steps(self, s: IntervalStatus) -> str:
-        done = self.done_here.get((s.venue, s.interval), set())
+        done = self.done_here.get((s.venue, s.interval), {})
         reached = STAGE_REACHED.get(s.stage, 0)
         marks = []
         for key, name in STEPS:
@@ -333,8 +346,8 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
                 mark = "…"
             elif name == "estimate":
                 mark = "✓" if s.estimated_at or name in done else "·"
-            elif name == "dry-run":
-                mark = "✓" if name in done else "·"
+            elif name == "dry-run":  # "!": some tickers would fail
+                mark = {DONE: "✓", FAILURES: "!"}.get(done.get(name, ""), "·")
             elif name == "run" and s.stage == "migrating":
                 mark = "…"
             else:
@@ -558,14 +571,16 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         step, label = message.step, message.target.label
         self.running = self.running_target = self.cancel_token = None
         self.refresh_bindings()
-        if message.outcome == DONE:
+        if message.outcome in (DONE, FAILURES):
             for interval in message.target.intervals or []:
-                self.done_here.setdefault((message.target.venue.id, interval), set()).add(step)
+                key = (message.target.venue.id, interval)
+                self.done_here.setdefault(key, {})[step] = message.outcome
         self.query_one(ProgressBar).display = False
         self.query_one("#migration-progress-line", Static).update(
             _outcome_line(step, label, message.outcome, message.lines)
         )
         self.query_one("#migration-report", Static).update("\n".join(message.lines))
+        self._show_next()  # at once; the rows follow when the plan is read again
         self.load_status()
         self.app.refresh_health()
         if self.quit_when_stopped:

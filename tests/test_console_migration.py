@@ -356,7 +356,7 @@ def _snapshot_app(root: Path, theme: str) -> ParqctlApp:
 
 
 def _keys(*pressed: str):
-    """Open the screen, press the keys; the header's path and verdict fixed."""
+    """Open the screen, press the keys; the header's path and verdict fixed, no blink."""
 
     async def run_before(pilot) -> None:
         await settle(pilot)
@@ -364,6 +364,8 @@ def _keys(*pressed: str):
             await pilot.press(key)
             await settle(pilot)
         pilot.app.title, pilot.app.sub_title = "parqctl · /srv/market-data", "WARNING"
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False
         await pilot.pause()
 
     return run_before
@@ -386,3 +388,22 @@ def test_snapshot_plan_dialog_at_80x24(snap_compare, midway: Path):
     assert snap_compare(
         _snapshot_app(midway, "dark"), terminal_size=(80, 24), run_before=_keys("7", "p")
     )
+
+
+async def test_a_dry_run_that_finds_failures_says_so_and_the_wizard_moves_on(midway: Path):
+    app = ParqctlApp(Workspace.open(midway), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("7")
+        await settle(pilot)
+        await pilot.press("down")  # 1h: planned; one of its legacy files is empty
+        assert _row(app, 1)[1] == "1h" and "Next: e estimate" in _text(app, "#migration-next")
+        await pilot.press("d")
+        await settle(pilot)
+        assert _text(app, "#migration-progress-line") == (
+            "! dry-run of us:yahoo 1h finished with failures: see below"
+        )
+        assert "1 would fail" in _text(app, "#migration-report")
+        assert "d dry-run !" in _text(app, "#migration-steps")
+        assert "Next: r run: the dry-run found tickers that would fail" in _text(
+            app, "#migration-next"
+        )
