@@ -556,7 +556,9 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
     def on_step_progress(self, message: StepProgress) -> None:
         p = message.progress
         self.query_one(ProgressBar).update(total=p.total or None, progress=p.done)
-        parts = [f"{p.job}: {p.done:,}/{p.total:,} {p.unit}" if p.total else p.job]
+        # A resumed run counts only what it has left; the table counts every ticker.
+        left = " left" if self.running == "run" else ""
+        parts = [f"{p.job}: {p.done:,}/{p.total:,} {p.unit}{left}" if p.total else p.job]
         if p.rows:
             parts.append(f"{p.rows:,} rows")
         if p.rows_per_s:
