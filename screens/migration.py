@@ -112,8 +112,8 @@ class MigrationScreen(Screen):
     HELP = """# Migration
 
 Moves a venue/interval from the legacy layout (one file per ticker) to the partitioned
-one (ticker/year/month), the way `parqctl migrate` does, step by step. Every key is in
-the footer and on the steps line:
+one (ticker/year/month), the way `parqctl migrate` does, step by step. Every key is on
+the steps line under the table, the main ones in the footer:
 
 1. `p` **plan**: pick the venue and the legacy intervals (writes `migration_plan.json`);
 2. `e` **estimate** output size, disk level and duration on a real sample;
@@ -140,15 +140,17 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
     MigrationScreen #migration-progress-line { padding: 0 1; height: 1; }
     MigrationScreen #migration-report { padding: 0 1; height: 1fr; }
     """
-    # Every step's key is in the footer; while a step runs the others are greyed out.
+    # Every step's key is on the steps line above the wizard line (and in help and the
+    # palette); the footer, which fits 80 columns, shows the main ones. While a step runs
+    # the others are greyed out and escape (stop) takes the place of x (drop).
     BINDINGS = [
         Binding("p", "plan", "Plan"),
-        Binding("e", "estimate", "Estimate"),
-        Binding("d", "dry_run", "Dry-run"),
+        Binding("e", "estimate", "Estimate", show=False),
+        Binding("d", "dry_run", "Dry-run", show=False),
         Binding("r", "run", "Run"),
         Binding("v", "verify", "Verify"),
         Binding("a", "activate", "Activate"),
-        Binding("b", "rollback", "Rollback"),
+        Binding("b", "rollback", "Rollback", show=False),
         Binding("x", "drop", "Drop"),
         Binding("escape", "cancel", "Stop"),
     ]
@@ -195,9 +197,11 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
             self.cancel_token.cancel()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While a step runs the other steps are greyed out; stop only then."""
+        """While a step runs the other steps are greyed out (drop hidden); stop only then."""
         if action == "cancel":
             return self.running is not None
+        if action == "drop" and self.running is not None:
+            return False
         if action in STEP_ACTIONS:
             return None if self.running is not None else True
         return True

@@ -236,8 +236,8 @@ async def test_rows_follow_a_run_started_here_and_q_asks_before_stopping_it(
             assert _text(app, "#migration-next").startswith("Running: run of us:yahoo 1d")
             assert "r run …" in _text(app, "#migration-steps")
             bindings = app.active_bindings
-            assert not bindings["r"].enabled and not bindings["p"].enabled
-            assert bindings["escape"].enabled
+            assert not bindings["r"].enabled and not bindings["p"].enabled  # greyed out
+            assert bindings["escape"].enabled and "x" not in bindings  # stop in drop's place
 
             await pilot.press("q")
             await pilot.pause()
