@@ -443,3 +443,24 @@ def test_purge_keeps_a_crashed_promotion_the_collector_wrote_into(clean: Path):
     assert "AAPL" in result.purge.kept_changed
     assert newest.read_bytes() == kept_bytes
     assert not (clean / "data/us/yahoo/stocks_1d/ticker=MSFT").exists()
+
+
+def test_a_stopped_run_with_a_failure_is_audited_as_cancelled(demo: Path, source):
+    from core.jobs import CancelToken
+
+    truncated = _injection(source, "truncated")
+    plan_migration(_ws(demo), US, ["1d"])
+    token = CancelToken()
+
+    def stop_after_the_failure(progress) -> None:
+        if progress.message == truncated.ticker:
+            token.cancel()
+
+    result = run_migration(
+        _ws(demo), US, ["1d"], workers=1, batch_size=2, progress=stop_after_the_failure, token=token
+    )
+    assert result.cancelled and [f.ticker for f in result.failures] == [truncated.ticker]
+    [ended] = [
+        r for r in audit.read(demo) if r["action"] == "migrate.run" and r["result"] != "started"
+    ]
+    assert ended["result"] == "cancelled"

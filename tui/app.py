@@ -299,6 +299,14 @@ class ParqctlApp(App):
         """Every notification in the console's words (tui.advice): keys, not commands."""
         super().notify(console_wording(message), title=title, **kwargs)
 
+    async def action_quit(self) -> None:
+        """Quit; a screen whose worker writes to the workspace (a migration run) may ask
+        first, through its ``guard_quit`` (True: it asked, and quits if told to)."""
+        owners = {worker.node for worker in self.workers if worker.is_running}
+        if any(getattr(owner, "guard_quit", lambda: False)() for owner in owners):
+            return
+        self.exit()
+
     def action_help(self) -> None:
         from tui.widgets.help import HelpScreen, help_markdown  # markdown: 0.1 s at start-up
 

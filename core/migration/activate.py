@@ -36,7 +36,11 @@ from core.store.workspace import Workspace
 class IntervalActivation:
     interval: str
     action: str  # activated, completed (an interrupted activation), already active
-    blocks_set: int = 0
+    blocks_set: int = 0  # tickers routed to the partitioned layout: migrated + without_legacy
+    migrated: int = 0  # of them, tickers whose legacy file was migrated
+    # registered for the interval with no legacy file migrated (none, or quarantined): the
+    # collector writes their new bars to the partitioned layout
+    without_legacy: list[str] = field(default_factory=list)
     unregistered: list[str] = field(default_factory=list)  # migrated but not in tickers.json
 
 
@@ -157,6 +161,7 @@ def _intent(ws: Workspace, interval: IntervalPlan) -> dict[str, Any]:
         "verified_at": verified_at,
         "block": StorageBlock.partitioned_raw(interval.venue, verified_at),
         "blocks_set": blocks_set,
+        "without_legacy": sorted(t for t in blocks_set if t not in migrated),
         "replaced": replaced,
         "created_entries": created,
         "unregistered": sorted(t for t in migrated if t not in ws.tickers),
@@ -189,10 +194,14 @@ def _mark_activated(interval: IntervalPlan, resumed: bool) -> IntervalActivation
     record = interval.ours.pop("activating")
     interval.ours["activation"] = {**record, "at": checkpoint.now_iso()}
     interval.touch()
+    blocks = record.get("blocks_set", [])
+    without = list(record.get("without_legacy", []))
     return IntervalActivation(
         interval.interval,
         "completed" if resumed else "activated",
-        len(record.get("blocks_set", [])),
+        len(blocks),
+        len(blocks) - len(without),
+        without,
         list(record.get("unregistered", [])),
     )
 

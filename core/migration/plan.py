@@ -1,4 +1,10 @@
-"""``migrate plan``: create or extend migration_plan.json for a venue and its intervals."""
+"""``migrate plan``: create, extend or trim migration_plan.json for a venue and its intervals.
+
+The collector's legacy files hold its Yahoo bars, which it routes as ``us:yahoo``: a plan
+for another venue would copy them under a venue they do not belong to, so it is refused
+unless forced (or the venue is planned already). A target planned by mistake is dropped
+from the plan while nothing has been migrated to it.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,10 @@ class PlannedInterval:
     partition_path: str
     tickers: int
     strays: list[str] = field(default_factory=list)
+
+
+# The venue of the collector's legacy files: its Yahoo updater routes them as us/yahoo.
+LEGACY_VENUE = Venue("us", "yahoo")
 
 
 @dataclass
@@ -107,7 +117,8 @@ def plan_migration(
     ws: Workspace, venue: Venue, intervals: list[str] | None = None, *, force: bool = False
 ) -> PlanResult:
     """Add the intervals to the plan (creating it); a planned interval is only reset with
-    ``force``, and never once it is active."""
+    ``force``, and never once it is active. A venue other than the legacy files' own that
+    is not planned yet is refused unless ``force``."""
     names = intervals or legacy_intervals(ws)
     if not names:
         raise ParqctlError(
@@ -125,6 +136,16 @@ def plan_migration(
         created = plan is None
         if plan is not None:
             checkpoint.load(ws)  # refused when another tool dropped parqctl's records
+        if (
+            not force
+            and venue != LEGACY_VENUE
+            and (plan is None or checkpoint.venue_raw(plan, venue) is None)
+        ):
+            raise ParqctlError(
+                f"venue {venue.id} has no legacy data: the legacy files hold the collector's "
+                f"{LEGACY_VENUE.id} bars; nothing was changed",
+                f"plan --venue {LEGACY_VENUE.id}, or pass --force to plan {venue.id} anyway",
+            )
         if plan is None:
             first = sources[names[0]].relative_to(ws.root).parent.as_posix()
             plan = MigrationPlan(
@@ -201,6 +222,64 @@ def _plan_interval(
     return PlannedInterval(
         name, action, legacy_path, partition_path, len(files), [str(p) for p in strays]
     )
+
+
+@dataclass
+class DropResult:
+    venue: str
+    intervals: list[str]  # dropped from the plan
+    venue_dropped: bool  # the venue had no interval left and went too
+
+
+def drop_targets(ws: Workspace, venue: Venue, intervals: list[str] | None = None) -> DropResult:
+    """Remove planned intervals (all of the venue's when none are named) from the plan.
+
+    Refused for an interval with partition files this migration wrote (their records are
+    what tells rollback which files are its own) or whose activation has begun."""
+    with run_lock.hold(ws.root, "parqctl migrate plan --drop"):
+        plan = checkpoint.load(ws, fresh=True)
+        planned = list((checkpoint.venue_raw(plan, venue) or {}).get("intervals") or {})
+        missing = [iv for iv in intervals or [] if iv not in planned]
+        if not planned or missing:
+            raise ParqctlError(
+                f"{venue.id} {', '.join(missing)} is not in the migration plan: nothing to drop"
+                if missing
+                else f"venue {venue.id} is not in the migration plan: nothing to drop",
+                "`parqctl migrate status` lists the planned targets",
+            )
+        selected = checkpoint.planned_intervals(plan, venue, intervals)
+        for interval in selected:
+            _require_droppable(interval)
+        record = checkpoint.venue_raw(plan, venue) or {}
+        for interval in selected:
+            record["intervals"].pop(interval.interval)
+        venue_dropped = not record["intervals"] and not record.get(checkpoint.OURS)
+        if venue_dropped:
+            plan.raw["venues"].remove(record)
+        checkpoint.save(ws, plan)
+        names = [i.interval for i in selected]
+        audit.append(ws.root, "migrate.plan.drop", "ok", venue=venue.id, intervals=names)
+    return DropResult(venue.id, names, venue_dropped)
+
+
+def _require_droppable(interval: checkpoint.IntervalPlan) -> None:
+    where = f"--venue {interval.venue.id} --interval {interval.interval}"
+    if interval.routed or interval.ours.get("rolling_back"):
+        raise ParqctlError(
+            f"{interval.describe()} has been activated; refusing to drop it from the plan",
+            f"roll it back first: `parqctl migrate rollback {where}`",
+        )
+    migrated = sorted(
+        t for t, r in interval.tickers.items() if r.get("state") in ("done", "promoting")
+    )
+    if migrated:
+        raise ParqctlError(
+            f"{interval.describe()} has partition files of {len(migrated):,} migrated tickers "
+            f"({', '.join(migrated[:3])}{' ...' if len(migrated) > 3 else ''}); the plan is "
+            "what tells which files are the migration's own, so it is not dropped",
+            f"delete them first with `parqctl migrate rollback --purge-partitioned {where}`, "
+            "then drop it",
+        )
 
 
 @dataclass

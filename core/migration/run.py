@@ -131,7 +131,7 @@ def run_migration(
                         result.cancelled = True
                         break
             outcome = "cancelled" if result.cancelled else "ok"
-            if result.failures:
+            if result.failures and not result.cancelled:
                 outcome = f"completed with {len(result.failures)} failures"
         except DiskSpaceError as exc:
             outcome = f"refused: {exc.message}"

@@ -1,4 +1,11 @@
-"""``migrate status``: the plan, per venue and interval, as typed records."""
+"""``migrate status``: the plan, per venue and interval, as typed records.
+
+Two words describe an interval and are never mixed up: its ``stage`` (parqctl's: how far
+the migration got) and the collector's ``status`` field of the plan, shown as such. The
+ticker counts are over the legacy files there are now, so done + failed + in promotion +
+pending is the number of legacy files; a record of a ticker whose legacy file has gone
+since (quarantined, removed) is counted apart, in ``gone``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ from typing import Any
 from core.errors import ParqctlError
 from core.migration import checkpoint
 from core.migration.checkpoint import IntervalPlan
+from core.migration.estimate import RATIO_KEY
+from core.migration.legacy import list_legacy
 from core.store.layout import Venue
 from core.store.workspace import Workspace
 
@@ -40,12 +49,22 @@ class IntervalStatus:
     # parqctl keeps no records for this interval: what is shown is another tool's
     records_lost_hint: str | None = None
     collector_only: bool = False
+    legacy_files: int | None = None  # legacy files there are now (None: not listed)
+    gone: list[str] = field(default_factory=list)  # recorded tickers with no legacy file now
+    estimated_at: str | None = None  # when `migrate estimate` last measured the output
+
+    @property
+    def tickers(self) -> int:
+        """The tickers the counts add up to: the legacy files, or the plan's total."""
+        if self.collector_only or self.legacy_files is None:
+            return self.jobs_total
+        return self.legacy_files
 
     @property
     def pending(self) -> int:
         if self.collector_only:  # the collector's own counters are all there is
             return max(self.jobs_total - self.jobs_completed, 0)
-        return max(self.jobs_total - self.done - self.failed - self.promoting, 0)
+        return max(self.tickers - self.done - self.failed - self.promoting, 0)
 
 
 def migration_status(ws: Workspace, venue: Venue | None = None) -> list[IntervalStatus]:
@@ -60,7 +79,7 @@ def migration_status(ws: Workspace, venue: Venue | None = None) -> list[Interval
         if venue is not None and v != venue:
             continue
         for name in record.get("intervals", {}):
-            status = _status(IntervalPlan.of(plan, v, name))
+            status = _status(ws, IntervalPlan.of(plan, v, name))
             if f"{v.id} {name}" in lost:
                 status.stage = "records lost"
                 status.records_lost_hint = (
@@ -72,11 +91,14 @@ def migration_status(ws: Workspace, venue: Venue | None = None) -> list[Interval
     return out
 
 
-def _status(interval: IntervalPlan) -> IntervalStatus:
+def _status(ws: Workspace, interval: IntervalPlan) -> IntervalStatus:
     raw = interval.raw
     ours = raw.get(checkpoint.OURS) or {}
     tickers = ours.get("tickers") or {}
-    states = [r.get("state") for r in tickers.values()]
+    legacy = None if ours.get("legacy_deleted") else _legacy_tickers(ws, interval)
+    gone = sorted(t for t in tickers if legacy is not None and t not in legacy)
+    current = {t: r for t, r in tickers.items() if t not in gone}
+    states = [r.get("state") for r in current.values()]
     jobs, totals = raw.get("jobs") or {}, raw.get("totals") or {}
     verification = raw.get("verification") or {}
     activation = ours.get("activation") or {}
@@ -98,13 +120,16 @@ def _status(interval: IntervalPlan) -> IntervalStatus:
         promoting=states.count("promoting"),
         failures=[
             {"ticker": t, "kind": r.get("kind"), "error": r.get("error"), "path": r.get("path")}
-            for t, r in sorted(tickers.items())
+            for t, r in sorted(current.items())
             if r.get("state") == "failed"
         ],
         verify=ours.get("verify"),
         activated_at=activation.get("at"),
         legacy_deleted_at=deleted.get("at"),
         updated_at=ours.get("updated_at"),
+        legacy_files=None if legacy is None else len(legacy),
+        gone=gone,
+        estimated_at=_estimated_at(ours),
     )
     if checkpoint.OURS not in raw:  # planned or rewritten by the collector's own tool
         result.collector_only = True
@@ -125,6 +150,20 @@ def _status(interval: IntervalPlan) -> IntervalStatus:
     elif states:
         result.stage = "migrating"
     return result
+
+
+def _legacy_tickers(ws: Workspace, interval: IntervalPlan) -> set[str] | None:
+    """The tickers with a legacy file now; None when that cannot be told (the counts are
+    then the plan's own)."""
+    try:
+        return {f.ticker for f in list_legacy(interval.legacy_dir(ws.root))[0]}
+    except (OSError, ParqctlError):
+        return None
+
+
+def _estimated_at(ours: dict[str, Any]) -> str | None:
+    record = ours.get(RATIO_KEY) or {}
+    return record.get("at") if record.get("measured_by") == "estimate" else None
 
 
 def _interruption(interval: IntervalPlan, result: IntervalStatus) -> None:

@@ -389,6 +389,7 @@ _ACTIVATION = _Object(
         "replaced": _Object(each=_Object(), nullable=True, expected="an object or null"),
         "created_entries": _NAMES,
         "unregistered": _NAMES,
+        "without_legacy": _NAMES,
     },
     nullable=True,
     expected="an object or null",

@@ -48,8 +48,18 @@ def register(commands) -> None:
         q.set_defaults(run=run)
         return q
 
-    q = step("plan", "create or extend migration_plan.json", run_plan)
-    q.add_argument("--force", action="store_true", help="reset intervals already planned")
+    q = step("plan", "create, extend or trim migration_plan.json", run_plan)
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="reset intervals already planned; plan a venue that has no legacy data",
+    )
+    q.add_argument(
+        "--drop",
+        action="store_true",
+        help="remove the venue's --interval targets (all of them when none is given) from "
+        "the plan; refused once tickers are migrated there",
+    )
     q.add_argument(
         "--restore",
         action="store_true",
@@ -148,8 +158,21 @@ def _run_step(args, step, **options):
 
 
 def run_plan(args) -> int:
-    from core.migration.plan import plan_migration, restore_records
+    from core.migration.plan import drop_targets, plan_migration, restore_records
 
+    if args.drop and (args.restore or args.force):
+        raise ParqctlError(
+            "--drop cannot be combined with --restore or --force",
+            "run `parqctl migrate plan --drop --venue V --interval IV` on its own",
+        )
+    if args.drop:
+        dropped = drop_targets(_ws(args), args.venue, _intervals(args))
+        if args.json:
+            print_json(asdict(dropped))
+        else:
+            gone = f"; {dropped.venue} has no target left" if dropped.venue_dropped else ""
+            print(f"dropped {dropped.venue} {', '.join(dropped.intervals)} from the plan{gone}")
+        return 0
     if args.restore:
         restored = restore_records(_ws(args))
         if args.json:
@@ -367,10 +390,19 @@ def run_activate(args) -> int:
         print_json(asdict(result))
         return 0
     for i in result.intervals:
+        if i.action == "already active":
+            print(f"{result.venue} {i.interval}: already active; nothing changed")
+            continue
         print(
-            f"{result.venue} {i.interval}: {i.action}; storage blocks set for "
-            f"{i.blocks_set} tickers"
+            f"{result.venue} {i.interval}: {i.action}; {i.blocks_set:,} tickers routed to the "
+            f"partitioned layout: {i.migrated:,} migrated"
+            + (f", {len(i.without_legacy):,} with no legacy file" if i.without_legacy else "")
         )
+        if i.without_legacy:
+            print(
+                f"  no legacy file to migrate, new bars go to the partitioned layout: "
+                f"{', '.join(i.without_legacy[:MAX_LISTED])}"
+            )
         if i.unregistered:
             print(
                 f"  migrated but not in tickers.json (no block set): "
@@ -486,6 +518,22 @@ def run_finalize(args) -> int:
 
 # --- status -------------------------------------------------------------------------------
 
+# parqctl's stage of an interval, in words; the collector's status field is shown apart.
+STAGE_WORDS = {
+    "planned": "planned; nothing migrated yet",
+    "migrating": "migrating; partly done (run again to resume)",
+    "migrated": "migrated; not verified yet",
+    "verified": "verified; not active yet",
+    "active": "active: the collector reads and writes the partitioned files",
+    "finalized": "finalized: the legacy files are deleted",
+}
+
+
+def describe_stage(s) -> str:
+    if s.interrupted:
+        return f"{s.stage}, interrupted"
+    return STAGE_WORDS.get(s.stage, s.stage)
+
 
 def run_status(args) -> int:
     from core.migration.status import migration_status
@@ -501,18 +549,32 @@ def run_status(args) -> int:
         )
     statuses = [s for s in statuses if not wanted or s.interval in wanted]
     if args.json:
-        print_json([{**asdict(s), "pending": s.pending} for s in statuses])
+        print_json([{**asdict(s), "tickers": s.tickers, "pending": s.pending} for s in statuses])
         return 0
     for s in statuses:
-        rows = f"{s.legacy_rows or 0:,} legacy rows, {s.partition_rows or 0:,} partition rows"
+        print(f"{s.venue} {s.interval}: {describe_stage(s)}")
+        if s.collector_only:
+            print(
+                f"  {s.jobs_completed:,} of {s.jobs_total:,} tickers done (the collector's count)"
+            )
+        else:
+            print(
+                f"  {s.tickers:,} legacy files: {s.done:,} migrated, {s.failed:,} failed, "
+                f"{s.promoting:,} in promotion, {s.pending:,} to do"
+            )
+        if s.gone:
+            have = "ticker has" if len(s.gone) == 1 else "tickers have"
+            print(
+                f"  {len(s.gone):,} recorded {have} no legacy file now (quarantined or "
+                f"removed): {', '.join(s.gone[:MAX_LISTED])}"
+            )
         print(
-            f"{s.venue} {s.interval}: {s.status} ({s.stage}); "
-            f"{s.jobs_completed}/{s.jobs_total} tickers; {rows}"
+            f"  rows: {s.legacy_rows or 0:,} legacy, {s.partition_rows or 0:,} in partitions; "
+            f"the plan's status field (the collector's): {s.status or '-'}"
+            + (f", resume at {s.resume_token}" if s.resume_token else "")
         )
-        print(
-            f"  done {s.done}, failed {s.failed}, in promotion {s.promoting}, "
-            f"pending {s.pending}; resume at {s.resume_token or '-'}"
-        )
+        if s.estimated_at:
+            print(f"  estimated {s.estimated_at}")
         if s.verify:
             verdict = "passed" if s.verify.get("passed") else f"failed for {s.verify.get('failed')}"
             print(f"  verify {s.verify.get('at')}: {verdict}")
