@@ -9,9 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from core.availability import freshness as fresh
 from core.availability import gap_watch
 from core.disk import history as disk_history
 from core.disk.usage import Filesystem, workspace_filesystems
@@ -24,6 +23,9 @@ from core.safety import run_lock
 from core.store.metadata import MIGRATION_PLAN_FILE
 from core.store.routing import routed_mode
 from core.store.workspace import DatasetInventory, DatasetLink, Unreadable, Workspace, inventory
+
+if TYPE_CHECKING:  # imported when computed: it loads numpy, whose threads forbid a fork
+    from core.availability import freshness as fresh
 
 # A projected crossing of the critical watermark this close is worth a warning today.
 PROJECTION_WARN_DAYS = 7
@@ -366,6 +368,8 @@ def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) ->
         return with_gap_watch(report, None, exc.one_line())
     if watch is None:  # no index yet: freshness has nothing to read either
         return with_gap_watch(report, None)
+    from core.availability import freshness as fresh
+
     try:
         found = fresh.freshness(ws, now=report.checked_at)
     except ParqctlError as exc:

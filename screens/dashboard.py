@@ -4,6 +4,7 @@ of each line behind Enter; lock, disk and migration read live."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.cells import cell_len
 from rich.console import Group
@@ -19,13 +20,15 @@ from textual.timer import Timer
 from textual.widgets import Footer, Header, OptionList, Static
 from textual.widgets.option_list import Option
 
-from core.availability.freshness import IntervalFreshness
 from core.availability.gap_watch import IntervalGaps, WorstTicker
 from core.errors import ParqctlError
 from core.health import HealthReport, MigrationProgress, Verdict, build_index, with_live_parts
 from core.jobs import CancelToken, JobCancelled, Progress
 from core.safety.run_lock import LockState
 from tui.text import human_age, human_bytes
+
+if TYPE_CHECKING:  # numpy, which it loads, is not needed to paint the dashboard
+    from core.availability.freshness import IntervalFreshness
 
 # Lock, disk and migration progress are read again this often (a stat and a small JSON).
 LIVE_REFRESH_S = 2.0
@@ -232,15 +235,15 @@ def interval_lines(
     """Per interval: freshness, then coverage; or why there are none yet."""
     if build is not None and build.error:
         return [
-            StatusLine("intervals", "?", "Intervals", f"no file index: {build.error}", "warning")
+            StatusLine("interval", "?", "Intervals", f"no file index: {build.error}", "warning")
         ]
     if build is not None:
         p = build.progress
         done = f": {p.done:,} of {p.total:,} files ({100 * p.fraction:.0f}%)" if p else ""
         text = f"… building the file index, first time{done}"
-        return [StatusLine("intervals", "…", "Intervals", text, "ok")]
+        return [StatusLine("interval", "…", "Intervals", text, "ok")]
     if report.gaps is None and report.gaps_error:
-        return [StatusLine("intervals", "?", "Intervals", report.gaps_error, "warning")]
+        return [StatusLine("interval", "?", "Intervals", report.gaps_error, "warning")]
     lines = []
     coverage = {iv.interval: iv for iv in report.gaps.intervals} if report.gaps else {}
     for interval in _interval_names(report):
@@ -287,7 +290,8 @@ def status_lines(
             VERDICT_STATE[verdict],
         )
     ]
-    for problem in report.problems[:PROBLEM_LINES]:
+    worst_first = sorted(report.problems, key=lambda p: -p.verdict)
+    for problem in worst_first[:PROBLEM_LINES]:
         lines.append(
             StatusLine(
                 "health",
