@@ -80,8 +80,10 @@ def describe_lock(report: HealthReport) -> str:
 
 
 def gauge(percent: float, width: int = 30) -> str:
-    """Full only at 100: a cell is filled once its whole share is reached."""
-    filled = int(width * min(max(percent, 0), 100) / 100)
+    """Rounded to the nearest cell, but full only at 100."""
+    filled = round(width * min(max(percent, 0), 100) / 100)
+    if percent < 100:
+        filled = min(filled, width - 1)
     return "█" * filled + "░" * (width - filled)
 
 
