@@ -638,7 +638,7 @@ listed in that interval), after showing what will be fetched.
         self.app.refresh_health()
 
     def show_health(self, state) -> None:
-        if state is None:
+        if state is None or self._superseded(state):
             return
         self._state = state
         self._report = state.report
@@ -656,6 +656,16 @@ listed in that interval), after showing what will be fetched.
             self._index_build = IndexBuild()
             self.build_first_index()
             self.render_status()
+
+    def _superseded(self, state) -> bool:
+        """A partial report (its gaps saved or pending) never replaces a complete one of
+        the same check or a later one, whatever order refreshes finish in."""
+        shown = self._state
+        if state.final or shown is None or not shown.final:
+            return False
+        if state.report is None or shown.report is None:
+            return False
+        return state.report.checked_at <= shown.report.checked_at
 
     def render_status(self) -> None:
         block = self.query_one(StatusBlock)

@@ -3,6 +3,7 @@ detail panes and the footers at 80 columns."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ from core.store.demo import build_demo
 from core.store.workspace import Workspace
 from screens.dashboard import DashboardScreen, DetailsScreen, StatusBlock
 from screens.heatmap_grid import HeatmapGrid
-from tui.app import SCREENS, ParqctlApp
+from tui.app import SCREENS, HealthState, ParqctlApp
 from tui.widgets.fitted_table import FittedTable, shorten_middle, shorten_path
 
 END = date(2025, 12, 5)
@@ -370,3 +371,22 @@ async def test_lock_and_migration_are_live_while_a_cli_writer_runs(demo):
         finally:
             writer.kill()
             writer.wait()
+
+
+async def test_a_late_partial_report_does_not_replace_a_complete_one(demo):
+    root, _ = demo
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: _noon(END))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        complete = app.health
+        assert complete.final and "up to date" in status(app, "interval:1d")
+        # A refresh that finishes late with the saved summary of the same check.
+        partial = dataclasses.replace(complete.report, freshness=None)
+        app.health = HealthState(partial, gaps_saved=True)
+        await settle(pilot)
+        assert "up to date" in status(app, "interval:1d")
+        # A later check replaces it.
+        later = dataclasses.replace(partial, checked_at=complete.report.checked_at + 1)
+        app.health = HealthState(later, gaps_saved=True)
+        await settle(pilot)
+        assert "… freshness" in status(app, "interval:1d")
