@@ -20,6 +20,9 @@ extra_roots = []    # symlink (a dataset on another volume); nothing else outsid
 [limits]            # a bar file beyond either is refused before it is read
 max_file_rows = 3_000_000
 max_file_mb = 256   # its decoded size in memory (MiB), estimated from its footer
+
+[freshness]         # an interval whose newest bar is this many sessions behind the last
+stalled_after_sessions = 2  # closed session is a stalled collector: health says WARNING
 ```
 """
 
@@ -79,6 +82,12 @@ class FileLimits:
     max_file_mb: int = 256
 
 
+# A collector run once a day after the close is one session behind until it runs; two
+# means a run was missed.
+DEFAULT_STALLED_AFTER_SESSIONS = 2
+MAX_STALLED_AFTER_SESSIONS = 10_000
+
+
 @dataclass(frozen=True)
 class Config:
     watermarks: Watermarks = field(default_factory=Watermarks)
@@ -88,6 +97,7 @@ class Config:
     )
     extra_roots: tuple[Path, ...] = ()
     limits: FileLimits = field(default_factory=FileLimits)
+    stalled_after_sessions: int = DEFAULT_STALLED_AFTER_SESSIONS
 
 
 def _bad(path: Path, what: str) -> MetadataError:
@@ -153,7 +163,23 @@ def load_config(workspace_root: Path) -> Config:
         retention_days=retention,
         extra_roots=_extra_roots(path, data.get("storage", {})),
         limits=_limits(path, data.get("limits", {})),
+        stalled_after_sessions=_stalled_after(path, _table(path, data, "freshness")),
     )
+
+
+def _stalled_after(path: Path, table: dict[str, Any]) -> int:
+    value = table.get("stalled_after_sessions", DEFAULT_STALLED_AFTER_SESSIONS)
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= MAX_STALLED_AFTER_SESSIONS
+    ):
+        raise _bad(
+            path,
+            "freshness.stalled_after_sessions must be a whole number of sessions "
+            f"from 1 to {MAX_STALLED_AFTER_SESSIONS}",
+        )
+    return value
 
 
 def _limits(path: Path, table: Any) -> FileLimits:

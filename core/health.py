@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.availability import gap_watch
 from core.disk import history as disk_history
@@ -17,9 +17,15 @@ from core.disk.usage import Filesystem, workspace_filesystems
 from core.disk.watermarks import DiskStatus, Level, disk_status
 from core.errors import ParqctlError
 from core.integrity import findings, quarantine
+from core.jobs import CancelToken, ProgressCallback
+from core.migration.status import migration_status
 from core.safety import run_lock
+from core.store.metadata import MIGRATION_PLAN_FILE
 from core.store.routing import routed_mode
 from core.store.workspace import DatasetInventory, DatasetLink, Unreadable, Workspace, inventory
+
+if TYPE_CHECKING:  # imported when computed: it loads numpy, whose threads forbid a fork
+    from core.availability import freshness as fresh
 
 # A projected crossing of the critical watermark this close is worth a warning today.
 PROJECTION_WARN_DAYS = 7
@@ -43,17 +49,28 @@ class Problem:
 
 @dataclass(frozen=True)
 class MigrationProgress:
+    """One planned venue and interval: tickers migrated, failed, and of how many."""
+
     venue: str
     interval: str
-    status: str
+    status: str  # the collector's: pending, migrating, complete
     completed: int
     total: int
+    failed: int = 0
+    stage: str = ""  # parqctl's (core.migration.status): planned, migrating, migrated, ...
 
     @property
     def ratio(self) -> float:
         if self.total > 0:
             return min(self.completed / self.total, 1.0)
         return 1.0 if self.status == "complete" else 0.0
+
+    @property
+    def percent(self) -> int:
+        """Whole percent done, rounded down: 100 only when every ticker is done."""
+        if self.total > 0 and self.completed < self.total:
+            return min(100 * self.completed // self.total, 99)
+        return round(100 * self.ratio)
 
 
 @dataclass
@@ -74,6 +91,10 @@ class HealthReport:
     migration: list[MigrationProgress] = field(default_factory=list)
     gaps: gap_watch.GapWatch | None = None  # None until the workspace has a file index
     gaps_error: str | None = None
+    freshness: fresh.Freshness | None = None  # computed with the gaps, from the same index
+    freshness_error: str | None = None
+    # (size, mtime_ns) of migration_plan.json when ``migration`` was read from it
+    migration_plan_stamp: tuple[int, int] | None = None
     disk_history_error: str | None = None
     # legacy home -> interval -> tickers whose only legacy file the collector never reads
     stranded: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -140,10 +161,13 @@ class HealthReport:
             "quarantine": dataclasses.asdict(self.quarantine) if self.quarantine else None,
             "integrity": dataclasses.asdict(self.integrity) if self.integrity else None,
             "migration": [
-                {**dataclasses.asdict(m), "ratio": round(m.ratio, 4)} for m in self.migration
+                {**dataclasses.asdict(m), "ratio": round(m.ratio, 4), "percent": m.percent}
+                for m in self.migration
             ],
             "gaps": dataclasses.asdict(self.gaps) if self.gaps else None,
             "gaps_error": self.gaps_error,
+            "freshness": freshness_as_dict(self.freshness) if self.freshness else None,
+            "freshness_error": self.freshness_error,
             "checked_at": self.checked_at,
         }
 
@@ -164,6 +188,25 @@ def disk_as_dict(status: DiskStatus) -> dict[str, Any]:
         "percent_used": round(status.percent_used, 2),
         "level": status.level.name,
         "watermarks": vars(status.watermarks),
+    }
+
+
+def freshness_as_dict(found: fresh.Freshness) -> dict[str, Any]:
+    return {
+        "stalled_after_sessions": found.stalled_after_sessions,
+        "intervals": [
+            {
+                "interval": iv.interval,
+                "calendar": iv.calendar,
+                "newest_bar": iv.newest_bar.isoformat() if iv.newest_bar else None,
+                "last_session": iv.last_session.isoformat() if iv.last_session else None,
+                "sessions_behind": iv.sessions_behind,
+                "stalled": iv.stalled,
+                "last_written": iv.last_written,
+                "summary": iv.summary(),
+            }
+            for iv in found.intervals
+        ],
     }
 
 
@@ -227,27 +270,30 @@ _DISK_PROBLEMS = {Level.WARN: Verdict.WARNING, Level.CRITICAL: Verdict.CRITICAL}
 
 
 def migration_progress(ws: Workspace) -> list[MigrationProgress]:
-    """Per venue and interval of migration_plan.json: jobs completed of jobs total."""
-    plan = ws.migration_plan
-    if plan is None:
+    """Per venue and interval of migration_plan.json (as ``migrate status`` reads it):
+    tickers migrated and failed, of the tickers to migrate."""
+    if ws.migration_plan is None:
         return []
-    progress = []
-    for venue, interval, record in plan.interval_states():
-        jobs = record.get("jobs") if isinstance(record.get("jobs"), dict) else {}
-        progress.append(
-            MigrationProgress(
-                venue=venue,
-                interval=interval,
-                status=str(record.get("status", "pending")),
-                completed=_count(jobs.get("completed")),
-                total=_count(jobs.get("total")),
-            )
+    return [
+        MigrationProgress(
+            venue=s.venue,
+            interval=s.interval,
+            status=s.status or "pending",
+            completed=max(s.done, 0),
+            total=max(s.jobs_total, 0),
+            failed=max(s.failed, 0),
+            stage=s.stage,
         )
-    return progress
+        for s in migration_status(ws)
+    ]
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+def _plan_stamp(root: Path) -> tuple[int, int] | None:
+    try:
+        st = (root / MIGRATION_PLAN_FILE).stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 def health_report(
@@ -271,6 +317,7 @@ def health_report(
     day gap expiry is counted from.
     """
     now = time.time() if now is None else now
+    plan_stamp = _plan_stamp(ws.root)
     ws.load_all_metadata()
     unreadable: list[Unreadable] = []
     links: list[DatasetLink] = []
@@ -290,6 +337,7 @@ def health_report(
         quarantine=quarantine.totals(ws.root),
         integrity=findings.last_summary(ws.root),
         migration=migration_progress(ws),
+        migration_plan_stamp=plan_stamp,
         stranded=stranded_legacy(ws, datasets),
         lock_lost=run_lock.last_loss(ws.root),
         unreadable=unreadable,
@@ -312,21 +360,75 @@ def health_report(
 
 
 def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) -> HealthReport:
-    """A copy of ``report`` with the gap summary and the problems it brings."""
+    """A copy of ``report`` with the gap summary, the freshness of each interval (both
+    from the file index, refreshed here) and the problems they bring."""
     try:
         watch = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(report.checked_at))
     except ParqctlError as exc:
         return with_gap_watch(report, None, exc.one_line())
-    return with_gap_watch(report, watch)
+    if watch is None:  # no index yet: freshness has nothing to read either
+        return with_gap_watch(report, None)
+    from core.availability import freshness as fresh
+
+    try:
+        found = fresh.freshness(ws, now=report.checked_at)
+    except ParqctlError as exc:
+        return with_gap_watch(report, watch, freshness_error=exc.one_line())
+    return with_gap_watch(report, watch, found=found)
 
 
 def with_gap_watch(
-    report: HealthReport, watch: gap_watch.GapWatch | None, error: str | None = None
+    report: HealthReport,
+    watch: gap_watch.GapWatch | None,
+    error: str | None = None,
+    *,
+    found: fresh.Freshness | None = None,
+    freshness_error: str | None = None,
 ) -> HealthReport:
-    """A copy of ``report`` completed with a gap summary (computed or saved) or its error."""
-    full = dataclasses.replace(report, gaps=watch, gaps_error=error)
+    """A copy of ``report`` completed with a gap summary (computed or saved) or its error,
+    and the freshness computed with it, if any."""
+    full = dataclasses.replace(
+        report, gaps=watch, gaps_error=error, freshness=found, freshness_error=freshness_error
+    )
     full.problems = _problems(full)
     return full
+
+
+def with_live_parts(report: HealthReport, *, now: float | None = None) -> HealthReport:
+    """A copy of ``report`` with what a running writer changes read again: the run lock
+    (a stat and owner.json), the last lost lock, migration progress (migration_plan.json,
+    parsed again only when it changed) and the usage of each filesystem (statvfs); the
+    problems follow. Cheap enough to call every couple of seconds."""
+    now = time.time() if now is None else now
+    ws = Workspace(report.root)
+    stamp = _plan_stamp(ws.root)
+    migration = report.migration
+    if stamp != report.migration_plan_stamp:
+        migration = migration_progress(ws)
+    full = dataclasses.replace(
+        report,
+        lock=run_lock.inspect(ws.root, now=now),
+        lock_lost=run_lock.last_loss(ws.root),
+        disk=disk_status(ws.root, report.disk.watermarks),
+        filesystems=[
+            dataclasses.replace(fs, status=disk_status(fs.mount, fs.status.watermarks))
+            for fs in report.filesystems
+        ],
+        migration=migration,
+        migration_plan_stamp=stamp,
+    )
+    full.problems = _problems(full)
+    return full
+
+
+def build_index(
+    root: Path, *, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+) -> int:
+    """Build the file index that gaps and freshness are computed from (or bring it up to
+    date); returns the bar files it holds. Cancelled, it keeps what was read."""
+    from core.availability.index import refresh_index
+
+    return refresh_index(root, progress=progress, cancel=cancel, sessions=False).stats.scanned
 
 
 def _problems(report: HealthReport) -> list[Problem]:
@@ -422,6 +524,16 @@ def _problems(report: HealthReport) -> list[Problem]:
         problems.append(
             Problem(Verdict.WARNING, f"gaps could not be computed: {report.gaps_error}")
         )
+    problems += _freshness_problems(report)
+    for item in report.migration:
+        if item.failed:
+            problems.append(
+                Problem(
+                    Verdict.WARNING,
+                    f"migration {item.venue} {item.interval}: {item.failed:,} ticker(s) failed "
+                    "to migrate (`parqctl migrate status` says why; `migrate run` retries them)",
+                )
+            )
     if report.quarantine is not None and report.quarantine.pending:
         problems.append(
             Problem(
@@ -431,3 +543,21 @@ def _problems(report: HealthReport) -> list[Problem]:
             )
         )
     return problems
+
+
+def _freshness_problems(report: HealthReport) -> list[Problem]:
+    if report.freshness_error:
+        return [
+            Problem(Verdict.WARNING, f"freshness could not be computed: {report.freshness_error}")
+        ]
+    if report.freshness is None:
+        return []
+    threshold = report.freshness.stalled_after_sessions
+    return [
+        Problem(
+            Verdict.WARNING,
+            f"collector stalled? {iv.interval}: {iv.summary()} (a warning from {threshold} "
+            "session(s) behind: [freshness] stalled_after_sessions in .parqctl/config.toml)",
+        )
+        for iv in report.freshness.stalled
+    ]

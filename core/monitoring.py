@@ -37,14 +37,22 @@ def registry_for(report: HealthReport) -> CollectorRegistry:
     _quarantine(report, workspace, gauge)
     _integrity(report, workspace, gauge)
     _gaps(report, workspace, gauge)
+    _freshness(report, workspace, gauge)
     migration = gauge(
         "migration_progress_ratio",
         "Migration jobs completed / jobs total per venue and interval (migration_plan.json)",
         "venue",
         "interval",
     )
+    failed = gauge(
+        "migration_failed_tickers",
+        "Tickers whose migration failed, per venue and interval (`migrate run` retries them)",
+        "venue",
+        "interval",
+    )
     for item in report.migration:
         migration.labels(workspace, item.venue, item.interval).set(item.ratio)
+        failed.labels(workspace, item.venue, item.interval).set(item.failed)
     return registry
 
 
@@ -141,6 +149,23 @@ def _gaps(report: HealthReport, workspace: str, gauge) -> None:
     for interval in report.gaps.intervals:
         for field, metric in gauges.items():
             metric.labels(workspace, interval.interval).set(getattr(interval, field))
+
+
+def _freshness(report: HealthReport, workspace: str, gauge) -> None:
+    """Per interval (and calendar); absent until the workspace has an index, so that "not
+    known" is not exported as "up to date"."""
+    if report.freshness is None:
+        return
+    behind = gauge(
+        "freshness_sessions_behind",
+        "Closed trading sessions after the session of the interval's newest bar "
+        f"(health warns from {report.freshness.stalled_after_sessions})",
+        "interval",
+        "calendar",
+    )
+    for iv in report.freshness.intervals:
+        if iv.newest_bar is not None:
+            behind.labels(workspace, iv.interval, iv.calendar).set(iv.sessions_behind)
 
 
 def write_textfile(path: Path, report: HealthReport) -> None:

@@ -139,7 +139,7 @@ Quarantined files stay listed, marked ⊘, until the next check.
         Binding("f", "cycle_filter", "Severity"),
         Binding("Q", "quarantine", "Quarantine", key_display="Q"),
         Binding("A", "quarantine_all", "Quarantine all errors", key_display="A", show=False),
-        Binding("y", "copy_path", "Copy path"),
+        Binding("y", "copy_path", "Copy path", show=False),  # in ? and the palette
         Binding("S", "query", "Query this file (SQL)", show=False),
     ]
 

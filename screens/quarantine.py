@@ -80,7 +80,7 @@ pane below has the whole path.
         Binding("r", "refresh", "Refresh"),
         Binding("u", "restore", "Restore"),
         Binding("p", "purge", "Purge"),
-        Binding("y", "copy_path", "Copy path"),
+        Binding("y", "copy_path", "Copy path", show=False),  # in ? and the palette
     ]
 
     def __init__(self) -> None:

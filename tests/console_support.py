@@ -49,3 +49,11 @@ async def settle(pilot, rounds: int = 50) -> None:
         await pilot.pause()
         if not any(worker.is_running for worker in app.workers):
             return
+
+
+def status(app: App, area: str) -> str:
+    """The dashboard's status lines of ``area`` (health, lock, disk, interval, integrity,
+    quarantine, migration, datasets) as plain text."""
+    from screens.dashboard import StatusBlock
+
+    return app.screen.query_one(StatusBlock).line_text(area)

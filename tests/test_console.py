@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from console_support import shown
-from textual.widgets import Static
+from console_support import shown, status
+from textual.widgets import OptionList, Static
 
 from core.store.workspace import Workspace
 from tui.app import ParqctlApp
@@ -25,9 +25,9 @@ async def test_dashboard_shows_health_and_refreshes(workspace: Path):
     app = ParqctlApp(Workspace.open(workspace))
     async with app.run_test(size=(120, 36)) as pilot:
         await _wait_loaded(app, pilot)
-        assert "OK" in _text(app, "#verdict")
-        assert "FREE" in _text(app, "#lock")
-        assert "legacy 1d" in _text(app, "#datasets")
+        assert "OK" in status(app, "health")
+        assert "FREE" in status(app, "lock")
+        assert "1 dataset(s)" in status(app, "datasets")
         assert app.theme == "parqctl-dark"
 
         lock = workspace / ".run_lock"
@@ -37,7 +37,7 @@ async def test_dashboard_shows_health_and_refreshes(workspace: Path):
         )
         await pilot.press("r")
         await _wait_loaded(app, pilot)
-        assert "FOREIGN" in _text(app, "#lock")
+        assert "FOREIGN" in status(app, "lock")
         await pilot.press("q")
     assert app.return_code == 0
 
@@ -47,7 +47,7 @@ async def test_light_theme_and_small_terminal(workspace: Path):
     async with app.run_test(size=(80, 24)) as pilot:
         await _wait_loaded(app, pilot)
         assert app.theme == "parqctl-light"
-        assert "OK" in _text(app, "#verdict")
+        assert "OK" in status(app, "health")
 
 
 async def test_a_workspace_broken_after_start_is_reported_not_fatal(workspace: Path):
@@ -57,7 +57,7 @@ async def test_a_workspace_broken_after_start_is_reported_not_fatal(workspace: P
         (workspace / "tickers.json").write_text("{")
         await pilot.press("r")
         await _wait_loaded(app, pilot)
-        verdict = _text(app, "#verdict")
+        verdict = status(app, "health")
         assert "UNKNOWN" in verdict and "tickers.json" in verdict
 
 
@@ -142,7 +142,9 @@ async def test_help_and_palette_commands(workspace: Path):
         assert app.current_mode == "locks"
         await pilot.press("1")
         await pilot.pause()
-        app.screen.query_one("#lock").focus()
-        await pilot.press("enter")
+        block = app.screen.query_one("#status", OptionList)
+        block.focus()
+        block.highlighted = [line.area for line in block.lines].index("lock")
+        await pilot.press("enter", "enter")  # the details, then the screen they lead to
         await pilot.pause()
         assert app.current_mode == "locks"

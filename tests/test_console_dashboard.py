@@ -3,24 +3,31 @@ detail panes and the footers at 80 columns."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import shutil
+import signal
+import subprocess
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from console_support import copy_demo, settle, shown
+from conftest import PARQCTL, run_cli
+from console_support import copy_demo, settle, shown, status
 from textual.widgets import OptionList
 from textual.widgets._footer import FooterKey, FooterLabel
 
 from core.availability.gap_watch import WORST_TICKERS, WorstTicker, gap_watch
 from core.availability.heatmap import CellState
-from core.availability.index import refresh_index
+from core.availability.index import index_path, refresh_index
 from core.integrity import quarantine
 from core.safety import run_lock
 from core.store.demo import build_demo
 from core.store.workspace import Workspace
+from screens.dashboard import DashboardScreen, DetailsScreen, StatusBlock
 from screens.heatmap_grid import HeatmapGrid
-from tui.app import SCREENS, ParqctlApp
+from tui.app import SCREENS, HealthState, ParqctlApp
 from tui.widgets.fitted_table import FittedTable, shorten_middle, shorten_path
 
 END = date(2025, 12, 5)
@@ -152,34 +159,62 @@ async def test_worst_tickers_panel_opens_the_heatmap_on_the_ticker(demo):
         assert "⏳" in shown(app, "#heatmap-gaps")
 
 
-async def test_every_dashboard_panel_leads_to_its_screen(demo):
+async def test_every_status_line_shows_its_details_and_leads_to_its_screen(demo):
     root, _ = demo
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     leads = {
-        "#lock": "locks",
-        "#disk": "disk",
-        "#coverage": "heatmap",
-        "#integrity": "integrity",
-        "#quarantine": "quarantine",
-        "#datasets": "disk",
-        "#migration": "migration",
+        "lock": "locks",
+        "disk": "disk",
+        "interval:1d": "heatmap",
+        "integrity": "integrity",
+        "quarantine": "quarantine",
+        "datasets": "disk",
+        "migration": "migration",
     }
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        for selector, mode in leads.items():
-            panel = app.screen.query_one(selector)
-            panel.focus()
-            await pilot.pause()
-            assert panel.border_subtitle == f"enter ▸ {mode}"
+        block = app.screen.query_one(StatusBlock)
+        assert app.focused is block
+        for area, mode in leads.items():
+            block.highlighted = [line.area for line in block.lines].index(area)
             await pilot.press("enter")
             await pilot.pause()
-            assert app.current_mode == mode, selector
+            assert isinstance(app.screen, DetailsScreen), area
+            assert f"enter ▸ {mode} screen" in shown(app, "#details-hint")
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.current_mode == mode, area
             await pilot.press("1")
             await pilot.pause()
-        app.screen.query_one("#verdict").focus()  # the verdict leads nowhere
+        block.highlighted = 0  # the verdict: its details lead nowhere; escape goes back
         await pilot.press("enter")
         await pilot.pause()
-        assert app.current_mode == "dashboard" and not app.focused.border_subtitle
+        assert "WARNING" in shown(app, "#details-body")
+        assert "stray" in shown(app, "#details-body")
+        assert shown(app, "#details-hint") == "escape ▸ back"
+        await pilot.press("enter")  # leads nowhere: closes, as escape would
+        await pilot.pause()
+        assert not isinstance(app.screen, DetailsScreen)
+        assert app.current_mode == "dashboard" and app.screen.query_one(StatusBlock)
+
+
+async def test_the_status_block_fits_80x24_one_line_each(demo):
+    root, _ = demo
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: _noon(END))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        block = app.screen.query_one(StatusBlock)
+        areas = [line.area for line in block.lines]
+        for area in ("health", "lock", "disk", "interval:1d", "interval:1h", "integrity"):
+            assert area in areas
+        for area in ("quarantine", "migration", "datasets"):
+            assert area in areas
+        # One screen line per status line, all of them on screen with the worst tickers.
+        assert block.region.height == len(block.lines) + 2
+        worst = app.screen.query_one("#worst", OptionList)
+        assert worst.region.bottom <= 23 and worst.region.y > block.region.bottom - 1
+        assert "up to date: 2025-12-05" in status(app, "interval:1d")
+        assert "complete" in status(app, "interval:1d")
 
 
 async def test_footer_fits_80_columns_on_every_screen(demo):
@@ -270,15 +305,89 @@ async def test_quarantine_at_80x24_shows_the_reason_and_the_whole_record_below(d
         assert entry.original_path in detail
 
 
-async def test_coverage_appears_once_the_heatmap_has_built_the_first_index(demo):
+async def test_the_dashboard_builds_the_first_index_itself(demo, monkeypatch):
     root, _ = demo
     shutil.rmtree(root / ".parqctl/index")
-    app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
-    async with app.run_test(size=(120, 36)) as pilot:
+    progress = []
+    shown_progress = DashboardScreen.on_index_progress
+
+    def recording(screen, message) -> None:
+        progress.append((message.progress, status(screen.app, "interval")))
+        shown_progress(screen, message)
+
+    monkeypatch.setattr(DashboardScreen, "on_index_progress", recording)
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: _noon(END))
+    async with app.run_test(size=(80, 24)) as pilot:
         await settle(pilot)
-        assert app.health.report.gaps is None  # no index yet: the dashboard says where to go
-        await pilot.press("2")
-        await settle(pilot)
-        await pilot.press("1")
-        await settle(pilot)
+        assert app.current_mode == "dashboard"  # the heatmap was never opened
+        assert index_path(root).exists() and progress
+        assert all("building the file index" in line for _, line in progress)
         assert app.health.final and app.health.report.gaps is not None
+        assert app.health.report.freshness is not None
+        assert "up to date: 2025-12-05" in status(app, "interval:1d")
+        assert "building" not in status(app, "interval")
+
+
+async def _until(pilot, condition, timeout: float) -> float:
+    """Seconds until ``condition()`` held, pausing the Pilot meanwhile; fails at ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        await pilot.pause(0.05)
+    return time.monotonic() - started
+
+
+async def test_lock_and_migration_are_live_while_a_cli_writer_runs(demo):
+    """The operator's report: during `migrate run` the dashboard said FREE and pending."""
+    root, _ = demo
+    assert run_cli("-w", str(root), "migrate", "plan", "--venue", "us:yahoo", "--interval", "1d")
+    # The clock of the demo's last day, so that its bars are fresh.
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: _noon(END))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        assert status(app, "lock").endswith("FREE")
+        assert "0/20 (0%)" in status(app, "migration")
+        # A real writer: it stops (SIGSTOP) right after taking the run lock.
+        writer = subprocess.Popen(
+            [str(PARQCTL), "-w", str(root), "migrate", "run", "--venue", "us:yahoo"],
+            env={**os.environ, "PARQCTL_FAILPOINT": "stop@1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await _until(pilot, (root / ".run_lock" / "owner.json").exists, 60)
+            waited = await _until(pilot, lambda: "LIVE" in status(app, "lock"), 3.0)
+            assert waited < 3.0  # no `r` pressed, no full refresh (health_refresh_s=None)
+            assert "parqctl migrate run" in status(app, "lock")
+            assert f"pid {writer.pid}" in status(app, "lock")
+
+            writer.send_signal(signal.SIGCONT)
+            await _until(pilot, lambda: writer.poll() is not None, 120)
+            # The demo's truncated daily file fails; the other 19 are migrated.
+            await _until(pilot, lambda: "19/20 (95%), 1 failed" in status(app, "migration"), 3.0)
+            assert status(app, "lock").endswith("FREE")
+            health = status(app, "health")
+            assert "WARNING" in health and "1 ticker(s) failed to migrate" in health
+        finally:
+            writer.kill()
+            writer.wait()
+
+
+async def test_a_late_partial_report_does_not_replace_a_complete_one(demo):
+    root, _ = demo
+    app = ParqctlApp(Workspace.open(root), health_refresh_s=None, clock=lambda: _noon(END))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        complete = app.health
+        assert complete.final and "up to date" in status(app, "interval:1d")
+        # A refresh that finishes late with the saved summary of the same check.
+        partial = dataclasses.replace(complete.report, freshness=None)
+        app.health = HealthState(partial, gaps_saved=True)
+        await settle(pilot)
+        assert "up to date" in status(app, "interval:1d")
+        # A later check replaces it.
+        later = dataclasses.replace(partial, checked_at=complete.report.checked_at + 1)
+        app.health = HealthState(later, gaps_saved=True)
+        await settle(pilot)
+        assert "… freshness" in status(app, "interval:1d")

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from console_support import settle, shown
+from console_support import settle, shown, status
 
 from core.errors import MetadataError
 from core.health import health_report
@@ -249,7 +249,7 @@ async def test_the_console_stays_usable_while_a_check_runs_and_cancels_it(demo: 
         screen = app.screen
         await pilot.press("1")  # the check cannot finish meanwhile: it is held
         assert app.current_mode == "dashboard"
-        assert "OK" in shown(app, "#verdict") or "WARNING" in shown(app, "#verdict")
+        assert "OK" in status(app, "health") or "WARNING" in status(app, "health")
         await pilot.press("6")
         assert app.screen is screen and screen.cancel_token is not None
         await pilot.press("escape")

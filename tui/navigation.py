@@ -3,7 +3,7 @@
 The App binds them (not priority: a text field keeps its letters, and a screen or widget
 with its own meaning for a key keeps it) and they act on the focused list: ``j``/``k``
 down and up, ``h``/``l`` left and right where there are columns, ``g``/``G`` top and
-bottom. On the dashboard's panels ``j``/``k`` move between the panels as tab does.
+bottom. On a screen of panels (run lock, disk) ``j``/``k`` move between them as tab does.
 """
 
 from __future__ import annotations

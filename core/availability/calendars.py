@@ -87,3 +87,9 @@ def sessions(calendar: str, start: date, end: date) -> SessionTable:
 def interval_minutes(interval: str) -> int | None:
     """Minutes per bar of an intraday interval; None for daily and longer."""
     return INTRADAY_MINUTES.get(interval)
+
+
+def time_zone(calendar: str) -> str:
+    """The IANA time zone of a calendar's exchange (builds the calendar: seconds, once)."""
+    year = date.today().year
+    return str(_calendar(calendar, year, year).tz)

@@ -79,10 +79,22 @@ def render(report: HealthReport) -> list[str]:
                 f"{iv.missing_sessions:,} sessions missing ({iv.lost_sessions:,} lost, "
                 f"{iv.expiring_sessions:,} expiring within {report.gaps.horizon_days} days)"
             )
-    for item in report.migration:
+    if report.freshness_error:
+        lines.append(f"freshness  not computed: {report.freshness_error}")
+    elif report.freshness is None:
         lines.append(
-            f"migration  {item.venue} {item.interval}: {item.status}, "
-            f"{item.completed:,}/{item.total:,} jobs ({100 * item.ratio:.0f}%)"
+            "freshness  not computed: no file index yet (`parqctl availability` builds it)"
+        )
+    else:
+        several = len({iv.calendar for iv in report.freshness.intervals}) > 1
+        for iv in report.freshness.intervals:
+            where = f" ({iv.calendar})" if several else ""
+            lines.append(f"freshness  {iv.interval:<4} {iv.summary()}{where}")
+    for item in report.migration:
+        failed = f", {item.failed:,} failed" if item.failed else ""
+        lines.append(
+            f"migration  {item.venue} {item.interval}: {item.stage or item.status}, "
+            f"{item.completed:,}/{item.total:,} tickers migrated ({item.percent}%){failed}"
         )
     for problem in report.problems:
         lines.append(f"problem    {problem.verdict.name}: {problem.text}")
