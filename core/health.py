@@ -82,6 +82,11 @@ class HealthReport:
     # they hold is not counted; the rest of the report is.
     unreadable: list[Unreadable] = field(default_factory=list)
     checked_at: float = field(default_factory=time.time)
+    # How old the dataset figures are: they come from the file index, as of its last
+    # refresh (hot months, new tickers, parqctl's writes) and its last full scan (every
+    # file); None when there is no index and the datasets were walked now.
+    index_refreshed_at: float | None = None
+    index_full_scan_at: float | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -145,6 +150,10 @@ class HealthReport:
             "gaps": dataclasses.asdict(self.gaps) if self.gaps else None,
             "gaps_error": self.gaps_error,
             "checked_at": self.checked_at,
+            "index": {
+                "refreshed_at": self.index_refreshed_at,
+                "full_scan_at": self.index_full_scan_at,
+            },
         }
 
 
@@ -272,9 +281,17 @@ def health_report(
     """
     now = time.time() if now is None else now
     ws.load_all_metadata()
+    today = today or date.fromtimestamp(now)
+    watch: gap_watch.GapWatch | None = None
+    gaps_error = None
+    if gaps:  # first: it refreshes the index the dataset figures are read from
+        try:
+            watch = gap_watch.gap_watch(ws, today=today)
+        except ParqctlError as exc:
+            gaps_error = exc.one_line()
     unreadable: list[Unreadable] = []
     links: list[DatasetLink] = []
-    datasets = [inventory(d) for d in ws.datasets(unreadable, links)]
+    datasets, index_state = _inventories(ws, ws.datasets(unreadable, links))
     unreadable += [u for inv in datasets for u in inv.unreadable]
     filesystems = workspace_filesystems(ws)
     report = HealthReport(
@@ -294,6 +311,8 @@ def health_report(
         lock_lost=run_lock.last_loss(ws.root),
         unreadable=unreadable,
         checked_at=now,
+        index_refreshed_at=index_state.refreshed_at if index_state else None,
+        index_full_scan_at=index_state.full_scan_at if index_state else None,
     )
     if record_disk_sample:
         try:
@@ -306,9 +325,21 @@ def health_report(
         str(fs.mount): disk_history.project(history, fs, report.checked_at) for fs in filesystems
     }
     if gaps:
-        return with_gaps(report, ws, today)
+        return with_gap_watch(report, watch, gaps_error)
     report.problems = _problems(report)
     return report
+
+
+def _inventories(ws: Workspace, datasets: list) -> tuple[list[DatasetInventory], Any]:
+    """Each dataset's tickers, files and bytes: from the file index when there is one (as
+    of its last refresh), else by walking the tree."""
+    from core.availability.index import index_path
+
+    if not index_path(ws.root).exists():
+        return [inventory(d) for d in datasets], None
+    from core.availability.index_inventory import indexed_inventories
+
+    return indexed_inventories(ws.root, datasets)
 
 
 def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) -> HealthReport:

@@ -2,9 +2,10 @@
 the sessions missing, and the recoverable sessions that expire within a few days; and the
 few worst tickers, for an operator to start with.
 
-It works from the file index (core.availability.index) only when one exists: the index is refreshed
-incrementally (unchanged files are not opened), so a health check every few minutes
-stays cheap, and a workspace never indexed does not pay for a full build inside
+It works from the file index (core.availability.index) only when one exists: the index's
+hot months are refreshed (unchanged files are not opened), and when nothing changed the
+summary saved from the same index today (core.availability.saved_gaps) is returned, so a
+health check every few minutes stays cheap, and a workspace never indexed does not pay for a full build inside
 ``health`` (``parqctl availability`` or ``parqctl integrity`` builds it).
 """
 
@@ -77,14 +78,24 @@ def gap_watch(
     ws: Workspace, *, today: date | None = None, horizon_days: int = EXPIRY_HORIZON_DAYS
 ) -> GapWatch | None:
     """Gaps per interval from the refreshed index; None when there is no index yet."""
+    from core.availability import saved_gaps
     from core.availability.gaps import availability
-    from core.availability.index import index_path, refresh_index
+    from core.availability.index import index_path, load_index, refresh_index
 
     root = ws.root
     if not index_path(root).exists():
         return None
     today = today or date.today()
-    report = availability(ws, refresh_index(root), today=today)
+    # The hot scan only, without the per-session lists: when it changed nothing, the
+    # summary saved from this same index today is the answer.
+    refreshed = refresh_index(root, sessions=False)
+    if not (refreshed.stats.opened or refreshed.stats.removed):
+        saved = saved_gaps.load(root, today)
+        if saved is not None and saved.horizon_days == horizon_days:
+            return saved
+    index = load_index(root)
+    index = type(index)(index.root, index.files, refreshed.stats, index.schemas, index.state)
+    report = availability(ws, index, today=today)
     intervals, worst = [], []
     for name, iv in report.intervals.items():
         expiring = 0
@@ -107,9 +118,11 @@ def gap_watch(
                 expiring_sessions=expiring,
             )
         )
-    return GapWatch(
+    watch = GapWatch(
         today, horizon_days, intervals, heapq.nsmallest(WORST_TICKERS, worst, WorstTicker.rank)
     )
+    saved_gaps.save(root, watch)
+    return watch
 
 
 def _worst(interval: str, ticker: TickerAvailability, expiring: int) -> WorstTicker:

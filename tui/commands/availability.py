@@ -16,9 +16,10 @@ if TYPE_CHECKING:  # core.availability.gaps imports numpy: not at start-up
         IntervalAvailability,
         TickerAvailability,
     )
-    from core.availability.index import RefreshStats
+    from core.availability.index import IndexState, RefreshStats
 
 WORST_SHOWN = 10
+FULL_SCAN_DAYS = 7  # core.availability.index.FULL_SCAN_DAYS (not imported: pyarrow at start-up)
 
 
 def register(commands) -> None:
@@ -59,6 +60,13 @@ def register(commands) -> None:
     p.add_argument(
         "--refresh", action="store_true", help="re-read every bar file, not only changed ones"
     )
+    p.add_argument(
+        "--scan",
+        action="store_true",
+        help="look at every bar file's stat, old months too (by default: the hot months, "
+        f"new tickers and parqctl's own writes; every file when the last full scan is over "
+        f"{FULL_SCAN_DAYS} days old)",
+    )
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -72,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
     _ = ws.config  # a malformed config.toml refuses before the index is written
     window = Window(args.since, args.until, args.before_first)
     with stderr_progress() as draw:
-        index = refresh_index(ws.root, full=args.refresh, progress=draw)
+        index = refresh_index(
+            ws.root, full=args.refresh, scan="all" if args.scan else "due", progress=draw
+        )
     report = availability(
         ws,
         index,
@@ -87,14 +97,18 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         confirmed = [e.as_dict() for e in empty]
         print_json(
-            {**report.as_dict(), "index": _index_dict(report.index), "confirmed_empty": confirmed}
+            {
+                **report.as_dict(),
+                "index": _index_dict(report.index, index.state),
+                "confirmed_empty": confirmed,
+            }
         )
     else:
         print("\n".join(render(report, named=bool(args.ticker)) + confirmed_empty.lines(empty)))
     return 0 if report.clean else 1
 
 
-def _index_dict(stats: RefreshStats) -> dict[str, Any]:
+def _index_dict(stats: RefreshStats, state: IndexState) -> dict[str, Any]:
     return {
         "files": stats.scanned,
         "read": stats.opened,
@@ -102,6 +116,9 @@ def _index_dict(stats: RefreshStats) -> dict[str, Any]:
         "removed": stats.removed,
         "saved": stats.persisted,
         "save_error": stats.persist_error,
+        "scope": stats.scope,
+        "refreshed_at": state.refreshed_at,
+        "full_scan_at": state.full_scan_at,
     }
 
 
