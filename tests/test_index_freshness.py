@@ -159,3 +159,20 @@ def _collector_writes(path: Path, days: list[date]) -> None:
     st = path.stat()
     os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
     os.replace(temp, path)
+
+
+def test_worker_processes_index_and_check_as_threads_do(root: Path, monkeypatch):
+    from core.availability import index as index_module
+    from core.integrity import check as integrity
+
+    threads = load_index(root).files.drop("mtime_ns").sort("path")
+    before = integrity.check(Workspace.open(root), scan="all")
+    monkeypatch.setattr(index_module, "_PROCESS_POOL_FROM", 1)
+    monkeypatch.setattr(integrity, "_PROCESS_POOL_FROM", 1)
+    (root / ".parqctl").rename(root.parent / "state-aside")
+    processes = refresh_index(root, full=True, now=NOW)
+    assert processes.stats.opened == threads.height
+    assert processes.files.drop("mtime_ns").sort("path").equals(threads)
+    after = integrity.check(Workspace.open(root))
+    assert after.rows_read == before.rows_read == threads.height
+    assert [f.as_dict() for f in after.findings] == [f.as_dict() for f in before.findings]

@@ -558,7 +558,8 @@ def _read_chunk_table(
     return _records_table(done, contents), _schemas_of(contents), retried
 
 
-def _process_context():
+def process_context():
+    """Fork when this process has one thread (cheapest), else the fork server."""
     from core import fork_server
 
     try:
@@ -584,13 +585,15 @@ def _read_all(
     the GIL), a few to a thread pool (pyarrow decodes without the GIL, and no process is
     started). On cancellation returns what was read so far, and the caller keeps it.
     """
+    if not todo:  # (pa.array would import pandas: half a second)
+        return INDEX_SCHEMA.empty_table(), {}, 0
     tracker = ProgressTracker("indexing", len(todo), "files", progress)
     tables: list[pa.Table] = []
     schemas: dict[str, list[tuple[str, str]]] = {}
     retried = 0
     if len(todo) >= _PROCESS_POOL_FROM and workers > 1:
         chunks = [todo[i : i + _PROCESS_CHUNK] for i in range(0, len(todo), _PROCESS_CHUNK)]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context()) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
             pending = iter(chunks)
             running = {}
             for chunk in pending:

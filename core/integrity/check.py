@@ -16,13 +16,20 @@ but nothing is read wrong yet; ``info`` is for the record.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -51,6 +58,8 @@ from core.store.workspace import Workspace
 REPORT_FINDINGS_PER_CODE = 200
 _IN_FLIGHT = 4  # row checks queued per worker: a cancel waits for these only
 _PROGRESS_EVERY = 64  # files between progress reports
+_PROCESS_POOL_FROM = 20_000  # files to check from which worker processes beat threads
+_PROCESS_CHUNK = 256  # files per task of a worker process
 
 _EXPECTED_TYPES = {name: {str(BAR_SCHEMA.field(name).type)} for name in BAR_COLUMNS}
 _EXPECTED_TYPES["stock"] |= {"large_string", "string_view"}
@@ -560,8 +569,12 @@ def _row_checks(
             return None
 
     read = unreported = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for bar, result in _bounded_map(pool, one, todo, _IN_FLIGHT * workers, cancel):
+    if len(todo) >= _PROCESS_POOL_FROM and workers > 1:
+        results = _in_processes(root, todo, deep, workers, cancel)
+    else:
+        results = _in_threads(one, todo, workers, cancel)
+    with contextlib.closing(results):
+        for bar, result in results:
             if result is None:
                 findings.append(
                     Finding(
@@ -585,6 +598,53 @@ def _row_checks(
         if unreported:
             tracker.advance(unreported)
     return findings, read, len(bars) - len(todo)
+
+
+def _in_threads(
+    fn: Callable[[BarFile], Any], todo: list[BarFile], workers: int, cancel: CancelToken | None
+) -> Iterator[tuple[BarFile, Any]]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from _bounded_map(pool, fn, todo, _IN_FLIGHT * workers, cancel)
+
+
+def _check_chunk(root: Path, bars: list[BarFile], deep: bool) -> list[list[Finding] | None]:
+    """A worker process's task: the row findings of some files (None: changed meanwhile)."""
+    results: list[list[Finding] | None] = []
+    for bar in bars:
+        try:
+            results.append(check_rows(root, bar, deep=deep))
+        except ChangedWhileChecking:
+            results.append(None)
+    return results
+
+
+def _in_processes(
+    root: Path, todo: list[BarFile], deep: bool, workers: int, cancel: CancelToken | None
+) -> Iterator[tuple[BarFile, Any]]:
+    """(file, its row findings) from worker processes, chunk by chunk: the per-file work is
+    mostly Python, which threads would run one at a time. A cancel is seen between chunks."""
+    from core.availability.index import process_context
+
+    chunks = [todo[i : i + _PROCESS_CHUNK] for i in range(0, len(todo), _PROCESS_CHUNK)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
+        pending: dict[Future, list[BarFile]] = {}
+        queue = iter(chunks)
+        try:
+            while True:
+                if cancel is not None:
+                    cancel.raise_if_cancelled("run it again: files checked so far are cached")
+                for chunk in queue:
+                    pending[pool.submit(_check_chunk, root, chunk, deep)] = chunk
+                    if len(pending) >= 2 * workers:
+                        break
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield from zip(pending.pop(future), future.result(), strict=True)
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _bounded_map(
