@@ -176,3 +176,36 @@ def test_worker_processes_index_and_check_as_threads_do(root: Path, monkeypatch)
     after = integrity.check(Workspace.open(root))
     assert after.rows_read == before.rows_read == threads.height
     assert [f.as_dict() for f in after.findings] == [f.as_dict() for f in before.findings]
+
+
+def test_availability_of_an_unchanged_workspace_is_the_saved_report(root: Path, capsys):
+    import json
+
+    from tui.cli import main
+
+    def availability() -> dict:
+        code = main(["-w", str(root), "availability", "--json", "--today", "2025-12-08"])
+        report = json.loads(capsys.readouterr().out)
+        return {**report, "exit": code}
+
+    first = availability()  # the first in real time: the full scan is due
+    saved = availability()
+    assert first["index"]["scope"] == "all" and saved["index"]["scope"] == "hot"
+    assert saved["index"]["read"] == 0 and saved["index"]["files"] == 9
+    assert {k: v for k, v in saved.items() if k != "index"} == {
+        k: v for k, v in first.items() if k != "index"
+    }
+    legacy = root / "stocks_1d" / "LLL.parquet"
+    _rewrite_legacy(legacy, DAYS[:-5])
+    changed = availability()
+    assert changed["index"]["read"] == 1
+    assert changed["intervals"]["1d"] != first["intervals"]["1d"]
+
+
+def _rewrite_legacy(path: Path, days: list[date]) -> None:
+    import pyarrow.parquet as pq
+    from conftest import bar_table
+
+    temp = path.with_name(path.name + ".tmp-test")
+    pq.write_table(bar_table(path.stem, daily(days)), temp)
+    os.replace(temp, path)

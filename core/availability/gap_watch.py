@@ -80,22 +80,19 @@ def gap_watch(
     """Gaps per interval from the refreshed index; None when there is no index yet."""
     from core.availability import saved_gaps
     from core.availability.gaps import availability
-    from core.availability.index import index_path, load_index, refresh_index
+    from core.availability.index import hot_unchanged, index_path, refresh_index
 
     root = ws.root
     if not index_path(root).exists():
         return None
     today = today or date.today()
-    # The hot scan only, without the per-session lists: when it changed nothing, the
-    # summary saved from this same index today is the answer.
-    refreshed = refresh_index(root, sessions=False)
-    if not (refreshed.stats.opened or refreshed.stats.removed):
+    # The hot scan only, without loading the index: when it changed nothing, the summary
+    # saved from this same index today is the answer.
+    if hot_unchanged(root):
         saved = saved_gaps.load(root, today)
         if saved is not None and saved.horizon_days == horizon_days:
             return saved
-    index = load_index(root)
-    index = type(index)(index.root, index.files, refreshed.stats, index.schemas, index.state)
-    report = availability(ws, index, today=today)
+    report = availability(ws, refresh_index(root), today=today)
     intervals, worst = [], []
     for name, iv in report.intervals.items():
         expiring = 0

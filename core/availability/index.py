@@ -63,6 +63,7 @@ session_bars        distinct bar times on each of those days
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -97,6 +98,7 @@ INDEX_DIR = Path(STATE_DIR) / "index"
 INDEX_FILE = "files.arrow"
 SUMMARY_FILE = "summary.arrow"
 STATE_FILE = "state.json"
+HOT_FILE = "hot.json"
 INDEX_VERSION = "2"
 _VERSION_KEY = b"parqctl.index.version"
 _SCHEMAS_KEY = b"parqctl.index.schemas"
@@ -706,21 +708,22 @@ def _strays(prior: IndexState, result: ScanResult) -> tuple[Stray, ...]:
     """The strays the scan saw, and those it did not look for (from the last scans)."""
     if result.hot is None:
         return tuple(sorted(result.strays))
-    hot = result.hot
-    kept = []
-    for stray in prior.strays:
-        parts = stray.path[len(stray.dataset) + 1 :].split("/")
-        ticker = parts[0][len("ticker=") :] if parts[0].startswith("ticker=") else None
-        looked = (
-            stray.dataset not in result.datasets
-            or ticker is None
-            or ticker not in result.present.get(stray.dataset, ())
-            or (stray.dataset, ticker) in result.walked
-            or _in_hot_month(parts, hot)
-        )
-        if not looked:
-            kept.append(stray)
+    kept = [stray for stray in prior.strays if not _looked_at(stray, result)]
     return tuple(sorted(set(kept) | set(result.strays)))
+
+
+def _looked_at(stray: Stray, result: ScanResult) -> bool:
+    """Whether a hot scan looked where ``stray`` was (so it saw it, if it is there)."""
+    assert result.hot is not None
+    parts = stray.path[len(stray.dataset) + 1 :].split("/")
+    ticker = parts[0][len("ticker=") :] if parts[0].startswith("ticker=") else None
+    return (
+        stray.dataset not in result.datasets
+        or ticker is None
+        or ticker not in result.present.get(stray.dataset, ())
+        or (stray.dataset, ticker) in result.walked
+        or _in_hot_month(parts, result.hot)
+    )
 
 
 def _in_hot_month(parts: list[str], hot: HotScope) -> bool:
@@ -730,6 +733,102 @@ def _in_hot_month(parts: list[str], hot: HotScope) -> bool:
     except (ValueError, IndexError):
         return False
     return hot.first_month <= year * 12 + month - 1 <= hot.last_month
+
+
+def _stat_of(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
+def _full_scan_due(state: IndexState, now: float) -> bool:
+    return state.full_scan_at is None or now - state.full_scan_at > FULL_SCAN_DAYS * 86400
+
+
+def _hot_range(now: float) -> tuple[int, int]:
+    """The months a hot scan looks at when the last refresh was this month."""
+    month = _month_key(date.fromtimestamp(now))
+    return month - 1, month + 1
+
+
+def _save_hot(root: Path, files: pl.DataFrame, result: ScanResult, now: float) -> None:
+    """What the next hot scan this month should find if nothing changed (HOT_FILE): the
+    stat of every file it will look at, the tickers and datasets it will list."""
+    import polars as pl
+
+    first, last = _hot_range(now)
+    month_key = pl.col("year").cast(pl.Int32) * 12 + pl.col("month").cast(pl.Int32) - 1
+    looked = files.filter(
+        (pl.col("kind") == "legacy") | month_key.is_between(first, last).fill_null(False)
+    )
+    known: dict[str, list[str]] = {}
+    pairs = files.filter(pl.col("kind") == "partitioned").select("dataset", "ticker").unique()
+    for dataset, tickers in pairs.group_by("dataset").agg("ticker").iter_rows():
+        known[dataset] = sorted(tickers)
+    raw = {
+        "version": INDEX_VERSION,
+        "range": [first, last],
+        "files": looked.select("path", "size", "mtime_ns").rows(),
+        "too_large": looked.filter(pl.col("error").fill_null("").str.starts_with(TOO_LARGE)).height,
+        "known": known,
+        "present": {d: sorted(t) for d, t in result.present.items()},
+        "datasets": sorted(result.datasets),
+        "index": _stat_of(index_path(root)),
+    }
+    try:
+        with atomic_open(root / INDEX_DIR / HOT_FILE, durable=False) as handle:
+            handle.write(json.dumps(raw).encode("utf-8"))
+    except OSError:
+        pass
+
+
+def hot_unchanged(root: Path, *, scan: str = "hot", now: float | None = None) -> bool:
+    """Whether ``refresh_index(root, scan=scan)`` would change nothing, found without
+    loading the index: no full scan is due, the hot scan's files, tickers, datasets and
+    strays are those of the last refresh, and parqctl noted no change. Records the
+    refresh's time when so."""
+    now = time.time() if now is None else now
+    if scan == "all" or (scan == "due" and _full_scan_due(load_state(root), now)):
+        return False
+    return _unchanged_hot(root, now) is not None
+
+
+def _unchanged_hot(root: Path, now: float) -> int | None:
+    """The files a hot scan looked at when it found nothing changed; else None."""
+    state = load_state(root)
+    if state.refreshed_at is None or state.full_scan_at is None:
+        return None
+    try:
+        raw = json.loads((root / INDEX_DIR / HOT_FILE).read_text("utf-8"))
+        if raw["version"] != INDEX_VERSION or tuple(raw["range"]) != _hot_range(now):
+            return None
+        if (
+            raw["too_large"]
+            or _month_key(date.fromtimestamp(state.refreshed_at)) != raw["range"][0] + 1
+        ):
+            return None
+        if raw["index"] is None or raw["index"] != _stat_of(index_path(root)):
+            return None  # the index was replaced since (another process, or damage)
+        known = {d: set(t) for d, t in raw["known"].items()}
+        files = {tuple(f) for f in raw["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if index_journal.pending(root).paths:
+        return None
+    first, last = raw["range"]
+    result = index_scan.scan(root, HotScope(first, last, known))
+    if (
+        sorted(result.datasets) != raw["datasets"]
+        or {d: sorted(t) for d, t in result.present.items()} != raw["present"]
+        or {(f.path, f.size, f.mtime_ns) for f in result.found} != files
+        or {u.path for u in result.unreadable} != {u.path for u in state.unreadable}
+        or set(result.strays) != {s for s in state.strays if _looked_at(s, result)}
+    ):
+        return None
+    _save_state(root, dataclasses.replace(state, refreshed_at=now))
+    return len(result.found)
 
 
 def refresh_index(
@@ -762,6 +861,18 @@ def refresh_index(
 
     started = time.perf_counter()
     now = time.time() if now is None else now
+    hot_only = scan == "hot" or (scan == "due" and not _full_scan_due(load_state(root), now))
+    looked_at = None if full or previous is not None or not hot_only else _unchanged_hot(root, now)
+    if looked_at is not None:  # nothing changed: the index as it was saved
+        loaded = load_index(root, sessions=sessions)
+        stats = RefreshStats(
+            scanned=loaded.files.height,
+            reused=loaded.files.height,
+            elapsed_s=time.perf_counter() - started,
+            scope="hot",
+            looked_at=looked_at,
+        )
+        return dataclasses.replace(loaded, stats=stats)
     if previous is not None and previous.schemas is not None and not full:
         prior, schemas, state = previous.files, dict(previous.schemas), load_state(root)
     elif full:
@@ -774,7 +885,7 @@ def refresh_index(
         full
         or scan == "all"
         or state.full_scan_at is None
-        or (scan == "due" and now - state.full_scan_at > FULL_SCAN_DAYS * 86400)
+        or (scan == "due" and _full_scan_due(state, now))
     )
     hot = None if everything else _hot_scope(prior, state, now, notes)
     result = index_scan.scan(root, hot)
@@ -820,6 +931,7 @@ def refresh_index(
         persist_error = _save_state(root, new_state)
         if persist_error is None and not cancelled:
             index_journal.consume(notes)
+            _save_hot(root, files, result, now)
     stats = RefreshStats(
         scanned=files.height,
         opened=fresh.num_rows,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
+from tui.text import human_age
 
 if TYPE_CHECKING:  # core.availability.gaps imports numpy: not at start-up
     from core.availability.gaps import (
@@ -20,10 +23,6 @@ if TYPE_CHECKING:  # core.availability.gaps imports numpy: not at start-up
 
 WORST_SHOWN = 10
 FULL_SCAN_DAYS = 7  # core.availability.index.FULL_SCAN_DAYS (not imported: pyarrow at start-up)
-
-
-def print_compact_json(obj: Any) -> None:
-    print(json.dumps(obj, separators=(",", ":"), default=str))
 
 
 def register(commands) -> None:
@@ -76,17 +75,31 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.availability import saved_report
     from core.availability.gaps import Window, availability
-    from core.availability.index import refresh_index
+    from core.availability.index import RefreshStats, hot_unchanged, refresh_index
     from tui.progress import stderr_progress
 
     ws = Workspace.open(args.workspace)
     _ = ws.config  # a malformed config.toml refuses before the index is written
+    scan = "all" if args.scan else "due"
+    question = {
+        "json": args.json,
+        "interval": args.interval,
+        "ticker": args.ticker,
+        "window": [args.since, args.until, args.before_first],
+        "today": args.today or date.today(),
+    }
+    if not args.refresh and hot_unchanged(ws.root, scan=scan):
+        saved = saved_report.load(ws.root, question)
+        if saved is not None:  # the same question over the same files: the same answer
+            body, code, files = saved
+            stats = RefreshStats(scanned=files, reused=files, scope="hot")
+            print(_with_index(body, stats, _state(ws.root), args.json))
+            return code
     window = Window(args.since, args.until, args.before_first)
     with stderr_progress() as draw:
-        index = refresh_index(
-            ws.root, full=args.refresh, scan="all" if args.scan else "due", progress=draw
-        )
+        index = refresh_index(ws.root, full=args.refresh, scan=scan, progress=draw)
     report = availability(
         ws,
         index,
@@ -99,19 +112,34 @@ def run(args: argparse.Namespace) -> int:
 
     empty = confirmed_empty.in_report(confirmed_empty.load(ws.root), report)
     if args.json:
-        confirmed = [e.as_dict() for e in empty]
         # Compact: the report of 5,000 tickers is megabytes, and indenting it (Python's
         # pure-Python encoder) took two seconds; the C encoder writes it in a tenth.
-        print_compact_json(
-            {
-                **report.as_dict(),
-                "index": _index_dict(report.index, index.state),
-                "confirmed_empty": confirmed,
-            }
+        body = json.dumps(
+            {**report.as_dict(), "confirmed_empty": [e.as_dict() for e in empty]},
+            separators=(",", ":"),
+            default=str,
         )
     else:
-        print("\n".join(render(report, named=bool(args.ticker)) + confirmed_empty.lines(empty)))
-    return 0 if report.clean else 1
+        lines = render(report, named=bool(args.ticker)) + confirmed_empty.lines(empty)
+        body = "\n".join(lines)
+    code = 0 if report.clean else 1
+    saved_report.save(ws.root, question, body, code, index.files.height)
+    print(_with_index(body, report.index, index.state, args.json))
+    return code
+
+
+def _state(root):
+    from core.availability.index import load_state
+
+    return load_state(root)
+
+
+def _with_index(body: str, stats: RefreshStats, state: IndexState, as_json: bool) -> str:
+    """The report with what the index did this time (and how fresh it is) put in."""
+    if as_json:
+        return body[:-1] + ',"index":' + json.dumps(_index_dict(stats, state)) + "}"
+    first, _, rest = body.partition("\n")
+    return "\n".join([first, _index_line(stats, state), rest]).rstrip("\n")
 
 
 def _index_dict(stats: RefreshStats, state: IndexState) -> dict[str, Any]:
@@ -153,14 +181,22 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     return [header, *body]
 
 
-def render(report: AvailabilityReport, named: bool) -> list[str]:
-    stats = report.index
-    lines = [
-        f"workspace  {report.root}",
+def _index_line(stats: RefreshStats, state: IndexState) -> str:
+    scope = "every file" if stats.scope == "all" else "hot months"
+    full = (
+        f"; last full scan {human_age(time.time() - state.full_scan_at)} ago"
+        if state.full_scan_at and stats.scope != "all"
+        else ""
+    )
+    return (
         f"index      {stats.scanned:,} files: {stats.opened:,} read, {stats.reused:,} unchanged, "
-        f"{stats.removed:,} gone"
-        + ("" if stats.persisted else f" (not saved: {stats.persist_error})"),
-    ]
+        f"{stats.removed:,} gone ({scope} looked at{full})"
+        + ("" if stats.persisted else f" (not saved: {stats.persist_error})")
+    )
+
+
+def render(report: AvailabilityReport, named: bool) -> list[str]:
+    lines = [f"workspace  {report.root}"]  # then the index line (_with_index)
     window = [
         f"from {report.since}" if report.since else "",
         f"to {report.until}" if report.until else "",
