@@ -342,10 +342,14 @@ def _inventories(ws: Workspace, datasets: list) -> tuple[list[DatasetInventory],
     return indexed_inventories(ws.root, datasets)
 
 
-def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) -> HealthReport:
+def with_gaps(
+    report: HealthReport, ws: Workspace, today: date | None = None, *, reuse_saved: bool = True
+) -> HealthReport:
     """A copy of ``report`` with the gap summary and the problems it brings."""
     try:
-        watch = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(report.checked_at))
+        watch = gap_watch.gap_watch(
+            ws, today=today or date.fromtimestamp(report.checked_at), reuse_saved=reuse_saved
+        )
     except ParqctlError as exc:
         return with_gap_watch(report, None, exc.one_line())
     return with_gap_watch(report, watch)

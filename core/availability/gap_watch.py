@@ -75,9 +75,16 @@ class GapWatch:
 
 
 def gap_watch(
-    ws: Workspace, *, today: date | None = None, horizon_days: int = EXPIRY_HORIZON_DAYS
+    ws: Workspace,
+    *,
+    today: date | None = None,
+    horizon_days: int = EXPIRY_HORIZON_DAYS,
+    reuse_saved: bool = True,
 ) -> GapWatch | None:
-    """Gaps per interval from the refreshed index; None when there is no index yet."""
+    """Gaps per interval from the refreshed index; None when there is no index yet.
+
+    ``reuse_saved=False`` computes them even when nothing changed (the console's refresh
+    in its child process, which replaces the summary it painted first)."""
     from core.availability import saved_gaps
     from core.availability.gaps import availability
     from core.availability.index import hot_unchanged, index_path, refresh_index
@@ -88,7 +95,7 @@ def gap_watch(
     today = today or date.today()
     # The hot scan only, without loading the index: when it changed nothing, the summary
     # saved from this same index today is the answer.
-    if hot_unchanged(root):
+    if reuse_saved and hot_unchanged(root):
         saved = saved_gaps.load(root, today)
         if saved is not None and saved.horizon_days == horizon_days:
             return saved
