@@ -209,3 +209,18 @@ def _rewrite_legacy(path: Path, days: list[date]) -> None:
     temp = path.with_name(path.name + ".tmp-test")
     pq.write_table(bar_table(path.stem, daily(days)), temp)
     os.replace(temp, path)
+
+
+def test_a_ticker_directory_parqctl_replaced_is_walked_again(root: Path):
+    from core.availability import index_journal
+
+    ticker_dir = partition(root, "PPP", 9).parents[2]
+    shutil.rmtree(ticker_dir)
+    write_partitioned(root, VENUE, "1d", "PPP", daily(DAYS[:3]))  # September only, 3 bars
+    hot = refresh_index(root, now=NOW + 60)  # months 11 and 12 gone; 9 and 10 not looked at
+    assert (hot.stats.opened, hot.stats.removed) == (0, 2)
+    index_journal.note_changed(root, [ticker_dir])
+    index = refresh_index(root, now=NOW + 120)
+    assert index.stats.scope == "hot" and (index.stats.opened, index.stats.removed) == (1, 1)
+    assert rows_of(root, partition(root, "PPP", 9)) == 3
+    assert rows_of(root, partition(root, "PPP", 10)) is None

@@ -15,8 +15,9 @@ parqctl notes the paths it changes (core.availability.index_journal). So a hot s
 - each known ticker's hot months, by path: from the month before the last refresh to the
   month after today (so a refresh after weeks away catches up, and a bar dated ahead of
   the local clock is not missed);
-- the whole tree of each ticker the index has never seen;
-- the paths parqctl noted.
+- the whole tree of each ticker the index has never seen, or whose directory parqctl
+  noted (a migration promoting a ticker);
+- the files parqctl noted.
 
 What a hot scan does not look at (old months of known tickers) is kept from the index as
 it was; a full scan (on schedule, or on demand) catches what changed there without
@@ -178,7 +179,7 @@ def _scan_partitioned(
         ticker = name[len("ticker=") :]
         present.add(ticker)
         dataset = (rel, interval, venue, ticker)
-        if hot is None or ticker not in known:
+        if hot is None or ticker not in known or f"{rel}/{name}" in hot.paths:
             if hot is not None:
                 result.walked.add((rel, ticker))
             _walk_ticker(ticker_dir.path, f"{rel}/{name}", dataset, result)
