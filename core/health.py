@@ -333,7 +333,7 @@ def health_report(
 def _inventories(ws: Workspace, datasets: list) -> tuple[list[DatasetInventory], Any]:
     """Each dataset's tickers, files and bytes: from the file index when there is one (as
     of its last refresh), else by walking the tree."""
-    from core.availability.index import index_path
+    from core.availability.index_state import index_path
 
     if not index_path(ws.root).exists():
         return [inventory(d) for d in datasets], None

@@ -86,8 +86,7 @@ def gap_watch(
     ``reuse_saved=False`` computes them even when nothing changed (the console's refresh
     in its child process, which replaces the summary it painted first)."""
     from core.availability import saved_gaps
-    from core.availability.gaps import availability
-    from core.availability.index import hot_unchanged, index_path, refresh_index
+    from core.availability.index_state import hot_unchanged, index_path
 
     root = ws.root
     if not index_path(root).exists():
@@ -99,6 +98,9 @@ def gap_watch(
         saved = saved_gaps.load(root, today)
         if saved is not None and saved.horizon_days == horizon_days:
             return saved
+    from core.availability.gaps import availability  # (numpy, pyarrow: only when needed)
+    from core.availability.index import refresh_index
+
     report = availability(ws, refresh_index(root), today=today)
     intervals, worst = [], []
     for name, iv in report.intervals.items():

@@ -30,7 +30,7 @@ how old it is.
 The index is persisted as one Arrow IPC file (zstd) under ``.parqctl/index/``; the
 column names and types of each distinct schema are stored once, in its metadata (a
 workspace has a handful of schemas and hundreds of thousands of files). Beside it,
-``summary.arrow`` holds per (dataset, ticker) files, bytes and bar span (what health
+``summary.json`` holds per (dataset, ticker) files, bytes and bar span (what health
 shows, without loading the per-file records), and ``state.json`` the scan times, the
 strays and the directories that could not be read. Writes are parqctl's own state:
 atomic replace, last writer wins, no run lock.
@@ -77,33 +77,57 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from core.availability import index_journal, index_scan
 from core.availability.index_scan import Found, HotScope, ScanResult, Stray, is_temp_file
+from core.availability.index_state import (
+    FULL_SCAN_DAYS,
+    INDEX_DIR,
+    INDEX_FILE,
+    INDEX_VERSION,
+    SUMMARY_COLUMNS,
+    SUMMARY_FILE,
+    IndexState,
+    RefreshStats,
+    full_scan_due,
+    hot_range,
+    hot_unchanged,
+    index_path,
+    load_state,
+    load_summary,
+    month_key,
+    save_state,
+    stat_of,
+    stray_looked_at,
+    unchanged_hot,
+    write_hot,
+)
 from core.config import FileLimits
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
 from core.safety.atomic import atomic_open, atomic_path
 from core.store.bars import TOO_LARGE, footer_problem, workspace_limits
-from core.store.workspace import STATE_DIR, Unreadable
 
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["is_temp_file"]  # re-exported: core.integrity.stray_files reads it from here
+# Re-exported: the index's public reading API (core.availability.index_state holds them).
+__all__ = [
+    "FULL_SCAN_DAYS",
+    "INDEX_DIR",
+    "INDEX_FILE",
+    "IndexState",
+    "hot_unchanged",
+    "index_path",
+    "is_temp_file",
+    "load_state",
+    "load_summary",
+]
 
-INDEX_DIR = Path(STATE_DIR) / "index"
-INDEX_FILE = "files.arrow"
-SUMMARY_FILE = "summary.arrow"
-STATE_FILE = "state.json"
-HOT_FILE = "hot.json"
-INDEX_VERSION = "2"
 _VERSION_KEY = b"parqctl.index.version"
 _SCHEMAS_KEY = b"parqctl.index.schemas"
 NS_PER_DAY = 86_400_000_000_000
-FULL_SCAN_DAYS = 7  # scan="due" stats every file when the last full scan is older
 _CANCEL_EVERY = 64  # files between cancel checks and progress reports (per worker)
 _PROCESS_POOL_FROM = 20_000  # files to read from which worker processes beat threads
 _PROCESS_CHUNK = 512  # files per task of a worker process
@@ -133,59 +157,6 @@ _FOUND_FIELDS = Found._fields[:8]  # path .. month: what the scan names
 SESSION_FIELDS = ("session_days", "session_bars")
 # The index without the per-session lists: a fiftieth of its size once decompressed.
 _WITHOUT_SESSIONS = pa.schema([f for f in INDEX_SCHEMA if f.name not in SESSION_FIELDS])
-
-SUMMARY_SCHEMA = pa.schema(
-    [
-        ("dataset", pa.string()),
-        ("kind", pa.string()),
-        ("interval", pa.string()),
-        ("ticker", pa.string()),
-        ("files", pa.int64()),
-        ("bytes", pa.int64()),
-        ("rows", pa.int64()),
-        ("unreadable", pa.int64()),
-        ("min_date", pa.timestamp("ns")),
-        ("max_date", pa.timestamp("ns")),
-    ]
-)
-
-
-def index_path(root: Path) -> Path:
-    return root / INDEX_DIR / INDEX_FILE
-
-
-@dataclass(frozen=True)
-class RefreshStats:
-    """What a refresh did; ``opened`` counts files whose content was read."""
-
-    scanned: int = 0
-    opened: int = 0
-    reused: int = 0
-    removed: int = 0
-    retried: int = 0  # files that changed while being read and were read again
-    elapsed_s: float = 0.0
-    persisted: bool = True
-    persist_error: str | None = None
-    scope: str = "all"  # "hot" or "all": which files were looked at
-    looked_at: int = 0  # files stat'ed by this refresh (all of them for a full scan)
-
-
-@dataclass(frozen=True)
-class IndexState:
-    """When the index last looked at what; epoch seconds, None for never."""
-
-    full_scan_at: float | None = None  # every file stat'ed (cold months included)
-    refreshed_at: float | None = None  # the hot months, new tickers and parqctl's writes
-    strays: tuple[Stray, ...] = ()  # non-bar files in the datasets, as last seen
-    unreadable: tuple[Unreadable, ...] = ()  # directories that could not be listed
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "full_scan_at": self.full_scan_at,
-            "refreshed_at": self.refreshed_at,
-            "strays": len(self.strays),
-            "unreadable": [str(u.path) for u in self.unreadable],
-        }
 
 
 @dataclass(frozen=True)
@@ -277,6 +248,8 @@ def _date_values(column: pa.ChunkedArray) -> np.ndarray:
     kind = column.type
     if pa.types.is_timestamp(kind):
         if kind.tz is not None:  # be liberal: a zoned column's local wall time
+            import pyarrow.compute as pc  # (imported here: a second at start-up, rarely used)
+
             column = pc.local_timestamp(column)
         column = column.cast(pa.timestamp("ns"))
     elif pa.types.is_date(kind):
@@ -445,35 +418,9 @@ def _read_table(
     return table.replace_schema_metadata(None), schemas
 
 
-def load_state(root: Path) -> IndexState:
-    """The scan times, strays and unreadable directories of the last refresh."""
-    try:
-        raw = json.loads((root / INDEX_DIR / STATE_FILE).read_text("utf-8"))
-        if raw.get("version") != INDEX_VERSION or not index_path(root).exists():
-            return IndexState()
-        return IndexState(
-            full_scan_at=raw.get("full_scan_at"),
-            refreshed_at=raw.get("refreshed_at"),
-            strays=tuple(Stray(*s) for s in raw.get("strays", [])),
-            unreadable=tuple(Unreadable(root / p, r) for p, r in raw.get("unreadable", [])),
-        )
-    except (OSError, ValueError, TypeError, AttributeError):
-        return IndexState()
-
-
-def load_summary(root: Path) -> pa.Table | None:
-    """Per (dataset, ticker): files, bytes, rows, unreadable files and bar span, as of the
-    last refresh (SUMMARY_SCHEMA); None when there is no index yet."""
-    if not load_state(root).refreshed_at:
-        return None
-    try:
-        table = feather.read_table(root / INDEX_DIR / SUMMARY_FILE, memory_map=False)
-    except (FileNotFoundError, NotADirectoryError, pa.ArrowException, OSError):
-        return None
-    return table if table.schema.remove_metadata().equals(SUMMARY_SCHEMA) else None
-
-
-def _summary(files: pl.DataFrame) -> pa.Table:
+def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
+    """SUMMARY_COLUMNS of every (dataset, ticker), column by column (JSON: read without
+    pyarrow; dates as epoch nanoseconds)."""
     import polars as pl
 
     summary = (
@@ -483,12 +430,12 @@ def _summary(files: pl.DataFrame) -> pa.Table:
             bytes=pl.col("size").sum(),
             rows=pl.col("rows").sum(),
             unreadable=pl.col("error").is_not_null().sum().cast(pl.Int64),
-            min_date=pl.col("min_date").min(),
-            max_date=pl.col("max_date").max(),
+            min_date=pl.col("min_date").min().cast(pl.Int64),
+            max_date=pl.col("max_date").max().cast(pl.Int64),
         )
         .sort("dataset", "ticker")
     )
-    return summary.to_arrow().cast(SUMMARY_SCHEMA)
+    return {name: summary[name].to_list() for name in SUMMARY_COLUMNS}
 
 
 def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, str]]]) -> str | None:
@@ -506,36 +453,11 @@ def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, st
         # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
         with atomic_path(path, durable=False) as tmp:
             feather.write_feather(table, tmp, compression="zstd")
-        with atomic_path(path.parent / SUMMARY_FILE, durable=False) as tmp:
-            feather.write_feather(_summary(files), tmp, compression="zstd")
+        with atomic_open(path.parent / SUMMARY_FILE, durable=False) as handle:
+            handle.write(json.dumps(_summary(files)).encode("utf-8"))
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
     return None
-
-
-def _save_state(root: Path, state: IndexState) -> str | None:
-    path = root / INDEX_DIR / STATE_FILE
-    raw = {
-        "version": INDEX_VERSION,
-        "full_scan_at": state.full_scan_at,
-        "refreshed_at": state.refreshed_at,
-        "strays": [list(s) for s in state.strays],
-        "unreadable": [[_relative(u.path, root), u.reason] for u in state.unreadable],
-    }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(path, durable=False) as handle:
-            handle.write(json.dumps(raw).encode("utf-8"))
-    except OSError as exc:
-        return f"cannot write {path}: {exc.strerror or exc}"
-    return None
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _read_chunk(
@@ -640,10 +562,6 @@ def _read_all(
     return table, schemas, retried
 
 
-def _month_key(day: date) -> int:
-    return day.year * 12 + day.month - 1
-
-
 def _hot_scope(prior: pl.DataFrame, state: IndexState, now: float, notes) -> HotScope:
     """Months from the one before the last refresh to the one after today."""
     import polars as pl
@@ -654,7 +572,7 @@ def _hot_scope(prior: pl.DataFrame, state: IndexState, now: float, notes) -> Hot
     pairs = prior.filter(pl.col("kind") == "partitioned").select("dataset", "ticker").unique()
     for dataset, tickers in pairs.group_by("dataset").agg("ticker").iter_rows():
         known[dataset] = set(tickers)
-    return HotScope(_month_key(last) - 1, _month_key(today) + 1, known, notes.paths)
+    return HotScope(month_key(last) - 1, month_key(today) + 1, known, notes.paths)
 
 
 def _covered(prior: pl.DataFrame, result: ScanResult) -> pl.Series:
@@ -708,49 +626,8 @@ def _strays(prior: IndexState, result: ScanResult) -> tuple[Stray, ...]:
     """The strays the scan saw, and those it did not look for (from the last scans)."""
     if result.hot is None:
         return tuple(sorted(result.strays))
-    kept = [stray for stray in prior.strays if not _looked_at(stray, result)]
+    kept = [stray for stray in prior.strays if not stray_looked_at(stray, result)]
     return tuple(sorted(set(kept) | set(result.strays)))
-
-
-def _looked_at(stray: Stray, result: ScanResult) -> bool:
-    """Whether a hot scan looked where ``stray`` was (so it saw it, if it is there)."""
-    assert result.hot is not None
-    parts = stray.path[len(stray.dataset) + 1 :].split("/")
-    ticker = parts[0][len("ticker=") :] if parts[0].startswith("ticker=") else None
-    return (
-        stray.dataset not in result.datasets
-        or ticker is None
-        or ticker not in result.present.get(stray.dataset, ())
-        or (stray.dataset, ticker) in result.walked
-        or _in_hot_month(parts, result.hot)
-    )
-
-
-def _in_hot_month(parts: list[str], hot: HotScope) -> bool:
-    try:
-        year = int(parts[1].removeprefix("year="))
-        month = int(parts[2].removeprefix("month="))
-    except (ValueError, IndexError):
-        return False
-    return hot.first_month <= year * 12 + month - 1 <= hot.last_month
-
-
-def _stat_of(path: Path) -> list[int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
-
-
-def _full_scan_due(state: IndexState, now: float) -> bool:
-    return state.full_scan_at is None or now - state.full_scan_at > FULL_SCAN_DAYS * 86400
-
-
-def _hot_range(now: float) -> tuple[int, int]:
-    """The months a hot scan looks at when the last refresh was this month."""
-    month = _month_key(date.fromtimestamp(now))
-    return month - 1, month + 1
 
 
 def _save_hot(root: Path, files: pl.DataFrame, result: ScanResult, now: float) -> None:
@@ -758,7 +635,7 @@ def _save_hot(root: Path, files: pl.DataFrame, result: ScanResult, now: float) -
     stat of every file it will look at, the tickers and datasets it will list."""
     import polars as pl
 
-    first, last = _hot_range(now)
+    first, last = hot_range(now)
     month_key = pl.col("year").cast(pl.Int32) * 12 + pl.col("month").cast(pl.Int32) - 1
     looked = files.filter(
         (pl.col("kind") == "legacy") | month_key.is_between(first, last).fill_null(False)
@@ -768,67 +645,15 @@ def _save_hot(root: Path, files: pl.DataFrame, result: ScanResult, now: float) -
     for dataset, tickers in pairs.group_by("dataset").agg("ticker").iter_rows():
         known[dataset] = sorted(tickers)
     raw = {
-        "version": INDEX_VERSION,
         "range": [first, last],
         "files": looked.select("path", "size", "mtime_ns").rows(),
         "too_large": looked.filter(pl.col("error").fill_null("").str.starts_with(TOO_LARGE)).height,
         "known": known,
         "present": {d: sorted(t) for d, t in result.present.items()},
         "datasets": sorted(result.datasets),
-        "index": _stat_of(index_path(root)),
+        "index": stat_of(index_path(root)),
     }
-    try:
-        with atomic_open(root / INDEX_DIR / HOT_FILE, durable=False) as handle:
-            handle.write(json.dumps(raw).encode("utf-8"))
-    except OSError:
-        pass
-
-
-def hot_unchanged(root: Path, *, scan: str = "hot", now: float | None = None) -> bool:
-    """Whether ``refresh_index(root, scan=scan)`` would change nothing, found without
-    loading the index: no full scan is due, the hot scan's files, tickers, datasets and
-    strays are those of the last refresh, and parqctl noted no change. Records the
-    refresh's time when so."""
-    now = time.time() if now is None else now
-    if scan == "all" or (scan == "due" and _full_scan_due(load_state(root), now)):
-        return False
-    return _unchanged_hot(root, now) is not None
-
-
-def _unchanged_hot(root: Path, now: float) -> int | None:
-    """The files a hot scan looked at when it found nothing changed; else None."""
-    state = load_state(root)
-    if state.refreshed_at is None or state.full_scan_at is None:
-        return None
-    try:
-        raw = json.loads((root / INDEX_DIR / HOT_FILE).read_text("utf-8"))
-        if raw["version"] != INDEX_VERSION or tuple(raw["range"]) != _hot_range(now):
-            return None
-        if (
-            raw["too_large"]
-            or _month_key(date.fromtimestamp(state.refreshed_at)) != raw["range"][0] + 1
-        ):
-            return None
-        if raw["index"] is None or raw["index"] != _stat_of(index_path(root)):
-            return None  # the index was replaced since (another process, or damage)
-        known = {d: set(t) for d, t in raw["known"].items()}
-        files = {tuple(f) for f in raw["files"]}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if index_journal.pending(root).paths:
-        return None
-    first, last = raw["range"]
-    result = index_scan.scan(root, HotScope(first, last, known))
-    if (
-        sorted(result.datasets) != raw["datasets"]
-        or {d: sorted(t) for d, t in result.present.items()} != raw["present"]
-        or {(f.path, f.size, f.mtime_ns) for f in result.found} != files
-        or {u.path for u in result.unreadable} != {u.path for u in state.unreadable}
-        or set(result.strays) != {s for s in state.strays if _looked_at(s, result)}
-    ):
-        return None
-    _save_state(root, dataclasses.replace(state, refreshed_at=now))
-    return len(result.found)
+    write_hot(root, raw)
 
 
 def refresh_index(
@@ -861,8 +686,8 @@ def refresh_index(
 
     started = time.perf_counter()
     now = time.time() if now is None else now
-    hot_only = scan == "hot" or (scan == "due" and not _full_scan_due(load_state(root), now))
-    looked_at = None if full or previous is not None or not hot_only else _unchanged_hot(root, now)
+    hot_only = scan == "hot" or (scan == "due" and not full_scan_due(load_state(root), now))
+    looked_at = None if full or previous is not None or not hot_only else unchanged_hot(root, now)
     if looked_at is not None:  # nothing changed: the index as it was saved
         loaded = load_index(root, sessions=sessions)
         stats = RefreshStats(
@@ -885,7 +710,7 @@ def refresh_index(
         full
         or scan == "all"
         or state.full_scan_at is None
-        or (scan == "due" and _full_scan_due(state, now))
+        or (scan == "due" and full_scan_due(state, now))
     )
     hot = None if everything else _hot_scope(prior, state, now, notes)
     result = index_scan.scan(root, hot)
@@ -933,7 +758,7 @@ def refresh_index(
         unreadable=tuple(result.unreadable),
     )
     if persist_error is None:
-        persist_error = _save_state(root, new_state)
+        persist_error = save_state(root, new_state)
         if persist_error is None and not cancelled:
             index_journal.consume(notes)
             _save_hot(root, files, result, now)

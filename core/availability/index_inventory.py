@@ -2,7 +2,7 @@
 a walk of the data tree.
 
 Walking a partitioned store of 740,000 files costs most of a minute; the index's
-``summary.arrow`` (one row per dataset and ticker) and ``state.json`` (strays, directories
+``summary.json`` (one row per dataset and ticker) and ``state.json`` (strays, directories
 that could not be read) answer the same question in milliseconds, as of the index's last
 refresh (``IndexState.refreshed_at``: the hot months, new tickers and parqctl's own
 writes) and its last full scan (``full_scan_at``: everything else). Trade datasets are
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.availability.index import IndexState, load_state, load_summary
+from core.availability.index_state import IndexState, load_state, load_summary
 from core.store.workspace import Dataset, DatasetInventory, GroupUsage, inventory
 
 
@@ -26,7 +26,7 @@ def indexed_inventories(
     summary = load_summary(root)
     groups: dict[str, dict[str, GroupUsage]] = {}
     if summary is not None:
-        columns = [summary[name].to_pylist() for name in ("dataset", "ticker", "files", "bytes")]
+        columns = [summary[name] for name in ("dataset", "ticker", "files", "bytes")]
         for dataset, ticker, files, size in zip(*columns, strict=True):
             groups.setdefault(dataset, {})[ticker] = GroupUsage(files, size)
     strays: dict[str, list[Path]] = {}

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # core.availability.gaps imports numpy: not at start-up
         IntervalAvailability,
         TickerAvailability,
     )
-    from core.availability.index import IndexState, RefreshStats
+    from core.availability.index_state import IndexState, RefreshStats
 
 WORST_SHOWN = 10
 FULL_SCAN_DAYS = 7  # core.availability.index.FULL_SCAN_DAYS (not imported: pyarrow at start-up)
@@ -76,9 +76,7 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.availability import saved_report
-    from core.availability.gaps import Window, availability
-    from core.availability.index import RefreshStats, hot_unchanged, refresh_index
-    from tui.progress import stderr_progress
+    from core.availability.index_state import RefreshStats, hot_unchanged
 
     ws = Workspace.open(args.workspace)
     _ = ws.config  # a malformed config.toml refuses before the index is written
@@ -97,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
             stats = RefreshStats(scanned=files, reused=files, scope="hot")
             print(_with_index(body, stats, _state(ws.root), args.json))
             return code
+    from core.availability.gaps import Window, availability
+    from core.availability.index import refresh_index
+    from tui.progress import stderr_progress
+
     window = Window(args.since, args.until, args.before_first)
     with stderr_progress() as draw:
         index = refresh_index(ws.root, full=args.refresh, scan=scan, progress=draw)
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _state(root):
-    from core.availability.index import load_state
+    from core.availability.index_state import load_state
 
     return load_state(root)
 
