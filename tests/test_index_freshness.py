@@ -224,3 +224,10 @@ def test_a_ticker_directory_parqctl_replaced_is_walked_again(root: Path):
     assert index.stats.scope == "hot" and (index.stats.opened, index.stats.removed) == (1, 1)
     assert rows_of(root, partition(root, "PPP", 9)) == 3
     assert rows_of(root, partition(root, "PPP", 10)) is None
+
+
+def test_a_missing_summary_is_written_again_by_the_next_refresh(root: Path):
+    (root / INDEX_DIR / "summary.json").unlink()
+    assert indexed_inventories(root, Workspace.open(root).datasets())[0][0].files == 1
+    refresh_index(root, scan="all", now=NOW + 60)  # nothing changed, summary rewritten
+    assert (root / INDEX_DIR / "summary.json").is_file()

@@ -63,6 +63,7 @@ session_bars        distinct bar times on each of those days
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -438,6 +439,11 @@ def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
     return {name: summary[name].to_list() for name in SUMMARY_COLUMNS}
 
 
+def _save_summary(root: Path, files: pl.DataFrame) -> None:
+    with atomic_open(root / INDEX_DIR / SUMMARY_FILE, durable=False) as handle:
+        handle.write(json.dumps(_summary(files)).encode("utf-8"))
+
+
 def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, str]]]) -> str | None:
     """Write the index and its summary atomically; returns why not when the state dir is
     not writable."""
@@ -453,8 +459,7 @@ def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, st
         # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
         with atomic_path(path, durable=False) as tmp:
             feather.write_feather(table, tmp, compression="zstd")
-        with atomic_open(path.parent / SUMMARY_FILE, durable=False) as handle:
-            handle.write(json.dumps(_summary(files)).encode("utf-8"))
+        _save_summary(root, files)
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
     return None
@@ -762,6 +767,9 @@ def refresh_index(
         if persist_error is None and not cancelled:
             index_journal.consume(notes)
             _save_hot(root, files, result, now)
+            if not (root / INDEX_DIR / SUMMARY_FILE).exists():  # removed, or never written
+                with contextlib.suppress(OSError):
+                    _save_summary(root, files)
     stats = RefreshStats(
         scanned=files.height,
         opened=fresh.num_rows,
