@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/partitioned.py [--partitioned PATH] [--legacy PATH]
                                                [--scratch] [--rounds N] [--skip ROW ...]
 
-Each row is the CLI run in a fresh process, as an operator runs it, timed wall-clock, with
+The first row is the CLI's start-up alone (what every other row pays; on a loaded machine
+most of it). Each row is the CLI run in a fresh process, as an operator runs it, timed wall-clock, with
 the peak resident memory of its whole process tree (sampled every 20 ms with psutil, the
 index's worker processes included):
 
@@ -156,6 +157,8 @@ def figures(root: Path, rounds: int, skip: set[str]) -> dict[str, str]:
         out[key] = f"{seconds:8.2f} s{memory}{extra}"
         print(f"  {root.name:<32} {key:<34} {out[key]}", flush=True)
 
+    best, median, peak = best_of(rounds, lambda: measured([*PARQCTL, "--help"]))
+    show("start-up alone (parqctl --help)", best, peak, f" (median {median:.2f} s)")
     if "cold" not in skip:
         seconds, peak, _ = cli(root, "availability", "--refresh", "--json")
         show("availability --refresh (cold)", seconds, peak)
