@@ -745,14 +745,18 @@ def refresh_index(
     )
     files, persist_error = prior, None
     del todo
-    if fresh.num_rows or removed or changed or full:
+    opened = fresh.num_rows
+    if opened or removed or changed or full:
         if SESSION_FIELDS[0] not in prior.columns:  # rewritten whole: load all of it
             prior = load_index(root).files
             covered = _covered(prior, result)
         keep = ~covered | prior["path"].is_in(unchanged.implode())
         files = pl.concat(
             [prior.filter(keep), pl.from_arrow(fresh).cast(prior.schema)], rechunk=False
-        ).sort("path")
+        )
+        del fresh
+        if not files["path"].is_sorted():  # a cold build arrives in order: no copy
+            files = files.sort("path")
         schemas.update(fresh_schemas)
         persist_error = _save(root, files, schemas)
     cancelled = cancel is not None and cancel.cancelled
@@ -772,8 +776,8 @@ def refresh_index(
                     _save_summary(root, files)
     stats = RefreshStats(
         scanned=files.height,
-        opened=fresh.num_rows,
-        reused=files.height - fresh.num_rows,
+        opened=opened,
+        reused=files.height - opened,
         removed=removed,
         retried=retried,
         elapsed_s=time.perf_counter() - started,
