@@ -134,10 +134,12 @@ import json, sys, duckdb
 files = json.load(open(sys.argv[1]))
 con = duckdb.connect()
 con.execute("SET threads TO 2")
+con.execute("SET memory_limit = '3GB'")  # unbounded, it took 19 GB here and was killed
+con.execute("SET preserve_insertion_order = false")
 rows = con.execute(
     "SELECT coalesce(regexp_extract(filename, 'ticker=([^/]+)/', 1), filename) AS ticker, "
     "date_trunc('day', date) AS day, count(*) FROM read_parquet(?, filename=true, "
-    "hive_partitioning=false, union_by_name=true) GROUP BY ALL",
+    "hive_partitioning=false) GROUP BY ALL",
     [files],
 ).fetchall()
 print(len(rows))
