@@ -352,7 +352,23 @@ def with_gaps(
         )
     except ParqctlError as exc:
         return with_gap_watch(report, None, exc.one_line())
+    if watch is not None:  # the index was refreshed for it: the dataset figures follow
+        report = _with_fresh_inventory(report, ws)
     return with_gap_watch(report, watch)
+
+
+def _with_fresh_inventory(report: HealthReport, ws: Workspace) -> HealthReport:
+    unreadable: list[Unreadable] = []
+    datasets, index_state = _inventories(ws, ws.datasets(unreadable, []))
+    unreadable += [u for inv in datasets for u in inv.unreadable]
+    return dataclasses.replace(
+        report,
+        datasets=datasets,
+        unreadable=unreadable,
+        stranded=stranded_legacy(ws, datasets),
+        index_refreshed_at=index_state.refreshed_at if index_state else None,
+        index_full_scan_at=index_state.full_scan_at if index_state else None,
+    )
 
 
 def with_gap_watch(
