@@ -103,6 +103,11 @@ class HealthReport:
     # they hold is not counted; the rest of the report is.
     unreadable: list[Unreadable] = field(default_factory=list)
     checked_at: float = field(default_factory=time.time)
+    # How old the dataset figures are: they come from the file index, as of its last
+    # refresh (hot months, new tickers, parqctl's writes) and its last full scan (every
+    # file); None when there is no index and the datasets were walked now.
+    index_refreshed_at: float | None = None
+    index_full_scan_at: float | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -169,6 +174,10 @@ class HealthReport:
             "freshness": freshness_as_dict(self.freshness) if self.freshness else None,
             "freshness_error": self.freshness_error,
             "checked_at": self.checked_at,
+            "index": {
+                "refreshed_at": self.index_refreshed_at,
+                "full_scan_at": self.index_full_scan_at,
+            },
         }
 
 
@@ -319,9 +328,17 @@ def health_report(
     now = time.time() if now is None else now
     plan_stamp = _plan_stamp(ws.root)
     ws.load_all_metadata()
+    today = today or date.fromtimestamp(now)
+    watch: gap_watch.GapWatch | None = None
+    gaps_error = None
+    if gaps:  # first: it refreshes the index the dataset figures are read from
+        try:
+            watch = gap_watch.gap_watch(ws, today=today)
+        except ParqctlError as exc:
+            gaps_error = exc.one_line()
     unreadable: list[Unreadable] = []
     links: list[DatasetLink] = []
-    datasets = [inventory(d) for d in ws.datasets(unreadable, links)]
+    datasets, index_state = _inventories(ws, ws.datasets(unreadable, links))
     unreadable += [u for inv in datasets for u in inv.unreadable]
     filesystems = workspace_filesystems(ws)
     report = HealthReport(
@@ -342,6 +359,8 @@ def health_report(
         lock_lost=run_lock.last_loss(ws.root),
         unreadable=unreadable,
         checked_at=now,
+        index_refreshed_at=index_state.refreshed_at if index_state else None,
+        index_full_scan_at=index_state.full_scan_at if index_state else None,
     )
     if record_disk_sample:
         try:
@@ -354,20 +373,45 @@ def health_report(
         str(fs.mount): disk_history.project(history, fs, report.checked_at) for fs in filesystems
     }
     if gaps:
-        return with_gaps(report, ws, today)
+        if watch is None:  # no index yet (or its error): freshness has nothing to read
+            return with_gap_watch(report, watch, gaps_error)
+        return _with_freshness(report, ws, watch)
     report.problems = _problems(report)
     return report
 
 
-def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) -> HealthReport:
+def _inventories(ws: Workspace, datasets: list) -> tuple[list[DatasetInventory], Any]:
+    """Each dataset's tickers, files and bytes: from the file index when there is one (as
+    of its last refresh), else by walking the tree."""
+    from core.availability.index_state import index_path
+
+    if not index_path(ws.root).exists():
+        return [inventory(d) for d in datasets], None
+    from core.availability.index_inventory import indexed_inventories
+
+    return indexed_inventories(ws.root, datasets)
+
+
+def with_gaps(
+    report: HealthReport, ws: Workspace, today: date | None = None, *, reuse_saved: bool = True
+) -> HealthReport:
     """A copy of ``report`` with the gap summary, the freshness of each interval (both
     from the file index, refreshed here) and the problems they bring."""
     try:
-        watch = gap_watch.gap_watch(ws, today=today or date.fromtimestamp(report.checked_at))
+        watch = gap_watch.gap_watch(
+            ws, today=today or date.fromtimestamp(report.checked_at), reuse_saved=reuse_saved
+        )
     except ParqctlError as exc:
         return with_gap_watch(report, None, exc.one_line())
     if watch is None:  # no index yet: freshness has nothing to read either
         return with_gap_watch(report, None)
+    report = _with_fresh_inventory(report, ws)  # the index was refreshed: figures follow
+    return _with_freshness(report, ws, watch)
+
+
+def _with_freshness(report: HealthReport, ws: Workspace, watch: gap_watch.GapWatch) -> HealthReport:
+    """``with_gap_watch`` with the freshness of each interval, read from the index the
+    gap summary has just refreshed."""
     from core.availability import freshness as fresh
 
     try:
@@ -375,6 +419,20 @@ def with_gaps(report: HealthReport, ws: Workspace, today: date | None = None) ->
     except ParqctlError as exc:
         return with_gap_watch(report, watch, freshness_error=exc.one_line())
     return with_gap_watch(report, watch, found=found)
+
+
+def _with_fresh_inventory(report: HealthReport, ws: Workspace) -> HealthReport:
+    unreadable: list[Unreadable] = []
+    datasets, index_state = _inventories(ws, ws.datasets(unreadable, []))
+    unreadable += [u for inv in datasets for u in inv.unreadable]
+    return dataclasses.replace(
+        report,
+        datasets=datasets,
+        unreadable=unreadable,
+        stranded=stranded_legacy(ws, datasets),
+        index_refreshed_at=index_state.refreshed_at if index_state else None,
+        index_full_scan_at=index_state.full_scan_at if index_state else None,
+    )
 
 
 def with_gap_watch(

@@ -69,8 +69,18 @@ def test_records_footer_facts_and_sessions(root: Path):
     assert aaa["venue"] is None and aaa["year"] is None and aaa["error"] is None
     assert aaa["rows"] == len(DAYS)
     assert aaa["min_date"] == datetime(2025, 11, 17) and aaa["max_date"] == datetime(2025, 12, 5)
-    assert aaa["columns"] == ["stock", "date", "open", "high", "low", "close", "volume", "sequence"]
-    assert aaa["types"][1] == "timestamp[ns]"
+    schema = index.schemas[aaa["schema_fingerprint"]]
+    assert [name for name, _ in schema] == [
+        "stock",
+        "date",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "sequence",
+    ]
+    assert schema[1] == ("date", "timestamp[ns]")
     assert aaa["session_days"] == DAYS and set(aaa["session_bars"]) == {1}
     assert aaa["size"] == legacy_path(root, "1d", "AAA").stat().st_size
     hourly_record = record(index, legacy_path(root, "1h", "AAA"))
@@ -161,10 +171,15 @@ def test_corrupt_files_are_records_with_their_error(root: Path):
     index = refresh_index(root)
     assert index.files.height == 9
     assert "magic bytes" in record(index, truncated)["error"]
-    assert record(index, truncated)["rows"] is None and record(index, truncated)["columns"] is None
+    assert (
+        record(index, truncated)["rows"] is None
+        and record(index, truncated)["schema_fingerprint"] is None
+    )
     assert "0 bytes" in record(index, zero)["error"] and record(index, zero)["size"] == 0
     missing = record(index, no_date)
-    assert missing["error"] == "no `date` column" and missing["columns"] == ["stock", "close"]
+    assert missing["error"] == "no `date` column" and [
+        n for n, _ in index.schemas[missing["schema_fingerprint"]]
+    ] == ["stock", "close"]
     assert missing["rows"] == 1
     assert record(index, empty)["error"] is None and record(index, empty)["session_days"] == []
     assert index.readable.height == 6 and index.unreadable.height == 3
@@ -261,5 +276,6 @@ def test_two_refreshes_at_once_leave_a_valid_index(root: Path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     index = load_index(root)
     assert index.files.height == 6 and index.unreadable.height == 0
-    leftovers = [p.name for p in index_path(root).parent.iterdir() if p.name != "files.arrow"]
+    expected = {"files.arrow", "summary.json", "state.json", "hot.json"}
+    leftovers = [p.name for p in index_path(root).parent.iterdir() if p.name not in expected]
     assert leftovers == []

@@ -53,10 +53,13 @@ def test_the_summary_is_saved_and_read_back_as_computed(demo: Path):
     quick = health_report(Workspace(demo), now=NOW, today=TODAY, gaps=False)
     saved = saved_gaps.load(demo, TODAY)
     # Freshness is not saved (it counts to the time of the check): it comes with the
-    # recomputed summary.
+    # recomputed summary, which refreshes the index (its time moves on).
     full = with_gaps(quick, Workspace(demo), TODAY)
     assert full.freshness is not None and not full.freshness.stalled
-    assert with_gap_watch(quick, saved) == dataclasses.replace(full, freshness=None)
+    assert full.index_refreshed_at >= quick.index_refreshed_at
+    assert with_gap_watch(quick, saved) == dataclasses.replace(
+        full, freshness=None, index_refreshed_at=quick.index_refreshed_at
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 the sessions missing, and the recoverable sessions that expire within a few days; and the
 few worst tickers, for an operator to start with.
 
-It works from the file index (core.availability.index) only when one exists: the index is refreshed
-incrementally (unchanged files are not opened), so a health check every few minutes
-stays cheap, and a workspace never indexed does not pay for a full build inside
+It works from the file index (core.availability.index) only when one exists: the index's
+hot months are refreshed (unchanged files are not opened), and when nothing changed the
+summary saved from the same index today (core.availability.saved_gaps) is returned, so a
+health check every few minutes stays cheap, and a workspace never indexed does not pay for a full build inside
 ``health`` (``parqctl availability`` or ``parqctl integrity`` builds it).
 """
 
@@ -74,16 +75,32 @@ class GapWatch:
 
 
 def gap_watch(
-    ws: Workspace, *, today: date | None = None, horizon_days: int = EXPIRY_HORIZON_DAYS
+    ws: Workspace,
+    *,
+    today: date | None = None,
+    horizon_days: int = EXPIRY_HORIZON_DAYS,
+    reuse_saved: bool = True,
 ) -> GapWatch | None:
-    """Gaps per interval from the refreshed index; None when there is no index yet."""
-    from core.availability.gaps import availability
-    from core.availability.index import index_path, refresh_index
+    """Gaps per interval from the refreshed index; None when there is no index yet.
+
+    ``reuse_saved=False`` computes them even when nothing changed (the console's refresh
+    in its child process, which replaces the summary it painted first)."""
+    from core.availability import saved_gaps
+    from core.availability.index_state import hot_unchanged, index_path
 
     root = ws.root
     if not index_path(root).exists():
         return None
     today = today or date.today()
+    # The hot scan only, without loading the index: when it changed nothing, the summary
+    # saved from this same index today is the answer.
+    if reuse_saved and hot_unchanged(root):
+        saved = saved_gaps.load(root, today)
+        if saved is not None and saved.horizon_days == horizon_days:
+            return saved
+    from core.availability.gaps import availability  # (numpy, pyarrow: only when needed)
+    from core.availability.index import refresh_index
+
     report = availability(ws, refresh_index(root), today=today)
     intervals, worst = [], []
     for name, iv in report.intervals.items():
@@ -107,9 +124,11 @@ def gap_watch(
                 expiring_sessions=expiring,
             )
         )
-    return GapWatch(
+    watch = GapWatch(
         today, horizon_days, intervals, heapq.nsmallest(WORST_TICKERS, worst, WorstTicker.rank)
     )
+    saved_gaps.save(root, watch)
+    return watch
 
 
 def _worst(interval: str, ticker: TickerAvailability, expiring: int) -> WorstTicker:

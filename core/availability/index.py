@@ -1,29 +1,45 @@
 """The incremental inventory of every bar file, with per-session bar counts.
 
-    index = refresh_index(ws.root)      # scan, read what is new or changed, persist
+    index = refresh_index(ws.root)      # hot months, new tickers and parqctl's own writes
+    index = refresh_index(ws.root, scan="all")  # stat every file (cold months too)
+    index = refresh_index(ws.root, full=True)   # re-read every file
     index = load_index(ws.root)         # what was persisted, without looking at the data
-    refresh_index(ws.root, sessions=False)  # without the per-session lists (a tenth of
-                                        # the time when nothing changed)
     index.files                         # polars, one row per file (columns below)
     index.readable / index.unreadable   # the same rows, split on ``error``
+    index.schemas                       # schema fingerprint -> [(column, Arrow type)]
+    index.state                         # when the index last looked at what (freshness)
     index.stats                         # what the refresh did: opened, reused, removed
 
 One record per bar file (legacy and partitioned), refreshed by (path, size, mtime_ns):
 an unchanged file is never opened again, a removed one leaves the index, a new or
 changed one is read: its footer (rows, schema) and its ``date`` column only. Temp and
-partial files are ignored. An unreadable file is a record with its error, never a crash;
-so is a file whose footer is beyond the workspace's ``[limits]`` (its error starts with
-``too large to read``; it is looked at again at every refresh, so raising the limit
-takes effect at once).
+partial files are recorded as strays, never as bar files. An unreadable file is a record
+with its error, never a crash; so is a file whose footer is beyond the workspace's
+``[limits]`` (its error starts with ``too large to read``; it is read again whenever it
+is looked at, so raising the limit takes effect at once).
 
-The index is persisted as one Arrow IPC file (zstd) under ``.parqctl/index/``: its list
-columns load in milliseconds, where Parquet needs a third of a second for 10,000 files.
-Writes are parqctl's own state: atomic replace, last writer wins, no run lock.
+Which files a refresh looks at (core.availability.index_scan): ``scan="hot"`` (the
+default) stats the legacy files, the hot months of every partitioned ticker (the
+collector writes only those), the tickers the index has never seen and the files parqctl
+noted as changed (core.availability.index_journal); ``scan="all"`` stats every file;
+``scan="due"`` is ``hot``, or ``all`` when the last full scan is older than
+``FULL_SCAN_DAYS``. The first refresh of a workspace is always a full one. ``state``
+records when the last full scan and the last refresh ran, so that what is shown can say
+how old it is.
+
+The index is persisted as one Arrow IPC file (zstd) under ``.parqctl/index/``; the
+column names and types of each distinct schema are stored once, in its metadata (a
+workspace has a handful of schemas and hundreds of thousands of files). Beside it,
+``summary.json`` holds per (dataset, ticker) files, bytes and bar span (what health
+shows, without loading the per-file records), and ``state.json`` the scan times, the
+strays and the directories that could not be read. Writes are parqctl's own state:
+atomic replace, last writer wins, no run lock.
 
 The record frame (``FileIndex.files``, polars), one row per file, sorted by path:
 
 =================== ======================================================================
 path                relative to the workspace root, ``/``-separated
+dataset             the dataset directory holding it, relative to the root
 kind                ``legacy`` or ``partitioned``
 interval            ``1d``, ``1h``, ...
 venue               ``market:source`` of a partitioned file; null for legacy files
@@ -34,8 +50,8 @@ rows                row count from the Parquet footer
 min_date, max_date  first and last bar time (naive exchange-local), from the ``date``
                     column that is read anyway for the session counts: exact, where
                     footer statistics may be missing
-schema_fingerprint  a short stable hash of the column names and Arrow types
-columns, types      column names and their Arrow types, in file order
+schema_fingerprint  a short stable hash of the column names and Arrow types (the key of
+                    ``FileIndex.schemas``)
 error               null when the file was read; else why not (truncated, no ``date``, ...)
 session_days        the calendar days with bars, ascending (a bar's day is its session)
 session_bars        distinct bar times on each of those days
@@ -47,46 +63,80 @@ session_bars        distinct bar times on each of those days
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
+import json
 import os
-import re
-import stat
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
+from core.availability import index_journal, index_scan
+from core.availability.index_scan import Found, HotScope, ScanResult, Stray, is_temp_file
+from core.availability.index_state import (
+    FULL_SCAN_DAYS,
+    INDEX_DIR,
+    INDEX_FILE,
+    INDEX_VERSION,
+    SUMMARY_COLUMNS,
+    SUMMARY_FILE,
+    IndexState,
+    RefreshStats,
+    full_scan_due,
+    hot_range,
+    hot_unchanged,
+    index_path,
+    load_state,
+    load_summary,
+    month_key,
+    save_state,
+    stat_of,
+    stray_looked_at,
+    unchanged_hot,
+    write_hot,
+)
 from core.config import FileLimits
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.safety.atomic import atomic_path, is_temp_name
+from core.safety.atomic import atomic_open, atomic_path
 from core.store.bars import TOO_LARGE, footer_problem, workspace_limits
-from core.store.layout import PARTITION_FILE
-from core.store.workspace import STATE_DIR, discover_datasets
 
 if TYPE_CHECKING:
     import polars as pl
 
-INDEX_DIR = Path(STATE_DIR) / "index"
-INDEX_FILE = "files.arrow"
-INDEX_VERSION = "1"
+# Re-exported: the index's public reading API (core.availability.index_state holds them).
+__all__ = [
+    "FULL_SCAN_DAYS",
+    "INDEX_DIR",
+    "INDEX_FILE",
+    "IndexState",
+    "hot_unchanged",
+    "index_path",
+    "is_temp_file",
+    "load_state",
+    "load_summary",
+]
+
 _VERSION_KEY = b"parqctl.index.version"
+_SCHEMAS_KEY = b"parqctl.index.schemas"
 NS_PER_DAY = 86_400_000_000_000
-_YEAR_DIR = re.compile(r"^year=(\d{4})$")
-_MONTH_DIR = re.compile(r"^month=(\d{1,2})$")
-_CANCEL_EVERY = 64  # files between cancel checks and progress reports
+_CANCEL_EVERY = 64  # files between cancel checks and progress reports (per worker)
+_PROCESS_POOL_FROM = 20_000  # files to read from which worker processes beat threads
+_PROCESS_CHUNK = 512  # files per task of a worker process
 
 INDEX_SCHEMA = pa.schema(
     [
         ("path", pa.string()),
+        ("dataset", pa.string()),
         ("kind", pa.string()),
         ("interval", pa.string()),
         ("venue", pa.string()),
@@ -99,40 +149,15 @@ INDEX_SCHEMA = pa.schema(
         ("min_date", pa.timestamp("ns")),
         ("max_date", pa.timestamp("ns")),
         ("schema_fingerprint", pa.string()),
-        ("columns", pa.list_(pa.string())),
-        ("types", pa.list_(pa.string())),
         ("error", pa.string()),
         ("session_days", pa.list_(pa.date32())),
         ("session_bars", pa.list_(pa.uint16())),
     ]
 )
-_SCALAR_FIELDS = INDEX_SCHEMA.names[:13]  # path .. schema_fingerprint
+_FOUND_FIELDS = Found._fields[:8]  # path .. month: what the scan names
 SESSION_FIELDS = ("session_days", "session_bars")
 # The index without the per-session lists: a fiftieth of its size once decompressed.
 _WITHOUT_SESSIONS = pa.schema([f for f in INDEX_SCHEMA if f.name not in SESSION_FIELDS])
-
-
-def index_path(root: Path) -> Path:
-    return root / INDEX_DIR / INDEX_FILE
-
-
-def is_temp_file(name: str) -> bool:
-    """A writer's temp or partial file (ours or the collector's): never a bar file."""
-    return is_temp_name(name) or ".tmp" in name or name.endswith(".partial")
-
-
-@dataclass(frozen=True)
-class RefreshStats:
-    """What a refresh did; ``opened`` counts files whose content was read."""
-
-    scanned: int = 0
-    opened: int = 0
-    reused: int = 0
-    removed: int = 0
-    retried: int = 0  # files that changed while being read and were read again
-    elapsed_s: float = 0.0
-    persisted: bool = True
-    persist_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +177,8 @@ class FileIndex:
     root: Path
     files: pl.DataFrame
     stats: RefreshStats = field(default_factory=RefreshStats)
+    schemas: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    state: IndexState = field(default_factory=IndexState)
 
     @functools.cached_property
     def sessions(self) -> SessionArrays:
@@ -177,7 +204,7 @@ class FileIndex:
         return self.files.filter(pl.col("error").is_not_null())
 
     def intervals(self) -> list[str]:
-        return sorted(set(self.files["interval"].to_list()))
+        return sorted(set(self.files["interval"].unique().to_list()))
 
 
 def numpy_values(array: pa.Array, dtype: type) -> np.ndarray:
@@ -192,109 +219,6 @@ def numpy_values(array: pa.Array, dtype: type) -> np.ndarray:
     return np.frombuffer(
         array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * size
     )
-
-
-class _Found(NamedTuple):  # made for every file at every refresh: a tuple is cheapest
-    """A bar file seen on disk by the scan."""
-
-    path: str
-    kind: str
-    interval: str
-    venue: str | None
-    ticker: str
-    year: int | None
-    month: int | None
-    size: int
-    mtime_ns: int
-
-
-def _entries(path: Path) -> Iterator[os.DirEntry[str]]:
-    try:
-        with os.scandir(path) as entries:
-            yield from entries
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-
-
-def _stat_entry(entry: os.DirEntry[str]) -> os.stat_result | None:
-    try:
-        if entry.is_file(follow_symlinks=False):
-            return entry.stat(follow_symlinks=False)
-    except FileNotFoundError:  # removed between listing and stat
-        pass
-    return None
-
-
-def _stat_file(path: str) -> os.stat_result | None:
-    try:
-        st = os.stat(path, follow_symlinks=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return st if stat.S_ISREG(st.st_mode) else None
-
-
-def scan(root: Path) -> list[_Found]:
-    """Every bar file below ``data/`` with its stat, from directory entries alone."""
-    found: list[_Found] = []
-    for dataset in discover_datasets(root):
-        prefix = dataset.path.relative_to(root).as_posix() + "/"
-        if dataset.kind == "legacy":
-            for entry in _entries(dataset.path):
-                name = entry.name
-                if not name.endswith(".parquet") or is_temp_file(name) or name == ".parquet":
-                    continue
-                st = _stat_entry(entry)
-                if st is not None:
-                    found.append(
-                        _Found(
-                            prefix + name,
-                            "legacy",
-                            dataset.interval,
-                            None,
-                            name[: -len(".parquet")],
-                            None,
-                            None,
-                            st.st_size,
-                            st.st_mtime_ns,
-                        )
-                    )
-        elif dataset.kind == "partitioned":
-            found += _scan_partitions(dataset.path, prefix, dataset.interval, dataset.venue.id)
-    return found
-
-
-def _scan_partitions(path: Path, prefix: str, interval: str, venue: str) -> list[_Found]:
-    """``ticker=<T>/year=<YYYY>/month=<MM>/data.parquet`` below one partitioned dataset."""
-    found = []
-    for ticker_dir in _entries(path):
-        if not ticker_dir.name.startswith("ticker=") or ticker_dir.name == "ticker=":
-            continue
-        ticker = ticker_dir.name[len("ticker=") :]
-        for year_dir in _entries(Path(ticker_dir.path)):
-            year = _YEAR_DIR.match(year_dir.name)
-            if not year:
-                continue
-            for month_dir in _entries(Path(year_dir.path)):
-                month = _MONTH_DIR.match(month_dir.name)
-                if not month:
-                    continue
-                st = _stat_file(os.path.join(month_dir.path, PARTITION_FILE))
-                if st is not None:
-                    rel = f"{prefix}{ticker_dir.name}/{year_dir.name}/{month_dir.name}/{PARTITION_FILE}"
-                    found.append(
-                        _Found(
-                            rel,
-                            "partitioned",
-                            interval,
-                            venue,
-                            ticker,
-                            int(year.group(1)),
-                            int(month.group(1)),
-                            st.st_size,
-                            st.st_mtime_ns,
-                        )
-                    )
-    return found
 
 
 @dataclass(frozen=True)
@@ -325,6 +249,8 @@ def _date_values(column: pa.ChunkedArray) -> np.ndarray:
     kind = column.type
     if pa.types.is_timestamp(kind):
         if kind.tz is not None:  # be liberal: a zoned column's local wall time
+            import pyarrow.compute as pc  # (imported here: a second at start-up, rarely used)
+
             column = pc.local_timestamp(column)
         column = column.cast(pa.timestamp("ns"))
     elif pa.types.is_date(kind):
@@ -407,49 +333,44 @@ def read_file(path: Path, limits: FileLimits | None = None) -> tuple[_Content | 
     return _Content(before.st_size, before.st_mtime_ns, error="changed while being read"), 1
 
 
-def _records_table(found: list[_Found], contents: list[_Content]) -> pa.Table:
+def _records_table(found: list[Found], contents: list[_Content]) -> pa.Table:
     """Arrow records for freshly read files, in the index schema."""
-    columns: dict[str, list[Any]] = {name: [] for name in _SCALAR_FIELDS}
-    names, types, errors = [], [], []
-    day_offsets, days, bars = [0], [], []
-    for item, content in zip(found, contents, strict=True):
-        columns["path"].append(item.path)
-        columns["kind"].append(item.kind)
-        columns["interval"].append(item.interval)
-        columns["venue"].append(item.venue)
-        columns["ticker"].append(item.ticker)
-        columns["year"].append(item.year)
-        columns["month"].append(item.month)
-        columns["size"].append(content.size)
-        columns["mtime_ns"].append(content.mtime_ns)
-        columns["rows"].append(content.rows)
-        columns["min_date"].append(content.min_date)
-        columns["max_date"].append(content.max_date)
-        columns["schema_fingerprint"].append(content.fingerprint)
-        names.append(content.columns)
-        types.append(content.types)
-        errors.append(content.error)
-        if content.days is not None:
-            days.append(content.days)
-            bars.append(content.bars)
-            day_offsets.append(day_offsets[-1] + len(content.days))
-        else:
-            day_offsets.append(day_offsets[-1])
-    arrays = [pa.array(columns[name], INDEX_SCHEMA.field(name).type) for name in _SCALAR_FIELDS]
-    offsets = pa.array(day_offsets, pa.int32())
+    columns: dict[str, list[Any]] = {
+        name: [item[i] for item in found] for i, name in enumerate(_FOUND_FIELDS)
+    }
+    columns["size"] = [c.size for c in contents]
+    columns["mtime_ns"] = [c.mtime_ns for c in contents]
+    columns["rows"] = [c.rows for c in contents]
+    columns["min_date"] = [c.min_date for c in contents]
+    columns["max_date"] = [c.max_date for c in contents]
+    columns["schema_fingerprint"] = [c.fingerprint for c in contents]
+    columns["error"] = [c.error for c in contents]
+    lengths = [0 if c.days is None else len(c.days) for c in contents]
+    offsets = pa.array(np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))), pa.int32())
+    days = [c.days for c in contents if c.days is not None]
+    bars = [c.bars for c in contents if c.bars is not None]
     flat_days = np.concatenate(days) if days else np.array([], dtype=np.int32)
     flat_bars = np.concatenate(bars) if bars else np.array([], dtype=np.uint16)
-    del days, bars
     # date32 is an int32 day count: the buffer is reused, not converted.
     day_values = pa.Array.from_buffers(pa.date32(), len(flat_days), [None, pa.py_buffer(flat_days)])
+    arrays = [
+        pa.array(columns[f.name], f.type) for f in INDEX_SCHEMA if f.name not in SESSION_FIELDS
+    ]
     arrays += [
-        pa.array(names, INDEX_SCHEMA.field("columns").type),
-        pa.array(types, INDEX_SCHEMA.field("types").type),
-        pa.array(errors, pa.string()),
         pa.ListArray.from_arrays(offsets, day_values),
         pa.ListArray.from_arrays(offsets, pa.array(flat_bars, pa.uint16())),
     ]
     return pa.Table.from_arrays(arrays, schema=INDEX_SCHEMA)
+
+
+def _schemas_of(contents: list[_Content]) -> dict[str, list[tuple[str, str]]]:
+    found: dict[str, list[tuple[str, str]]] = {}
+    for content in contents:
+        if content.fingerprint is not None and content.fingerprint not in found:
+            found[content.fingerprint] = list(
+                zip(content.columns or [], content.types or [], strict=True)
+            )
+    return found
 
 
 def _empty_frame(sessions: bool = True) -> pl.DataFrame:
@@ -467,134 +388,354 @@ def load_index(root: Path, *, sessions: bool = True) -> FileIndex:
     """
     import polars as pl
 
-    schema = INDEX_SCHEMA if sessions else _WITHOUT_SESSIONS
-    path = index_path(root)
+    table, schemas = _read_table(root, INDEX_SCHEMA if sessions else _WITHOUT_SESSIONS)
+    state = load_state(root)
+    if table is None:
+        return FileIndex(root, _empty_frame(sessions), state=state)
+    return FileIndex(root, pl.from_arrow(table), schemas=schemas, state=state)
+
+
+def _read_table(
+    root: Path, schema: pa.Schema
+) -> tuple[pa.Table | None, dict[str, list[tuple[str, str]]]]:
     try:
-        table = feather.read_table(path, columns=schema.names, memory_map=False)
+        table = feather.read_table(index_path(root), columns=schema.names, memory_map=False)
     except (FileNotFoundError, NotADirectoryError):
-        return FileIndex(root, _empty_frame(sessions))
+        return None, {}
     except (pa.ArrowException, OSError, KeyError):
-        return FileIndex(root, _empty_frame(sessions))
+        return None, {}
     metadata = table.schema.metadata or {}
     if metadata.get(
         _VERSION_KEY
     ) != INDEX_VERSION.encode() or not table.schema.remove_metadata().equals(schema):
-        return FileIndex(root, _empty_frame(sessions))
-    return FileIndex(root, pl.from_arrow(table))
+        return None, {}
+    try:
+        schemas = {
+            fp: [(name, kind) for name, kind in columns]
+            for fp, columns in json.loads(metadata.get(_SCHEMAS_KEY, b"{}")).items()
+        }
+    except (ValueError, TypeError):
+        return None, {}
+    return table.replace_schema_metadata(None), schemas
 
 
-def _save(root: Path, table: pa.Table) -> str | None:
-    """Write the index atomically; returns why not when the state dir is not writable."""
+def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
+    """SUMMARY_COLUMNS of every (dataset, ticker), column by column (JSON: read without
+    pyarrow; dates as epoch nanoseconds)."""
+    import polars as pl
+
+    summary = (
+        files.group_by("dataset", "kind", "interval", "ticker")
+        .agg(
+            files=pl.len().cast(pl.Int64),
+            bytes=pl.col("size").sum(),
+            rows=pl.col("rows").sum(),
+            unreadable=pl.col("error").is_not_null().sum().cast(pl.Int64),
+            min_date=pl.col("min_date").min().cast(pl.Int64),
+            max_date=pl.col("max_date").max().cast(pl.Int64),
+        )
+        .sort("dataset", "ticker")
+    )
+    return {name: summary[name].to_list() for name in SUMMARY_COLUMNS}
+
+
+def _save_summary(root: Path, files: pl.DataFrame) -> None:
+    with atomic_open(root / INDEX_DIR / SUMMARY_FILE, durable=False) as handle:
+        handle.write(json.dumps(_summary(files)).encode("utf-8"))
+
+
+def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, str]]]) -> str | None:
+    """Write the index and its summary atomically; returns why not when the state dir is
+    not writable."""
     path = index_path(root)
-    table = table.replace_schema_metadata({_VERSION_KEY: INDEX_VERSION.encode()})
+    used = set(files["schema_fingerprint"].drop_nulls().unique().to_list())
+    metadata = {
+        _VERSION_KEY: INDEX_VERSION.encode(),
+        _SCHEMAS_KEY: json.dumps({fp: schemas[fp] for fp in sorted(used) if fp in schemas}),
+    }
+    table = files.to_arrow().cast(INDEX_SCHEMA).replace_schema_metadata(metadata)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
         with atomic_path(path, durable=False) as tmp:
             feather.write_feather(table, tmp, compression="zstd")
+        _save_summary(root, files)
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
     return None
 
 
+def _read_chunk(
+    root: Path, chunk: list[Found], limits: FileLimits
+) -> tuple[list[Found], list[_Content], int]:
+    """Read some files (vanished ones left out): (files, contents, retries)."""
+    done, contents, retried = [], [], 0
+    for item in chunk:
+        content, again = read_file(root / item.path, limits)
+        retried += again
+        if content is not None:
+            done.append(item)
+            contents.append(content)
+    return done, contents, retried
+
+
+def _read_chunk_table(
+    root: Path, chunk: list[Found], limits: FileLimits
+) -> tuple[pa.Table, dict[str, list[tuple[str, str]]], int]:
+    """A worker process's task: the records of some files as Arrow (cheap to send back)."""
+    done, contents, retried = _read_chunk(root, chunk, limits)
+    return _records_table(done, contents), _schemas_of(contents), retried
+
+
+def process_context():
+    """Fork when this process has one thread (cheapest), else the fork server."""
+    from core import fork_server
+
+    try:
+        single = len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        single = False
+    import multiprocessing
+
+    return multiprocessing.get_context("fork") if single else fork_server.context()
+
+
 def _read_all(
     root: Path,
-    todo: list[_Found],
+    todo: list[Found],
     workers: int,
     progress: ProgressCallback | None,
     cancel: CancelToken | None,
     limits: FileLimits,
-) -> tuple[list[_Found], list[_Content], int]:
-    """Read the files in ``todo`` on a thread pool (pyarrow decodes without the GIL).
+) -> tuple[pa.Table, dict[str, list[tuple[str, str]]], int]:
+    """Read the files in ``todo``: (their records, their schemas, retries).
 
-    Returns the files read (vanished ones left out), their contents, and the retries.
-    On cancellation returns what was read so far, and the caller keeps it.
+    Many files go to worker processes (the per-file work is mostly Python: threads hold
+    the GIL), a few to a thread pool (pyarrow decodes without the GIL, and no process is
+    started). On cancellation returns what was read so far, and the caller keeps it.
     """
+    if not todo:  # (pa.array would import pandas: half a second)
+        return INDEX_SCHEMA.empty_table(), {}, 0
     tracker = ProgressTracker("indexing", len(todo), "files", progress)
-    done_found: list[_Found] = []
-    contents: list[_Content] = []
+    tables: list[pa.Table] = []
+    schemas: dict[str, list[tuple[str, str]]] = {}
     retried = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(todo), _CANCEL_EVERY * workers):
-            if cancel is not None and cancel.cancelled:
-                break
-            chunk = todo[start : start + _CANCEL_EVERY * workers]
-            for item, (content, again) in zip(
-                chunk, pool.map(lambda f: read_file(root / f.path, limits), chunk), strict=True
-            ):
+    if len(todo) >= _PROCESS_POOL_FROM and workers > 1:
+        chunks = [todo[i : i + _PROCESS_CHUNK] for i in range(0, len(todo), _PROCESS_CHUNK)]
+        with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
+            pending = iter(chunks)
+            running = {}
+            for chunk in pending:
+                running[pool.submit(_read_chunk_table, root, chunk, limits)] = len(chunk)
+                if len(running) >= workers * 2:
+                    break
+            while running:
+                future = next(iter(running))
+                table, found_schemas, again = future.result()
+                count = running.pop(future)
+                tables.append(table)
+                schemas.update(found_schemas)
                 retried += again
-                if content is not None:
-                    done_found.append(item)
-                    contents.append(content)
-            tracker.advance(len(chunk))
-    return done_found, contents, retried
+                tracker.advance(count)
+                if cancel is not None and cancel.cancelled:
+                    for other in running:
+                        other.cancel()
+                    running.clear()
+                    break
+                chunk = next(pending, None)
+                if chunk is not None:
+                    running[pool.submit(_read_chunk_table, root, chunk, limits)] = len(chunk)
+    else:
+        done_found: list[Found] = []
+        contents: list[_Content] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for start in range(0, len(todo), _CANCEL_EVERY * workers):
+                if cancel is not None and cancel.cancelled:
+                    break
+                chunk = todo[start : start + _CANCEL_EVERY * workers]
+                for item, (content, again) in zip(
+                    chunk, pool.map(lambda f: read_file(root / f.path, limits), chunk), strict=True
+                ):
+                    retried += again
+                    if content is not None:
+                        done_found.append(item)
+                        contents.append(content)
+                tracker.advance(len(chunk))
+        tables.append(_records_table(done_found, contents))
+        schemas = _schemas_of(contents)
+    table = pa.concat_tables(tables) if tables else INDEX_SCHEMA.empty_table()
+    return table, schemas, retried
 
 
-def _unchanged(prior: pl.DataFrame, found: list[_Found]) -> tuple[list[str], list[int]]:
-    """The paths of ``prior`` and the positions of those still on disk as recorded; a file
-    refused as too large is never kept (its footer is read again, against the limits of
-    now)."""
-    seen = {(f.path, f.size, f.mtime_ns) for f in found}
-    prior_paths = prior["path"].to_list()
-    keep = [
-        i
-        for i, (key, error) in enumerate(
-            zip(
-                zip(
-                    prior_paths,
-                    prior["size"].to_list(),
-                    prior["mtime_ns"].to_list(),
-                    strict=True,
-                ),
-                prior["error"].to_list(),
-                strict=True,
-            )
+def _hot_scope(prior: pl.DataFrame, state: IndexState, now: float, notes) -> HotScope:
+    """Months from the one before the last refresh to the one after today."""
+    import polars as pl
+
+    today = date.fromtimestamp(now)
+    last = date.fromtimestamp(min(state.refreshed_at or now, now))
+    known: dict[str, set[str]] = {}
+    pairs = prior.filter(pl.col("kind") == "partitioned").select("dataset", "ticker").unique()
+    for dataset, tickers in pairs.group_by("dataset").agg("ticker").iter_rows():
+        known[dataset] = set(tickers)
+    return HotScope(month_key(last) - 1, month_key(today) + 1, known, notes.paths)
+
+
+def _covered(prior: pl.DataFrame, result: ScanResult) -> pl.Series:
+    """Which records of ``prior`` the scan looked at (the others are kept as they are)."""
+    import polars as pl
+
+    hot = result.hot
+    if hot is None:
+        return pl.Series("covered", [True] * prior.height, dtype=pl.Boolean)
+    month_key = pl.col("year").cast(pl.Int32) * 12 + pl.col("month").cast(pl.Int32) - 1
+    present = pl.DataFrame(
+        [(d, t) for d, tickers in result.present.items() for t in tickers],
+        schema={"dataset": pl.String, "ticker": pl.String},
+        orient="row",
+    ).with_columns(present=pl.lit(True))
+    walked = pl.DataFrame(
+        list(result.walked), schema={"dataset": pl.String, "ticker": pl.String}, orient="row"
+    ).with_columns(walked=pl.lit(True))
+    return (
+        prior.select("dataset", "ticker", "kind", "year", "month", "path")
+        .join(present, on=["dataset", "ticker"], how="left", maintain_order="left")
+        .join(walked, on=["dataset", "ticker"], how="left", maintain_order="left")
+        .select(
+            (
+                (pl.col("kind") == "legacy")
+                | ~pl.col("dataset").is_in(list(result.datasets))
+                | pl.col("present").is_null()
+                | pl.col("walked").fill_null(False)
+                | month_key.is_between(hot.first_month, hot.last_month).fill_null(False)
+                | pl.col("path").is_in(list(hot.paths))
+            ).alias("covered")
         )
-        if key in seen and not (error and error.startswith(TOO_LARGE))
-    ]
-    return prior_paths, keep
+        .to_series()
+    )
+
+
+def _found_frame(found: list[Found]) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(
+        {
+            "path": [f.path for f in found],
+            "found_size": [f.size for f in found],
+            "found_mtime": [f.mtime_ns for f in found],
+        },
+        schema={"path": pl.String, "found_size": pl.Int64, "found_mtime": pl.Int64},
+    )
+
+
+def _strays(prior: IndexState, result: ScanResult) -> tuple[Stray, ...]:
+    """The strays the scan saw, and those it did not look for (from the last scans)."""
+    if result.hot is None:
+        return tuple(sorted(result.strays))
+    kept = [stray for stray in prior.strays if not stray_looked_at(stray, result)]
+    return tuple(sorted(set(kept) | set(result.strays)))
+
+
+def _save_hot(root: Path, files: pl.DataFrame, result: ScanResult, now: float) -> None:
+    """What the next hot scan this month should find if nothing changed (HOT_FILE): the
+    stat of every file it will look at, the tickers and datasets it will list."""
+    import polars as pl
+
+    first, last = hot_range(now)
+    month_key = pl.col("year").cast(pl.Int32) * 12 + pl.col("month").cast(pl.Int32) - 1
+    looked = files.filter(
+        (pl.col("kind") == "legacy") | month_key.is_between(first, last).fill_null(False)
+    )
+    known: dict[str, list[str]] = {}
+    pairs = files.filter(pl.col("kind") == "partitioned").select("dataset", "ticker").unique()
+    for dataset, tickers in pairs.group_by("dataset").agg("ticker").iter_rows():
+        known[dataset] = sorted(tickers)
+    raw = {
+        "range": [first, last],
+        "files": looked.select("path", "size", "mtime_ns").rows(),
+        "too_large": looked.filter(pl.col("error").fill_null("").str.starts_with(TOO_LARGE)).height,
+        "known": known,
+        "present": {d: sorted(t) for d, t in result.present.items()},
+        "datasets": sorted(result.datasets),
+        "index": stat_of(index_path(root)),
+    }
+    write_hot(root, raw)
 
 
 def refresh_index(
     root: Path,
     *,
     full: bool = False,
+    scan: str = "hot",
     previous: FileIndex | None = None,
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     sessions: bool = True,
     limits: FileLimits | None = None,
+    now: float | None = None,
 ) -> FileIndex:
     """Bring the index up to date with the data tree and persist it.
 
-    ``full`` re-reads every file. ``previous`` is an index already in memory (a console
+    ``scan`` is ``hot``, ``due`` or ``all`` (see the module docstring); ``full``
+    re-reads every file. ``previous`` is an index already in memory (a console
     refreshing periodically), used instead of loading the persisted one. Files are read
-    on ``workers`` threads (default: the CPU count). When cancelled, the files read so
-    far are kept in the persisted index and JobCancelled is raised; the next refresh
-    goes on from there. ``sessions=False`` returns the index without its per-session
-    lists, for callers that do not need them: when no file changed, they are not even
-    loaded. A file beyond ``limits`` (default: the workspace's ``[limits]``) is recorded
-    with its footer facts and a ``too large to read`` error, its data unread.
+    on ``workers`` threads or processes (default: the CPU count). When cancelled, the
+    files read so far are kept in the persisted index and JobCancelled is raised; the
+    next refresh goes on from there. ``sessions=False`` returns the index without its
+    per-session lists, for callers that do not need them: when no file changed, they are
+    not even loaded. A file beyond ``limits`` (default: the workspace's ``[limits]``) is
+    recorded with its footer facts and a ``too large to read`` error, its data unread.
+    ``now`` (epoch seconds) is the time the hot months are counted from (tests).
     """
     import polars as pl
 
     started = time.perf_counter()
-    if full:
-        prior = _empty_frame()
-    elif previous is not None:
-        prior = previous.files
+    now = time.time() if now is None else now
+    hot_only = scan == "hot" or (scan == "due" and not full_scan_due(load_state(root), now))
+    looked_at = None if full or previous is not None or not hot_only else unchanged_hot(root, now)
+    if looked_at is not None:  # nothing changed: the index as it was saved
+        loaded = load_index(root, sessions=sessions)
+        stats = RefreshStats(
+            scanned=loaded.files.height,
+            reused=loaded.files.height,
+            elapsed_s=time.perf_counter() - started,
+            scope="hot",
+            looked_at=looked_at,
+        )
+        return dataclasses.replace(loaded, stats=stats)
+    if previous is not None and previous.schemas is not None and not full:
+        prior, schemas, state = previous.files, dict(previous.schemas), load_state(root)
+    elif full:
+        prior, schemas, state = _empty_frame(), {}, load_state(root)
     else:
-        prior = load_index(root, sessions=sessions).files
-    found = scan(root)
-    prior_paths, keep = _unchanged(prior, found)
-    if (len(keep) < len(found) or len(keep) < len(prior_paths)) and SESSION_FIELDS[0] not in prior:
-        # Something changed, and the persisted index is rewritten whole: load all of it.
-        prior = load_index(root).files
-        prior_paths, keep = _unchanged(prior, found)
-    kept_paths = {prior_paths[i] for i in keep}
-    todo = sorted((f for f in found if f.path not in kept_paths), key=lambda f: f.path)
-    done, contents, retried = _read_all(
+        loaded = load_index(root, sessions=sessions)
+        prior, schemas, state = loaded.files, dict(loaded.schemas), loaded.state
+    notes = index_journal.pending(root)
+    everything = (
+        full
+        or scan == "all"
+        or state.full_scan_at is None
+        or (scan == "due" and full_scan_due(state, now))
+    )
+    hot = None if everything else _hot_scope(prior, state, now, notes)
+    result = index_scan.scan(root, hot)
+    covered = _covered(prior, result)
+    seen = _found_frame(result.found)
+    looked = prior.select("path", "size", "mtime_ns", "error").filter(covered)
+    matched = looked.join(seen, on="path", how="inner")
+    unchanged = matched.filter(
+        (pl.col("size") == pl.col("found_size"))
+        & (pl.col("mtime_ns") == pl.col("found_mtime"))
+        & ~pl.col("error").fill_null("").str.starts_with(TOO_LARGE)
+    )["path"]
+    removed = looked.height - matched.height
+    unchanged_set = set(unchanged.to_list())
+    todo = sorted((f for f in result.found if f.path not in unchanged_set), key=lambda f: f.path)
+    looked_at, changed = len(result.found), bool(todo)
+    # A scan of 740,000 files is a few hundred MB of tuples and frames: gone before reading.
+    result.found.clear()
+    del seen, looked, matched, unchanged_set
+    fresh, fresh_schemas, retried = _read_all(
         root,
         todo,
         workers or os.cpu_count() or 1,
@@ -602,34 +743,51 @@ def refresh_index(
         cancel,
         limits or workspace_limits(root),
     )
-    indexed = kept_paths.union(f.path for f in done)
-    removed = sum(1 for path in prior_paths if path not in indexed)
     files, persist_error = prior, None
-    if done or removed or full:
-        fresh = pl.from_arrow(_records_table(done, contents))
-        del contents  # the per-file arrays: a copy of every session list
-        if not keep:
-            files = fresh
-        else:
-            # One gather in path order: filtering, then merging or sorting, would copy
-            # every session list two or three times.
-            keys = [(prior_paths[i], i) for i in keep]
-            keys += [(f.path, len(prior_paths) + j) for j, f in enumerate(done)]
-            order = [i for _, i in sorted(keys)]
-            files = pl.concat([prior, fresh], rechunk=False)[order]
-        persist_error = _save(root, files.to_arrow().cast(INDEX_SCHEMA))
+    del todo
+    opened = fresh.num_rows
+    if opened or removed or changed or full:
+        if SESSION_FIELDS[0] not in prior.columns:  # rewritten whole: load all of it
+            prior = load_index(root).files
+            covered = _covered(prior, result)
+        keep = ~covered | prior["path"].is_in(unchanged.implode())
+        files = pl.concat(
+            [prior.filter(keep), pl.from_arrow(fresh).cast(prior.schema)], rechunk=False
+        )
+        del fresh
+        if not files["path"].is_sorted():  # a cold build arrives in order: no copy
+            files = files.sort("path")
+        schemas.update(fresh_schemas)
+        persist_error = _save(root, files, schemas)
+    cancelled = cancel is not None and cancel.cancelled
+    new_state = IndexState(
+        full_scan_at=now if everything and not cancelled else state.full_scan_at,
+        refreshed_at=now if not cancelled else state.refreshed_at,
+        strays=_strays(state, result),
+        unreadable=tuple(result.unreadable),
+    )
+    if persist_error is None:
+        persist_error = save_state(root, new_state)
+        if persist_error is None and not cancelled:
+            index_journal.consume(notes)
+            _save_hot(root, files, result, now)
+            if not (root / INDEX_DIR / SUMMARY_FILE).exists():  # removed, or never written
+                with contextlib.suppress(OSError):
+                    _save_summary(root, files)
     stats = RefreshStats(
-        scanned=len(found),
-        opened=len(done),
-        reused=len(keep),
+        scanned=files.height,
+        opened=opened,
+        reused=files.height - opened,
         removed=removed,
         retried=retried,
         elapsed_s=time.perf_counter() - started,
         persisted=persist_error is None,
         persist_error=persist_error,
+        scope="all" if everything else "hot",
+        looked_at=looked_at,
     )
     if cancel is not None:
         cancel.raise_if_cancelled("run it again: the files read so far are kept in the index")
     if not sessions:
         files = files.drop(SESSION_FIELDS, strict=False)
-    return FileIndex(root, files, stats)
+    return FileIndex(root, files, stats, schemas, new_state)

@@ -94,7 +94,7 @@ def health_report_saving_gaps(
     report = fast_parts or health.health_report(ws, now=now, today=today, gaps=False)
     if cancel is not None:
         cancel.raise_if_cancelled("the next refresh computes it again")
-    full = health.with_gaps(report, ws, today)
+    full = health.with_gaps(report, ws, today, reuse_saved=False)
     if full.gaps is not None:
         save(ws.root, full.gaps)
     return full

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from core.availability import index_journal
 from core.disk.watermarks import ensure_room
 from core.errors import DataError, ParqctlError
 from core.integrity import quarantine
@@ -323,6 +324,7 @@ def write_merge(ws: Workspace, plan: MergePlan, *, lock: RunLock, reason: str) -
             entries.append(entry.id)
         else:
             write_bar_file(path, change.table)
+        index_journal.note_changed(ws.root, [path])  # an old month: the index re-reads it
     return entries
 
 

@@ -393,18 +393,27 @@ class RowCheckCache:
         self._entries = entries
         self.changed = False
 
-    @classmethod
-    def load(cls, root: Path) -> RowCheckCache:
+    @staticmethod
+    def table(root: Path) -> pa.Table | None:
+        """The persisted entries as Arrow (CACHE_SCHEMA), for a vectorised lookup; None
+        when there are none or they are of another version."""
         try:
             # ParquetFile rather than read_table: the latter imports pyarrow.dataset, and
             # with it pandas, which costs seconds at start-up.
             with pq.ParquetFile(root / CACHE_FILE) as parquet:
                 table = parquet.read()
         except (FileNotFoundError, NotADirectoryError, pa.ArrowException, OSError):
-            return cls({})
+            return None
         if (table.schema.metadata or {}).get(
             _VERSION_KEY
         ) != CACHE_VERSION or not table.schema.equals(CACHE_SCHEMA):
+            return None
+        return table
+
+    @classmethod
+    def load(cls, root: Path) -> RowCheckCache:
+        table = cls.table(root)
+        if table is None:
             return cls({})
         columns = [table[name].to_pylist() for name in CACHE_SCHEMA.names]
         return cls({p: (s, m, d, f) for p, s, m, d, f in zip(*columns, strict=True)})

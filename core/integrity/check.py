@@ -16,12 +16,20 @@ but nothing is read wrong yet; ``info`` is for the record.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -50,6 +58,8 @@ from core.store.workspace import Workspace
 REPORT_FINDINGS_PER_CODE = 200
 _IN_FLIGHT = 4  # row checks queued per worker: a cancel waits for these only
 _PROGRESS_EVERY = 64  # files between progress reports
+_PROCESS_POOL_FROM = 20_000  # files to check from which worker processes beat threads
+_PROCESS_CHUNK = 256  # files per task of a worker process
 
 _EXPECTED_TYPES = {name: {str(BAR_SCHEMA.field(name).type)} for name in BAR_COLUMNS}
 _EXPECTED_TYPES["stock"] |= {"large_string", "string_view"}
@@ -153,6 +163,7 @@ def check(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
     clock: Callable[[], float] | None = None,
+    scan: str = "due",
 ) -> IntegrityReport:
     """Check every bar file in scope and the metadata; ``deep`` decodes every row group.
 
@@ -164,39 +175,37 @@ def check(
     started_clock = timer()
     ws.load_all_metadata()
     lock = run_lock.inspect(ws.root, now=started)
-    index = refresh_index(ws.root, progress=progress, cancel=cancel, sessions=False)
+    index = refresh_index(ws.root, scan=scan, progress=progress, cancel=cancel, sessions=False)
     files = index.files
     if interval is not None:
         files = files.filter(files["interval"] == interval)
     in_scope = _since_filter(files, since)
     findings: list[Finding] = []
-    stats: dict[str, tuple[int, int]] = {}
-    schemas = _schema_problems_by_fingerprint(in_scope)
-    bars: list[BarFile] = []
-    for record in _records(in_scope):
-        stats[record.path] = (record.size, record.mtime_ns)
+    schemas = _schema_problems_by_fingerprint(in_scope, index.schemas)
+    # Only the records with something to say are looked at one by one (a few among
+    # hundreds of thousands); the others go to the row checks whole.
+    flagged = _flagged(in_scope, schemas)
+    bar_paths_flagged = []
+    for record in _records(in_scope.filter(flagged)):
         file_findings = _file_findings(record, schemas, lock)
         findings += file_findings
         if record.error is None and not any(f.severity is Severity.ERROR for f in file_findings):
-            bars.append(_bar_file(record))
-    findings += _schema_consistency(in_scope)
-    bar_paths = set(index.files["path"].to_list())
-    cache = RowCheckCache.load(ws.root)
-    cache.forget_missing(bar_paths)
-    try:
-        row_findings, read, cached = _row_checks(ws.root, bars, cache, deep, progress, cancel)
-    except BaseException:
-        cache.save(ws.root)  # a cancelled run keeps what it checked
-        raise
+            bar_paths_flagged.append(record.path)
+    findings += _schema_consistency(in_scope, index.schemas)
+    to_check = in_scope.filter(~flagged | in_scope["path"].is_in(bar_paths_flagged))
+    row_findings, read, cached, cache_error = _cached_row_checks(
+        ws.root, index.files["path"], to_check, deep, progress, cancel
+    )
     findings += row_findings
-    cache_error = cache.save(ws.root) if cache.changed else None
-    stray_findings_, stray_stats = stray_findings(ws, bar_paths, interval, lock)
+    stray_findings_, stats = stray_findings(ws, index.state.strays, interval, lock)
     findings += stray_findings_
-    stats.update(stray_stats)
     findings += metadata_findings(ws, files, interval)
     findings += lock_findings(lock)
     findings.sort(key=lambda f: (-f.severity, f.code, f.path or ""))
     paths_with_findings = {f.path for f in findings}
+    with_findings = in_scope.filter(in_scope["path"].is_in(list(paths_with_findings)))
+    for path, size, mtime_ns in with_findings.select("path", "size", "mtime_ns").iter_rows():
+        stats[path] = (size, mtime_ns)
     return IntegrityReport(
         root=ws.root,
         findings=findings,
@@ -251,18 +260,17 @@ def _records(files) -> Iterator[_Record]:
     return map(_Record._make, zip(*columns, strict=True))
 
 
-def _schema_problems_by_fingerprint(files) -> dict[str, tuple[_SchemaProblem, ...]]:
+def _schema_problems_by_fingerprint(
+    files, schemas: dict[str, list[tuple[str, str]]]
+) -> dict[str, tuple[_SchemaProblem, ...]]:
     """The problems of each schema in ``files``; a workspace has a handful of them."""
-    import polars as pl
-
-    schemas = (
-        files.select("schema_fingerprint", "columns", "types")
-        .filter(pl.col("schema_fingerprint").is_not_null())
-        .unique("schema_fingerprint")
-    )
+    used = files["schema_fingerprint"].drop_nulls().unique().to_list()
     return {
-        fingerprint: _schema_problems(tuple(columns), tuple(types))
-        for fingerprint, columns, types in schemas.iter_rows()
+        fingerprint: _schema_problems(
+            tuple(name for name, _ in schemas.get(fingerprint, [])),
+            tuple(kind for _, kind in schemas.get(fingerprint, [])),
+        )
+        for fingerprint in used
     }
 
 
@@ -425,12 +433,12 @@ def _retyped(name: str, kind: str) -> _SchemaProblem:
     )
 
 
-def _schema_consistency(files) -> list[Finding]:
+def _schema_consistency(files, schemas: dict[str, list[tuple[str, str]]]) -> list[Finding]:
     """A column whose type differs between the files of one ticker and interval."""
     import polars as pl
 
-    readable = files.select("ticker", "interval", "schema_fingerprint", "path", "columns", "types")
-    readable = readable.filter(pl.col("columns").is_not_null())
+    readable = files.select("ticker", "interval", "schema_fingerprint", "path")
+    readable = readable.filter(pl.col("schema_fingerprint").is_not_null())
     mixed = (
         readable.group_by("ticker", "interval")
         .agg(pl.col("schema_fingerprint").n_unique().alias("n"))
@@ -442,8 +450,8 @@ def _schema_consistency(files) -> list[Finding]:
     groups = readable.join(mixed.select("ticker", "interval"), on=["ticker", "interval"])
     for (ticker, interval), group in groups.group_by("ticker", "interval"):
         seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-        for path, names, kinds in group.select("path", "columns", "types").iter_rows():
-            for name, kind in zip(names, kinds, strict=True):
+        for path, fingerprint in group.select("path", "schema_fingerprint").iter_rows():
+            for name, kind in schemas.get(fingerprint, []):
                 seen[name][kind].append(path)
         for name, by_type in sorted(seen.items()):
             if len(by_type) < 2:
@@ -466,6 +474,72 @@ def _schema_consistency(files) -> list[Finding]:
                 )
             )
     return findings
+
+
+def _flagged(files, schemas: dict[str, tuple[_SchemaProblem, ...]]):
+    """The records that may have findings of their own (see ``_file_findings``)."""
+    import polars as pl
+
+    with_problems = [fp for fp, problems in schemas.items() if problems]
+    bad_month = (pl.col("kind") == "partitioned") & ~pl.col("month").is_between(1, 12).fill_null(
+        False
+    )
+    return files.select(
+        (
+            pl.col("error").is_not_null()
+            | pl.col("schema_fingerprint").is_null()
+            | pl.col("schema_fingerprint").is_in(with_problems)
+            | bad_month
+        ).alias("flagged")
+    ).to_series()
+
+
+def _cached_row_checks(
+    root: Path,
+    indexed_paths,
+    files,
+    deep: bool,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+) -> tuple[list[Finding], int, int, str | None]:
+    """Row findings of ``files`` (index records): the cache answers for the unchanged ones
+    by a join, not a lookup per file; the others are read, and the cache saved.
+    Returns (findings, files read, files from the cache, why the cache was not saved)."""
+    import polars as pl
+
+    table = RowCheckCache.table(root)
+    findings: list[Finding] = []
+    if table is None:
+        hits = files.head(0).select("path")
+        misses = files
+        stale = False
+    else:
+        cached = pl.from_arrow(table).rename(
+            {"size": "cached_size", "mtime_ns": "cached_mtime", "deep": "cached_deep"}
+        )
+        joined = files.join(cached, on="path", how="left")
+        hit = (
+            (pl.col("cached_size") == pl.col("size"))
+            & (pl.col("cached_mtime") == pl.col("mtime_ns"))
+            & (pl.col("cached_deep") | (not deep))
+        ).fill_null(False)
+        hits = joined.filter(hit)
+        misses = joined.filter(~hit).select(files.columns)
+        for text in hits.filter(pl.col("findings") != "[]")["findings"].to_list():
+            findings += [Finding.from_dict(raw) for raw in json.loads(text)]
+        stale = cached.join(pl.DataFrame({"path": indexed_paths}), on="path", how="anti").height > 0
+    if misses.is_empty() and not stale:
+        return findings, 0, hits.height, None
+    cache = RowCheckCache.load(root)
+    cache.forget_missing(set(indexed_paths.to_list()))
+    bars = [_bar_file(record) for record in _records(misses)]
+    try:
+        row_findings, read, _ = _row_checks(root, bars, cache, deep, progress, cancel)
+    except BaseException:
+        cache.save(root)  # a cancelled run keeps what it checked
+        raise
+    cache_error = cache.save(root) if cache.changed else None
+    return findings + row_findings, read, hits.height, cache_error
 
 
 def _row_checks(
@@ -495,8 +569,12 @@ def _row_checks(
             return None
 
     read = unreported = 0
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for bar, result in _bounded_map(pool, one, todo, _IN_FLIGHT * workers, cancel):
+    if len(todo) >= _PROCESS_POOL_FROM and workers > 1:
+        results = _in_processes(root, todo, deep, workers, cancel)
+    else:
+        results = _in_threads(one, todo, workers, cancel)
+    with contextlib.closing(results):
+        for bar, result in results:
             if result is None:
                 findings.append(
                     Finding(
@@ -520,6 +598,53 @@ def _row_checks(
         if unreported:
             tracker.advance(unreported)
     return findings, read, len(bars) - len(todo)
+
+
+def _in_threads(
+    fn: Callable[[BarFile], Any], todo: list[BarFile], workers: int, cancel: CancelToken | None
+) -> Iterator[tuple[BarFile, Any]]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from _bounded_map(pool, fn, todo, _IN_FLIGHT * workers, cancel)
+
+
+def _check_chunk(root: Path, bars: list[BarFile], deep: bool) -> list[list[Finding] | None]:
+    """A worker process's task: the row findings of some files (None: changed meanwhile)."""
+    results: list[list[Finding] | None] = []
+    for bar in bars:
+        try:
+            results.append(check_rows(root, bar, deep=deep))
+        except ChangedWhileChecking:
+            results.append(None)
+    return results
+
+
+def _in_processes(
+    root: Path, todo: list[BarFile], deep: bool, workers: int, cancel: CancelToken | None
+) -> Iterator[tuple[BarFile, Any]]:
+    """(file, its row findings) from worker processes, chunk by chunk: the per-file work is
+    mostly Python, which threads would run one at a time. A cancel is seen between chunks."""
+    from core.availability.index import process_context
+
+    chunks = [todo[i : i + _PROCESS_CHUNK] for i in range(0, len(todo), _PROCESS_CHUNK)]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
+        pending: dict[Future, list[BarFile]] = {}
+        queue = iter(chunks)
+        try:
+            while True:
+                if cancel is not None:
+                    cancel.raise_if_cancelled("run it again: files checked so far are cached")
+                for chunk in queue:
+                    pending[pool.submit(_check_chunk, root, chunk, deep)] = chunk
+                    if len(pending) >= 2 * workers:
+                        break
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield from zip(pending.pop(future), future.result(), strict=True)
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _bounded_map(

@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.availability import index_journal
 from core.config import load_config
 from core.disk.watermarks import disk_status
 from core.errors import DataError, DiskSpaceError, ParqctlError
@@ -764,6 +765,7 @@ def _rename(root: Path, source: Path, target: Path) -> None:
     atomic.confined(root, source)
     atomic.confined(root, target)
     os.rename(source, target)
+    index_journal.note_changed(root, [source, target])  # the file index re-reads both
 
 
 def _exists(name: str, dir_fd: int) -> bool:

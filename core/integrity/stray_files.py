@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from core.availability.index import is_temp_file
+from core.availability.index_scan import Stray, is_temp_file
 from core.integrity.findings import Finding, Severity
 from core.safety import run_lock
 from core.safety.atomic import TEMP_MARKER
@@ -30,40 +30,24 @@ def being_written(lock: run_lock.LockStatus, mtime_ns: int) -> bool:
     )
 
 
-def _walk_files(directory: Path, recursive: bool) -> Iterable[os.DirEntry[str]]:
-    stack = [directory]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        if recursive:
-                            stack.append(Path(entry.path))
-                    elif entry.is_file(follow_symlinks=False):
-                        yield entry
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-
-
 def stray_findings(
-    ws: Workspace, bar_paths: set[str], interval: str | None, lock: run_lock.LockStatus
+    ws: Workspace, strays: Iterable[Stray], interval: str | None, lock: run_lock.LockStatus
 ) -> tuple[list[Finding], dict[str, tuple[int, int]]]:
-    """Every file in a bar dataset that is not a bar file: temp, damaged, unexpected."""
+    """Every file in a bar dataset that is not a bar file: temp, damaged, unexpected.
+
+    ``strays`` are those the file index saw (core.availability.index_scan: the hot months
+    at every refresh, the whole tree at a full scan); one gone since is left out.
+    """
     findings, stats = [], {}
-    prefix = len(os.path.join(ws.root, ""))  # entry paths are the root joined with more
-    for dataset in ws.datasets():
-        if dataset.kind == "trades" or (interval is not None and dataset.interval != interval):
+    for stray in strays:
+        if interval is not None and stray.interval != interval:
             continue
-        for entry in _walk_files(dataset.path, recursive=dataset.kind == "partitioned"):
-            rel = entry.path[prefix:]
-            if rel in bar_paths:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            stats[rel] = (st.st_size, st.st_mtime_ns)
-            findings.append(_stray_finding(ws.root, rel, dataset.interval, st, lock))
+        try:
+            st = os.stat(ws.root / stray.path, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        stats[stray.path] = (st.st_size, st.st_mtime_ns)
+        findings.append(_stray_finding(ws.root, stray.path, stray.interval, st, lock))
     return findings, stats
 
 

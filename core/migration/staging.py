@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from core.availability import index_journal
 from core.safety import atomic
 from core.store.layout import PARTITION_FILE
 
@@ -115,6 +116,13 @@ def promote(staged_ticker: Path, final_ticker: Path, *, list_changes: bool = Tru
     """
     root, rel = _split_area(staged_ticker)
     atomic.confined(root, rel)  # the staged side is renamed away: never through a link
+    promotion = _promote(staged_ticker, final_ticker, list_changes)
+    # The file index looks at a known ticker's old months only when told (index_journal).
+    index_journal.note_changed(root, [final_ticker])
+    return promotion
+
+
+def _promote(staged_ticker: Path, final_ticker: Path, list_changes: bool) -> Promotion:
     if not final_ticker.exists():
         final_ticker.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staged_ticker, final_ticker)

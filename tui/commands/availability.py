@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from core.store.workspace import Workspace
 from tui.arguments import add_json_flag, iso_date
-from tui.text import print_json
+from tui.text import human_age
 
 if TYPE_CHECKING:  # core.availability.gaps imports numpy: not at start-up
     from core.availability.gaps import (
@@ -16,9 +19,10 @@ if TYPE_CHECKING:  # core.availability.gaps imports numpy: not at start-up
         IntervalAvailability,
         TickerAvailability,
     )
-    from core.availability.index import RefreshStats
+    from core.availability.index_state import IndexState, RefreshStats
 
 WORST_SHOWN = 10
+FULL_SCAN_DAYS = 7  # core.availability.index.FULL_SCAN_DAYS (not imported: pyarrow at start-up)
 
 
 def register(commands) -> None:
@@ -59,22 +63,47 @@ def register(commands) -> None:
     p.add_argument(
         "--refresh", action="store_true", help="re-read every bar file, not only changed ones"
     )
+    p.add_argument(
+        "--scan",
+        action="store_true",
+        help="look at every bar file's stat, old months too (by default: the hot months, "
+        f"new tickers and parqctl's own writes; every file when the last full scan is over "
+        f"{FULL_SCAN_DAYS} days old)",
+    )
     add_json_flag(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.availability.gaps import Window, availability
-    from core.availability.index import refresh_index
-    from tui.progress import stderr_progress
+    from core.availability import saved_report
+    from core.availability.index_state import RefreshStats, hot_unchanged
 
     ws = Workspace.open(args.workspace)
     _ = ws.config  # a malformed config.toml refuses before the index is written
     for interval in args.interval or ():
         ws.require_interval(interval)
+    scan = "all" if args.scan else "due"
+    question = {
+        "json": args.json,
+        "interval": args.interval,
+        "ticker": args.ticker,
+        "window": [args.since, args.until, args.before_first],
+        "today": args.today or date.today(),
+    }
+    if not args.refresh and hot_unchanged(ws.root, scan=scan):
+        saved = saved_report.load(ws.root, question)
+        if saved is not None:  # the same question over the same files: the same answer
+            body, code, files = saved
+            stats = RefreshStats(scanned=files, reused=files, scope="hot")
+            print(_with_index(body, stats, _state(ws.root), args.json))
+            return code
+    from core.availability.gaps import Window, availability
+    from core.availability.index import refresh_index
+    from tui.progress import stderr_progress
+
     window = Window(args.since, args.until, args.before_first)
     with stderr_progress() as draw:
-        index = refresh_index(ws.root, full=args.refresh, progress=draw)
+        index = refresh_index(ws.root, full=args.refresh, scan=scan, progress=draw)
     report = availability(
         ws,
         index,
@@ -87,16 +116,37 @@ def run(args: argparse.Namespace) -> int:
 
     empty = confirmed_empty.in_report(confirmed_empty.load(ws.root), report)
     if args.json:
-        confirmed = [e.as_dict() for e in empty]
-        print_json(
-            {**report.as_dict(), "index": _index_dict(report.index), "confirmed_empty": confirmed}
+        # Compact: the report of 5,000 tickers is megabytes, and indenting it (Python's
+        # pure-Python encoder) took two seconds; the C encoder writes it in a tenth.
+        body = json.dumps(
+            {**report.as_dict(), "confirmed_empty": [e.as_dict() for e in empty]},
+            separators=(",", ":"),
+            default=str,
         )
     else:
-        print("\n".join(render(report, named=bool(args.ticker)) + confirmed_empty.lines(empty)))
-    return 0 if report.clean else 1
+        lines = render(report, named=bool(args.ticker)) + confirmed_empty.lines(empty)
+        body = "\n".join(lines)
+    code = 0 if report.clean else 1
+    saved_report.save(ws.root, question, body, code, index.files.height)
+    print(_with_index(body, report.index, index.state, args.json))
+    return code
 
 
-def _index_dict(stats: RefreshStats) -> dict[str, Any]:
+def _state(root):
+    from core.availability.index_state import load_state
+
+    return load_state(root)
+
+
+def _with_index(body: str, stats: RefreshStats, state: IndexState, as_json: bool) -> str:
+    """The report with what the index did this time (and how fresh it is) put in."""
+    if as_json:
+        return body[:-1] + ',"index":' + json.dumps(_index_dict(stats, state)) + "}"
+    first, _, rest = body.partition("\n")
+    return "\n".join([first, _index_line(stats, state), rest]).rstrip("\n")
+
+
+def _index_dict(stats: RefreshStats, state: IndexState) -> dict[str, Any]:
     return {
         "files": stats.scanned,
         "read": stats.opened,
@@ -104,6 +154,9 @@ def _index_dict(stats: RefreshStats) -> dict[str, Any]:
         "removed": stats.removed,
         "saved": stats.persisted,
         "save_error": stats.persist_error,
+        "scope": stats.scope,
+        "refreshed_at": state.refreshed_at,
+        "full_scan_at": state.full_scan_at,
     }
 
 
@@ -132,14 +185,22 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
     return [header, *body]
 
 
-def render(report: AvailabilityReport, named: bool) -> list[str]:
-    stats = report.index
-    lines = [
-        f"workspace  {report.root}",
+def _index_line(stats: RefreshStats, state: IndexState) -> str:
+    scope = "every file" if stats.scope == "all" else "hot months"
+    full = (
+        f"; last full scan {human_age(time.time() - state.full_scan_at)} ago"
+        if state.full_scan_at and stats.scope != "all"
+        else ""
+    )
+    return (
         f"index      {stats.scanned:,} files: {stats.opened:,} read, {stats.reused:,} unchanged, "
-        f"{stats.removed:,} gone"
-        + ("" if stats.persisted else f" (not saved: {stats.persist_error})"),
-    ]
+        f"{stats.removed:,} gone ({scope} looked at{full})"
+        + ("" if stats.persisted else f" (not saved: {stats.persist_error})")
+    )
+
+
+def render(report: AvailabilityReport, named: bool) -> list[str]:
+    lines = [f"workspace  {report.root}"]  # then the index line (_with_index)
     window = [
         f"from {report.since}" if report.since else "",
         f"to {report.until}" if report.until else "",

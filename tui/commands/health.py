@@ -28,6 +28,13 @@ def render(report: HealthReport) -> list[str]:
                 f"dataset    {inv.dataset.label:<{width}}  {len(inv.groups):>6,} tickers "
                 f"{inv.files:>8,} files {human_bytes(inv.bytes):>10}{stray}"
             )
+    if report.index_refreshed_at is not None:
+        full = report.index_full_scan_at
+        lines.append(
+            f"index      datasets as of {human_age(report.checked_at - report.index_refreshed_at)} "
+            "ago (hot months, new tickers, parqctl's writes); every file as of "
+            + (f"{human_age(report.checked_at - full)} ago" if full else "never")
+        )
     for link in report.links:
         state = "declared in extra_roots" if link.declared else "NOT declared: ignored"
         lines.append(f"link       {link.path.relative_to(report.root)} -> {link.target} ({state})")

@@ -31,6 +31,12 @@ def register(commands) -> None:
         action="store_true",
         help="move the files of error findings into quarantine (takes the run lock)",
     )
+    p.add_argument(
+        "--scan",
+        action="store_true",
+        help="look at every file's stat, old months too (by default: the hot months, new "
+        "tickers and parqctl's own writes; every file when the last full scan is over 7 days old)",
+    )
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -77,7 +83,12 @@ def run(args: argparse.Namespace) -> int:
         ws.require_interval(args.interval)
     with stderr_progress() as draw:
         report = integrity.check(
-            ws, interval=args.interval, since=args.since, deep=args.deep, progress=draw
+            ws,
+            interval=args.interval,
+            since=args.since,
+            deep=args.deep,
+            progress=draw,
+            scan="all" if args.scan else "due",
         )
     skipped = []
     if args.quarantine and report.quarantinable():
