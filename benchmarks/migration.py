@@ -24,6 +24,8 @@ from pathlib import Path
 
 from workspace import CACHE, REPO, cached_workspace, scratch_copy
 
+from core.store.layout import legacy_dataset_dir
+
 PARQCTL = Path(sys.executable).with_name("parqctl")
 
 
@@ -34,7 +36,7 @@ def bare_split(root: Path, out: Path) -> tuple[int, int]:
 
     files = rows = 0
     for interval in ("1d", "1h"):
-        for path in sorted((root / "data/legacy" / f"stocks_{interval}").glob("*.parquet")):
+        for path in sorted(legacy_dataset_dir(root, interval).glob("*.parquet")):
             table = pq.read_table(path)
             rows += table.num_rows
             dates = table.column("date").to_numpy().astype("datetime64[M]").astype(np.int64)
@@ -57,7 +59,7 @@ def _remove_unreadable(root: Path) -> list[str]:
     import pyarrow.parquet as pq
 
     removed = []
-    for path in sorted((root / "data/legacy").glob("stocks_1[dh]/*.parquet")):
+    for path in sorted(root.glob("stocks_1[dh]/*.parquet")):
         try:
             pq.read_metadata(path)
         except Exception:
