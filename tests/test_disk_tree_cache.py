@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -162,3 +164,14 @@ def test_disk_json_says_how_fresh_and_counts_what_the_tree_holds(tmp_path: Path)
     )
     text = run_cli("-w", str(root), "disk").stdout
     assert "older months as of" in text
+
+
+def test_the_migrate_and_disk_commands_import_no_numpy_up_front():
+    """NumPy starts a thread at import: migrate's parent must stay single-threaded to
+    fork its workers (a fork server costs every worker its imports)."""
+    code = (
+        "import sys, tui.commands.migrate, tui.commands.disk, core.disk.usage;"
+        "print('numpy' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr

@@ -13,11 +13,14 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import Watermarks
-from core.disk.tree_cache import TreeTotals, tree_totals
 from core.disk.watermarks import DiskStatus, disk_status
 from core.store.workspace import LOCK_DIR, STATE_DIR, Workspace
+
+if TYPE_CHECKING:  # NumPy only where it is used: migrate's parent process imports this
+    from core.disk.tree_cache import TreeTotals
 
 QUARANTINE_DIR = Path(STATE_DIR) / "quarantine"
 STAGING_DIR = Path(STATE_DIR) / "staging"
@@ -94,6 +97,8 @@ def disk_usage(ws: Workspace, *, refresh: bool = False) -> DiskUsage:
     per-directory cache of ``core.disk.tree_cache``, which checks only what can have
     changed (``refresh``: every directory); everything else is walked afresh.
     """
+    from core.disk.tree_cache import tree_totals
+
     buckets = _places(ws)
     partitioned = [b for b in buckets if b.kind == "partitioned"]
     trees = tree_totals(ws.root, [b.path for b in partitioned], refresh=refresh)

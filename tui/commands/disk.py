@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from core.disk import history as disk_history
-from core.disk.tree_cache import TreeTotals
 from core.disk.usage import DiskUsage, disk_usage
 from core.disk.watermarks import Level
 from core.health import disk_as_dict
 from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.text import human_bytes, print_json
+
+if TYPE_CHECKING:
+    from core.disk.tree_cache import TreeTotals
 
 LEVEL_EXIT = {Level.OK: 0, Level.WARN: 1, Level.CRITICAL: 2, Level.BLOCK: 2}
 
