@@ -13,10 +13,14 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import Watermarks
 from core.disk.watermarks import DiskStatus, disk_status
 from core.store.workspace import LOCK_DIR, STATE_DIR, Workspace
+
+if TYPE_CHECKING:  # NumPy only where it is used: migrate's parent process imports this
+    from core.disk.tree_cache import TreeTotals
 
 QUARANTINE_DIR = Path(STATE_DIR) / "quarantine"
 STAGING_DIR = Path(STATE_DIR) / "staging"
@@ -51,6 +55,7 @@ class DiskUsage:
     root: Path
     buckets: list[UsageBucket] = field(default_factory=list)
     filesystems: list[Filesystem] = field(default_factory=list)
+    freshness: TreeTotals | None = None  # which directories were checked, and when all were
 
     @property
     def total_bytes(self) -> int:
@@ -85,10 +90,20 @@ def _places(ws: Workspace) -> list[UsageBucket]:
     return buckets
 
 
-def disk_usage(ws: Workspace) -> DiskUsage:
-    """The breakdown by bucket and the filesystems the workspace is on."""
+def disk_usage(ws: Workspace, *, refresh: bool = False) -> DiskUsage:
+    """The breakdown by bucket and the filesystems the workspace is on.
+
+    Partitioned datasets (hundreds of thousands of directories) come from the
+    per-directory cache of ``core.disk.tree_cache``, which checks only what can have
+    changed (``refresh``: every directory); everything else is walked afresh.
+    """
+    from core.disk.tree_cache import tree_totals
+
     buckets = _places(ws)
+    partitioned = [b for b in buckets if b.kind == "partitioned"]
+    trees = tree_totals(ws.root, [b.path for b in partitioned], refresh=refresh)
     by_path = {os.path.normpath(b.path): b for b in buckets}
+    cached = {os.path.normpath(b.path) for b in partitioned}
     other = buckets[-1]
     seen: set[tuple[int, int]] = set()
     stack: list[tuple[str, UsageBucket]] = [(os.path.normpath(ws.root), other)]
@@ -106,14 +121,17 @@ def disk_usage(ws: Workspace) -> DiskUsage:
             except FileNotFoundError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                stack.append((entry.path, by_path.get(entry.path, bucket)))
+                if entry.path not in cached:
+                    stack.append((entry.path, by_path.get(entry.path, bucket)))
             else:
                 _count(st, bucket, seen)
                 bucket.files += 1
+    for bucket, total in zip(partitioned, trees.totals(seen), strict=True):
+        bucket.bytes, bucket.apparent_bytes, bucket.files = total
     present = [b for b in buckets if b.path.exists() or b is other]
     for bucket in present:
         bucket.mount = mount_point(bucket.path)
-    result = DiskUsage(ws.root, present)
+    result = DiskUsage(ws.root, present, freshness=trees)
     result.filesystems = _filesystems(present, ws.config.watermarks)
     return result
 

@@ -9,6 +9,7 @@ otherwise (the console's worker thread) it uses a fork server.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.abc
 import multiprocessing
 import os
@@ -59,6 +60,9 @@ def _init_worker(parent: int | None) -> None:
     pa.set_io_thread_count(1)
     # Load the compute kernels now, while the parent is still listing the work.
     pc.equal(pa.array([0]), pa.array([0]))
+    # The modules just imported live as long as the worker: the cyclic collector, which
+    # runs often over the many small objects each file's work creates, need not walk them.
+    gc.freeze()
 
 
 class _WithoutPandas(importlib.abc.MetaPathFinder):

@@ -353,6 +353,7 @@ class _Batches:
         self._checkpoint()
         failpoint("batch-intent-recorded")
         changed: list[Path] = []
+        whole_trees: set[str] = set()  # tickers promoted by one rename of the staged tree
         for o in batch:
             run_lock.ensure_still_held(self.ws.root)
             staged_dir = self.staging / f"ticker={o.ticker}"
@@ -365,12 +366,14 @@ class _Batches:
                     list_changes=not flush.whole_filesystem,
                 )
                 changed += promotion.directories
+                if promotion.whole_tree:
+                    whole_trees.add(o.ticker)
             failpoint("ticker-promoted")
         flush.flush(directories=sorted(set(changed)))
         failpoint("batch-promoted")
         stamp = checkpoint.now_iso()
         for o in batch:
-            self.interval.tickers[o.ticker] = self._done_record(o, stamp)
+            self.interval.tickers[o.ticker] = self._done_record(o, stamp, o.ticker in whole_trees)
             self._count(o)
         self._checkpoint()
         failpoint("batch-checkpointed")
@@ -380,17 +383,16 @@ class _Batches:
         this run's to replace on resume: the staged file, and for a ``replace`` the file it
         replaces (an earlier run's output). Any other file found there on resume is the
         collector's, written after a crash, and is merged instead."""
-        staged_dir = self.staging / f"ticker={o.ticker}"
         final_dir = ticker_partition_dir(self.dataset, o.ticker)
         entries = []
         for f in sorted((f for f in o.files if f.action != "merge"), key=lambda f: f.month):
-            prints = [staging.file_fingerprint(staged_dir / mo.relative_file(f.month))]
+            prints = [o.staged_prints[f.month]]
             if f.action == "replace":
                 prints.append(staging.file_fingerprint(final_dir / mo.relative_file(f.month)))
             entries.append("|".join(p for p in prints if p))
         return ",".join(entries)
 
-    def _done_record(self, o, stamp: str) -> dict:
+    def _done_record(self, o, stamp: str, whole_tree: bool) -> dict:
         record = {
             "state": "done",
             "legacy": {
@@ -403,7 +405,9 @@ class _Batches:
             "partition_rows": o.partition_rows,
             "created": mo.compact([f.month for f in o.files if f.action != "merge"]),
             "merged": mo.compact([f.month for f in o.files if f.action == "merge"]),
-            "tree": staging.tree_fingerprint(ticker_partition_dir(self.dataset, o.ticker)),
+            "tree": o.staged_tree
+            if whole_tree
+            else staging.tree_fingerprint(ticker_partition_dir(self.dataset, o.ticker)),
             "run": self.run_id,
             "at": stamp,
         }

@@ -106,6 +106,7 @@ def _split_area(path: Path) -> tuple[Path, Path]:
 class Promotion:
     files: list[Path]  # final paths now in place
     directories: list[Path]  # directories whose entries changed (to flush without syncfs)
+    whole_tree: bool = False  # one rename of the staged tree: the final tree is exactly it
 
 
 def promote(staged_ticker: Path, final_ticker: Path, *, list_changes: bool = True) -> Promotion:
@@ -127,10 +128,10 @@ def _promote(staged_ticker: Path, final_ticker: Path, list_changes: bool) -> Pro
         final_ticker.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staged_ticker, final_ticker)
         if not list_changes:
-            return Promotion([], [])
+            return Promotion([], [], whole_tree=True)
         files = sorted(final_ticker.glob(f"year=*/month=*/{PARTITION_FILE}"))
         directories = [final_ticker.parent, final_ticker, *{f.parent.parent for f in files}]
-        return Promotion(files, directories + [f.parent for f in files])
+        return Promotion(files, directories + [f.parent for f in files], whole_tree=True)
     files, directories = [], {final_ticker}
     for staged in sorted(staged_ticker.glob(f"year=*/month=*/{PARTITION_FILE}")):
         target = final_ticker / staged.relative_to(staged_ticker)

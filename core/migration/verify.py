@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from core.jobs import CancelToken, JobCancelled, ProgressCallback, ProgressTracker
-from core.migration import checkpoint, pool, staging
+from core.migration import checkpoint, pool
 from core.migration.checkpoint import IntervalPlan
 from core.migration.legacy import list_legacy
 from core.safety import audit, run_lock
@@ -146,7 +146,7 @@ def _verify_interval(
                 "mtime_ns": outcome.legacy_mtime_ns,
                 "digest": outcome.legacy_digest,
             },
-            "tree": staging.tree_fingerprint(ticker_partition_dir(dataset, outcome.ticker)),
+            "tree": outcome.tree,
             "at": stamp,
         }
         if outcome.passed:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from core.config import FileLimits
 from core.migration import months as mo
+from core.migration import staging
 from core.migration.bars_table import (
     BarProblem,
     Normalised,
@@ -81,6 +82,11 @@ class TickerOutcome:
     added_columns: list[str] = field(default_factory=list)
     files: list[MonthFile] = field(default_factory=list)
     adopted_rows: int = 0  # rows of existing partition files kept in merged months
+    # Of the staged tree, taken by the worker (a rename keeps names, sizes, mtimes and
+    # inodes): each staged file's ``staging.file_fingerprint`` by month, and the tree's
+    # ``staging.tree_fingerprint``, which is the final tree's when the ticker had none.
+    staged_prints: dict[int, str] = field(default_factory=dict)
+    staged_tree: str = ""
     elapsed_s: float = 0.0
 
     @property
@@ -220,7 +226,8 @@ def _stage(job: TickerJob, outcome: TickerOutcome) -> None:
     existing = mo.partition_files(Path(job.ticker_dir))
     own = set(job.own_months)
     tables: dict[int, pa.Table] = {}
-    for month, rows in _month_slices(legacy.table):
+    # The pandas metadata once per ticker: the month slices share the table's schema.
+    for month, rows in _month_slices(with_pandas_metadata(legacy.table)):
         path = existing.get(month)
         if path is None or month in own:
             tables[month] = rows
@@ -237,16 +244,30 @@ def _stage(job: TickerJob, outcome: TickerOutcome) -> None:
         )
     if job.staging_dir is not None:
         tables = _write_staged(Path(job.staging_dir), outcome.files, tables)
-    if legacy.table.num_rows:
+        outcome.staged_prints = {
+            f.month: staging.file_fingerprint(Path(job.staging_dir) / mo.relative_file(f.month))
+            for f in outcome.files
+        }
+        outcome.staged_tree = staging.tree_fingerprint(Path(job.staging_dir))
+    if legacy.table.num_rows and existing:
         _check_against_legacy(job, outcome, legacy, tables, existing)
 
 
 def _write_staged(
-    staging: Path, files: list[MonthFile], tables: dict[int, pa.Table]
+    staged: Path, files: list[MonthFile], tables: dict[int, pa.Table]
 ) -> dict[int, pa.Table]:
-    """Write each month to the staging tree; returns the tables decoded from those bytes."""
-    read_back: dict[int, pa.Table] = {}
-    root = str(staging)
+    """Write each month to the staging tree; returns the tables as they will be after
+    promotion: a merged month's decoded from the bytes written, the others as given.
+
+    A merged month's file replaces the only copy of rows the collector wrote into the
+    partitioned tree, so its bytes are decoded and checked before it is promoted. A new
+    (or replaced own) month's rows are a slice of the legacy file, which stays in place
+    until activation; ``migrate verify``, which activation requires, reads every one of
+    those files back from disk, so decoding them here too would check the same bytes
+    twice.
+    """
+    read_back = dict(tables)
+    root = str(staged)
     os.makedirs(root, exist_ok=True)
     years_made: set[str] = set()
     for month_file in files:
@@ -254,7 +275,8 @@ def _write_staged(
         table = with_pandas_metadata(tables[month_file.month])
         pq.write_table(table, sink, **parquet_write_options(table.schema))
         data = sink.getvalue()
-        read_back[month_file.month] = decode_parquet(data)
+        if month_file.action == "merge":
+            read_back[month_file.month] = decode_parquet(data)
         # Plain string paths and one mkdir per new directory: per file, pathlib and
         # ``mkdir(parents=True)`` retries cost more than writing the file itself.
         year_name, month_name = mo.relative_dirs(month_file.month)
@@ -335,6 +357,9 @@ class VerifyOutcome:
     partition_rows: int = 0  # rows of the partition files within the legacy range
     files: int = 0
     collapsed: int = 0
+    # ``staging.tree_fingerprint`` of the ticker's tree, taken before its files are read:
+    # a file changed during the check no longer matches the recorded verdict.
+    tree: str = ""
     elapsed_s: float = 0.0
 
     @property
@@ -363,6 +388,7 @@ def verify_ticker(job: VerifyJob) -> VerifyOutcome:
 
 
 def _verify(job: VerifyJob, result: VerifyOutcome) -> None:
+    result.tree = staging.tree_fingerprint(Path(job.ticker_dir))
     scratch = TickerOutcome(job.ticker)
     legacy = _legacy(job, scratch)
     result.legacy_size, result.legacy_mtime_ns = scratch.legacy_size, scratch.legacy_mtime_ns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from core.disk import history as disk_history
 from core.disk.usage import DiskUsage, disk_usage
@@ -12,6 +13,9 @@ from core.health import disk_as_dict
 from core.store.workspace import Workspace
 from tui.arguments import add_json_flag
 from tui.text import human_bytes, print_json
+
+if TYPE_CHECKING:
+    from core.disk.tree_cache import TreeTotals
 
 LEVEL_EXIT = {Level.OK: 0, Level.WARN: 1, Level.CRITICAL: 2, Level.BLOCK: 2}
 
@@ -23,6 +27,12 @@ def register(commands) -> None:
         "exit 0 OK, 1 warn, 2 critical or block",
     )
     add_json_flag(p)
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="check every directory now (by default months before the previous one are "
+        "checked once a day and after parqctl itself writes)",
+    )
     p.set_defaults(run=run)
 
 
@@ -43,6 +53,15 @@ def projection_text(projection: disk_history.Projection, critical: float) -> str
     return f"{text}; {projection.note}"
 
 
+def freshness_text(totals: TreeTotals) -> str:
+    if totals.checked == "recent months":
+        return (
+            "partitioned datasets: from the previous month on checked now, older months as of "
+            f"{totals.all_checked_iso} (`parqctl disk --refresh` checks them now)"
+        )
+    return "every directory checked now"
+
+
 def render(usage: DiskUsage, projections: dict[str, disk_history.Projection]) -> list[str]:
     lines = []
     for fs in usage.filesystems:
@@ -60,6 +79,8 @@ def render(usage: DiskUsage, projections: dict[str, disk_history.Projection]) ->
         f"workspace  {human_bytes(usage.total_bytes)} on disk "
         f"({human_bytes(usage.total_apparent_bytes)} apparent)"
     )
+    if usage.freshness is not None:
+        lines.append(f"counted    {freshness_text(usage.freshness)}")
     width = max(len(b.label) for b in usage.buckets)
     for bucket in sorted(usage.buckets, key=lambda b: -b.bytes):
         lines.append(
@@ -71,7 +92,9 @@ def render(usage: DiskUsage, projections: dict[str, disk_history.Projection]) ->
 
 def run(args: argparse.Namespace) -> int:
     ws = Workspace.open(args.workspace)
-    usage = disk_usage(ws)
+    usage = disk_usage(ws, refresh=args.refresh)
+    if usage.freshness and usage.freshness.cache_note:
+        print(f"parqctl: note: {usage.freshness.cache_note}", file=sys.stderr)
     try:
         disk_history.record(ws.root, usage.filesystems, "disk", usage.total_bytes)
     except OSError as exc:
@@ -84,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
                 "workspace": str(ws.root),
                 "bytes": usage.total_bytes,
                 "apparent_bytes": usage.total_apparent_bytes,
+                "checked": usage.freshness.checked,
+                "all_directories_checked_at": usage.freshness.all_checked_iso,
                 "filesystems": [
                     {
                         "mount": str(fs.mount),
