@@ -140,3 +140,10 @@ if _imported_by_fork_server(sys._getframe()):
     # An error here would stop the server before it serves: it runs unguarded instead.
     with contextlib.suppress(Exception):
         _guard_server()
+
+
+def may_start_workers() -> bool:
+    """Whether this process may start a pool of worker processes: not when it is itself a
+    daemonic worker (the console runs health and integrity in one), which multiprocessing
+    forbids to have children; such a process does the work in threads instead."""
+    return not multiprocessing.current_process().daemon

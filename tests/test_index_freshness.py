@@ -178,6 +178,37 @@ def test_worker_processes_index_and_check_as_threads_do(root: Path, monkeypatch)
     assert [f.as_dict() for f in after.findings] == [f.as_dict() for f in before.findings]
 
 
+def _index_and_check_in_a_daemon(root: str, answers) -> None:
+    from core.availability import index as index_module
+    from core.integrity import check as integrity
+
+    index_module._PROCESS_POOL_FROM = integrity._PROCESS_POOL_FROM = 1  # every read "many"
+    try:
+        index = refresh_index(Path(root), full=True, now=NOW)
+        report = integrity.check(Workspace.open(Path(root)), scan="all")
+        answers.put((index.stats.opened, report.rows_read))
+    except BaseException as exc:  # the parent asserts on what arrives
+        answers.put(repr(exc))
+
+
+def test_a_daemonic_process_indexes_and_checks_in_threads(root: Path):
+    """The console runs health and integrity in a daemonic child (from the fork server, as
+    tui.engine_process does), which may not start workers of its own: past the pool
+    threshold it reads in threads instead of failing."""
+    from core import fork_server
+
+    context = fork_server.context()
+    answers = context.Queue()
+    child = context.Process(
+        target=_index_and_check_in_a_daemon, args=(str(root), answers), daemon=True
+    )
+    child.start()
+    answer = answers.get(timeout=120)
+    child.join(30)
+    files = load_index(root).files.height
+    assert answer == (files, files)
+
+
 def test_availability_of_an_unchanged_workspace_is_the_saved_report(root: Path, capsys):
     import json
 

@@ -520,7 +520,9 @@ def _read_all(
     tables: list[pa.Table] = []
     schemas: dict[str, list[tuple[str, str]]] = {}
     retried = 0
-    if len(todo) >= _PROCESS_POOL_FROM and workers > 1:
+    from core.fork_server import may_start_workers
+
+    if len(todo) >= _PROCESS_POOL_FROM and workers > 1 and may_start_workers():
         chunks = [todo[i : i + _PROCESS_CHUNK] for i in range(0, len(todo), _PROCESS_CHUNK)]
         with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
             pending = iter(chunks)

@@ -569,7 +569,9 @@ def _row_checks(
             return None
 
     read = unreported = 0
-    if len(todo) >= _PROCESS_POOL_FROM and workers > 1:
+    from core.fork_server import may_start_workers
+
+    if len(todo) >= _PROCESS_POOL_FROM and workers > 1 and may_start_workers():
         results = _in_processes(root, todo, deep, workers, cancel)
     else:
         results = _in_threads(one, todo, workers, cancel)
