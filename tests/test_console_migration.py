@@ -306,6 +306,7 @@ async def test_a_stopped_run_says_so_releases_the_lock_and_resumes(tmp_path: Pat
         await pilot.press("r")
         await pilot.pause()
         await pilot.click("#confirm")
+        await _until(pilot, lambda: getattr(app.screen, "cancel_token", None))  # it started
         await pilot.press("escape")  # before the first batch can finish
         await settle(pilot)
         line = _text(app, "#migration-progress-line")
