@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import shutil
@@ -49,6 +50,17 @@ async def settle(pilot, rounds: int = 50) -> None:
         await pilot.pause()
         if not any(worker.is_running for worker in app.workers):
             return
+
+
+async def settle_health(pilot, rounds: int = 400) -> None:
+    """Until the first health refresh is complete and no worker runs: a snapshot taken in
+    the lull between the saved summary's paint and the fresh one differs on a busy machine."""
+    for _ in range(rounds):
+        await settle(pilot)
+        health = getattr(pilot.app, "health", None)
+        if health is not None and health.final:
+            return
+        await asyncio.sleep(0.05)
 
 
 def status(app: App, area: str) -> str:

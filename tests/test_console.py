@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
-from console_support import shown, status
+from console_support import settle, shown, status
 from textual.widgets import OptionList, Static
 
 from core.store.workspace import Workspace
 from tui.app import ParqctlApp
+
+# The evening after the fixture's last bar (2025-12-03): its data is fresh then, and only then.
+FIXTURE_CLOSE = datetime(2025, 12, 4, 22, 0, tzinfo=UTC).timestamp()
 
 
 def _text(app: ParqctlApp, selector: str) -> str:
     return shown(app, selector)
 
 
-async def _wait_loaded(app: ParqctlApp, pilot) -> None:
-    await app.workers.wait_for_complete()
-    await pilot.pause()
-
-
 async def test_dashboard_shows_health_and_refreshes(workspace: Path):
-    app = ParqctlApp(Workspace.open(workspace))
+    app = ParqctlApp(Workspace.open(workspace), clock=lambda: FIXTURE_CLOSE)
     async with app.run_test(size=(120, 36)) as pilot:
-        await _wait_loaded(app, pilot)
+        await settle(pilot)
         assert "OK" in status(app, "health")
         assert "FREE" in status(app, "lock")
         assert "1 dataset(s)" in status(app, "datasets")
@@ -36,16 +35,16 @@ async def test_dashboard_shows_health_and_refreshes(workspace: Path):
             json.dumps({"pid": 999_999_999, "host": "elsewhere.example", "ts": 1.0, "cwd": "/"})
         )
         await pilot.press("r")
-        await _wait_loaded(app, pilot)
+        await settle(pilot)
         assert "FOREIGN" in status(app, "lock")
         await pilot.press("q")
     assert app.return_code == 0
 
 
 async def test_light_theme_and_small_terminal(workspace: Path):
-    app = ParqctlApp(Workspace.open(workspace), theme="light")
+    app = ParqctlApp(Workspace.open(workspace), theme="light", clock=lambda: FIXTURE_CLOSE)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _wait_loaded(app, pilot)
+        await settle(pilot)
         assert app.theme == "parqctl-light"
         assert "OK" in status(app, "health")
 
@@ -53,10 +52,10 @@ async def test_light_theme_and_small_terminal(workspace: Path):
 async def test_a_workspace_broken_after_start_is_reported_not_fatal(workspace: Path):
     app = ParqctlApp(Workspace.open(workspace))
     async with app.run_test(size=(120, 36)) as pilot:
-        await _wait_loaded(app, pilot)
+        await settle(pilot)
         (workspace / "tickers.json").write_text("{")
         await pilot.press("r")
-        await _wait_loaded(app, pilot)
+        await settle(pilot)
         verdict = status(app, "health")
         assert "UNKNOWN" in verdict and "tickers.json" in verdict
 
@@ -90,7 +89,7 @@ async def test_lock_screen_refuses_a_live_holder_and_breaks_a_stale_one(workspac
         app = ParqctlApp(Workspace.open(workspace), health_refresh_s=None)
         async with app.run_test(size=(120, 36)) as pilot:
             await pilot.press("3")
-            await _wait_loaded(app, pilot)
+            await settle(pilot)
             assert "LIVE" in _text(app, "#lock-details")
             await pilot.press("b")
             await pilot.pause()
@@ -100,7 +99,7 @@ async def test_lock_screen_refuses_a_live_holder_and_breaks_a_stale_one(workspac
             holder.send_signal(signal.SIGKILL)
             holder.wait()
             await pilot.press("r")
-            await _wait_loaded(app, pilot)
+            await settle(pilot)
             assert "STALE" in _text(app, "#lock-details")
 
             await pilot.press("b")
@@ -116,7 +115,7 @@ async def test_lock_screen_refuses_a_live_holder_and_breaks_a_stale_one(workspac
             await pilot.pause()
             await pilot.press("tab", "enter")  # to the Break lock button, and press it
             await pilot.pause()
-            await _wait_loaded(app, pilot)
+            await settle(pilot)
             assert not (workspace / ".run_lock").exists()
             assert "FREE" in _text(app, "#lock-details")
     finally:
@@ -129,7 +128,7 @@ async def test_help_and_palette_commands(workspace: Path):
 
     app = ParqctlApp(Workspace.open(workspace), health_refresh_s=None)
     async with app.run_test(size=(80, 24)) as pilot:
-        await _wait_loaded(app, pilot)
+        await settle(pilot)
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PARQCTL, tree_digest
-from console_support import settle
+from console_support import settle, settle_health
 from textual.widgets import Button, DataTable, Input, SelectionList, Static
 
 from core.migration.failpoints import FAILPOINT_ENV
@@ -360,7 +360,7 @@ def _keys(*pressed: str):
     """Open the screen, press the keys; the header's path and verdict fixed, no blink."""
 
     async def run_before(pilot) -> None:
-        await settle(pilot)
+        await settle_health(pilot)
         for key in pressed:
             await pilot.press(key)
             await settle(pilot)

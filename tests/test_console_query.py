@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import mounted_tmpfs, ticker_entry, write_bars, write_tickers
-from console_support import settle, shown
+from console_support import settle, settle_health, shown
 from textual.widgets import DataTable, Input, OptionList, Tree
 
 import screens.query as query_screen
@@ -252,7 +252,7 @@ def snapshot_workspace(monkeypatch) -> Iterator[Path]:
 
 def test_query_screen_snapshot(snap_compare, snapshot_workspace: Path):
     async def run_before(pilot) -> None:
-        await settle(pilot)
+        await settle_health(pilot)
         await pilot.press("8")
         await settle(pilot)
         pilot.app.screen.query_one(SqlEditor).load_text(

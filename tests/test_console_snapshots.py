@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import pytest
 from conftest import mounted_tmpfs
-from console_support import settle
+from console_support import settle, settle_health
 
 from core.availability.index import refresh_index
 from core.config import Watermarks
@@ -139,7 +139,7 @@ def keys(*pressed: str):
     """A run_before pressing each key in turn, every worker finished after each."""
 
     async def run_before(pilot) -> None:
-        await settle(pilot)
+        await settle_health(pilot)
         for key in pressed:
             await pilot.press(key)
             await settle(pilot)

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from console_support import status
+from console_support import settle, status
 
 from core.availability import saved_gaps
 from core.availability.index import index_path, refresh_index
@@ -112,8 +112,7 @@ async def test_the_console_paints_coverage_from_the_saved_summary_first(demo: Pa
     app = Recording(Workspace.open(demo), health_refresh_s=None, clock=lambda: NOW)
     async with app.run_test(size=(120, 36)) as pilot:
         for _ in range(100):
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await settle(pilot, rounds=1)
             if app.health is not None and app.health.final:
                 break
         recomputed = status(app, "interval")
