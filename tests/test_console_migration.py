@@ -59,8 +59,7 @@ def _text(app: ParqctlApp, selector: str) -> str:
 
 async def _confirm(app: ParqctlApp, pilot, key: str, accept: bool = True) -> None:
     await pilot.press(key)
-    await pilot.pause()
-    assert isinstance(app.screen, ConfirmScreen)
+    await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
     await pilot.click("#confirm" if accept else "#cancel")
     await settle(pilot)
 
@@ -68,8 +67,7 @@ async def _confirm(app: ParqctlApp, pilot, key: str, accept: bool = True) -> Non
 async def _plan(app: ParqctlApp, pilot, intervals: list[str], venue: str = "us:yahoo") -> None:
     """p, then the venue typed and only ``intervals`` selected in the dialog, then Plan."""
     await pilot.press("p")
-    await pilot.pause()
-    assert isinstance(app.screen, PlanDialog)
+    await _until(pilot, lambda: isinstance(app.screen, PlanDialog))
     app.screen.query_one(Input).value = venue
     choices = app.screen.query_one(SelectionList)
     choices.deselect_all()
@@ -295,7 +293,19 @@ async def test_rows_follow_a_cli_run_in_another_process(tmp_path: Path):
     assert cli.returncode == 0, cli.stderr.read()
 
 
-async def test_a_stopped_run_says_so_releases_the_lock_and_resumes(tmp_path: Path):
+async def test_a_stopped_run_says_so_releases_the_lock_and_resumes(tmp_path: Path, monkeypatch):
+    real_run = migration.STEP_RUNNERS["run"]
+
+    def held_until_escape(ws, target, progress, token):
+        """The real run, started once escape was pressed: however fast the machine, the
+        stop lands before its first batch."""
+        for _ in range(600):
+            if token.cancelled:
+                break
+            threading.Event().wait(0.05)
+        return real_run(ws, target, progress, token)
+
+    monkeypatch.setitem(migration.STEP_RUNNERS, "run", held_until_escape)
     root = _demo(tmp_path)
     app = ParqctlApp(Workspace.open(root), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
@@ -304,11 +314,12 @@ async def test_a_stopped_run_says_so_releases_the_lock_and_resumes(tmp_path: Pat
         await _plan(app, pilot, ["1d"])
 
         await pilot.press("r")
-        await pilot.pause()
+        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.click("#confirm")
         await _until(pilot, lambda: getattr(app.screen, "cancel_token", None))  # it started
-        await pilot.press("escape")  # before the first batch can finish
+        await pilot.press("escape")
         await settle(pilot)
+        monkeypatch.setitem(migration.STEP_RUNNERS, "run", real_run)
         line = _text(app, "#migration-progress-line")
         assert line == "■ run of us:yahoo 1d stopped at a safe point: r resumes", line
         assert "stopped at a safe point" in _text(app, "#migration-report")
