@@ -8,6 +8,7 @@ import json
 from rich.console import Group
 from rich.text import Text
 from textual import work
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
@@ -96,7 +97,7 @@ else) and its details. A line that is not a record is shown as `?` with what is 
 - `Enter` shows the whole record under the list (it follows the cursor); `Enter` or
   `escape` hides it.
 - `/` filters by command (a part of its name or of what ran it: `quarantine`, `lock`,
-  `migrate`); `escape` clears the filter.
+  `migrate`); `escape` clears the filter (then goes back).
 - `o` shows one outcome at a time (each outcome in the log in turn, then all).
 - `r` reads the log again.
 
@@ -248,6 +249,8 @@ The newest 5000 records are read; `parqctl audit --since 30d` reaches further ba
         self.render_rows()
 
     def action_clear_filter(self) -> None:
+        """Escape: closes the prompt, else hides the record, else clears the filters,
+        else is left to the app (back to the previous screen)."""
         prompt = self.query_one("#audit-filter", Input)
         if prompt.display:
             prompt.display = False
@@ -260,6 +263,8 @@ The newest 5000 records are read; `parqctl audit --since 30d` reaches further ba
         if self.text_filter or self.outcome:
             self.text_filter, self.outcome = "", None
             self.render_rows()
+        else:
+            raise SkipAction()
 
     def action_cycle_outcome(self) -> None:
         steps: list[str | None] = [None, *self.outcomes()]

@@ -82,3 +82,20 @@ async def test_audit_screen_on_a_workspace_without_a_log(workspace):
         await pilot.press("enter", "o", "slash", "escape")  # nothing to act on: no crash
         await settle(pilot)
         assert isinstance(app.screen, AuditScreen)
+
+
+async def test_escape_with_nothing_to_clear_goes_back_as_on_every_screen(workspace):
+    audit.append(workspace, "quarantine.add", "ok", path="stocks_1d/AAPL.parquet")
+    app = ParqctlApp(Workspace.open(workspace), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("5", "9")
+        await settle(pilot)
+        assert app.current_mode == "audit"
+        await pilot.press("slash", *"quarantine", "enter")
+        await settle(pilot)
+        await pilot.press("escape")  # clears the filter: still here
+        await settle(pilot)
+        assert app.current_mode == "audit" and app.screen.text_filter == ""
+        await pilot.press("escape")  # nothing left to clear: back where we came from
+        await settle(pilot)
+        assert app.current_mode == "disk"
