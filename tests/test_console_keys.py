@@ -291,3 +291,17 @@ async def test_h_and_l_scroll_a_wide_table_and_j_k_move_in_the_views_tree(worksp
         assert tree.cursor_line == tree.last_line
         await pilot.press("g")
         assert tree.cursor_line == 0
+
+
+async def test_a_confirmation_shows_brackets_in_a_path_as_they_are(workspace: Path):
+    """Paths and finding messages are not ours: `[x]` or `[/b]` in them is text, not markup."""
+    app = _app(workspace)
+    body = "Move stocks_1d/[x]/A[/b][bold]B.parquet\nReason: file.unreadable: [Errno 5] I/O"
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.pause()
+        app.push_screen(ConfirmScreen("Quarantine [x]?", body, "Quarantine"))
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        # As drawn, not as passed: markup would have eaten `[x]` (and `[/b]` raises).
+        assert app.screen.query_one("#confirm-title").render().plain == "Quarantine [x]?"
+        assert app.screen.query_one("#confirm-body").render().plain == body

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from tui.text import printable
+
+
+def _plain(text: str | Text) -> Text:
+    return Text(printable(text, lines=True)) if isinstance(text, str) else text
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -14,6 +21,11 @@ class ConfirmScreen(ModalScreen[bool]):
 
     The safe answer is focused first, so an Enter pressed by habit cancels; ``n`` and
     escape cancel too; tab moves between the buttons.
+
+    A title or body given as a ``str`` is shown as plain text: it carries paths, tickers
+    and finding messages that are not ours, so ``[x]`` in one is text, never markup, and a
+    control character in one is shown as an escape (tui.text.printable). A caller that
+    wants styling passes a ``rich.text.Text``, shown as it is.
     """
 
     BINDINGS = [
@@ -32,14 +44,15 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen Button { margin-left: 2; }
     """
 
-    def __init__(self, title: str, body: str, action_label: str) -> None:
+    def __init__(self, title: str | Text, body: str | Text, action_label: str) -> None:
         super().__init__()
-        self.title_text, self.body, self.action_label = title, body, action_label
+        self.title_text, self.body = _plain(title), _plain(body)
+        self.action_label = action_label
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, id="confirm-title")
-            yield Static(self.body, id="confirm-body")
+            yield Static(self.title_text, id="confirm-title", markup=False)
+            yield Static(self.body, id="confirm-body", markup=False)
             with Horizontal():
                 yield Button("Cancel (n)", id="cancel", variant="primary")
                 yield Button(f"{self.action_label} (y)", id="confirm", variant="error")
