@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, SelectionList, Static
 
 from core.errors import ParqctlError
 from core.migration.plan import LEGACY_VENUE
 from core.store.layout import Venue
+from tui.navigation import Popup
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,9 @@ class PlanChoice:
     intervals: list[str]
 
 
-class PlanDialog(ModalScreen[PlanChoice | None]):
-    """Dismisses with the venue and intervals to plan, or None."""
+class PlanDialog(Popup[PlanChoice | None]):
+    """Dismisses with the venue and intervals to plan, or None; j/k move in the list of
+    intervals once it has the focus."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
     DEFAULT_CSS = """

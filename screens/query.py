@@ -30,6 +30,7 @@ from textual.widgets.option_list import Option
 from core.errors import ParqctlError
 from core.sql import history
 from core.sql.views import ViewSpec
+from tui.navigation import Popup
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -206,8 +207,8 @@ def rows_of(table: pa.Table) -> list[list[Text | str]]:
 # --- dialogs -------------------------------------------------------------------------------
 
 
-class HistoryScreen(ModalScreen[str | None]):
-    """Past queries, newest first; enter puts one in the editor."""
+class HistoryScreen(Popup[str | None]):
+    """Past queries, newest first (j/k move); enter puts one in the editor."""
 
     BINDINGS = [Binding("escape", "dismiss_none", "Close")]
     DEFAULT_CSS = """

@@ -132,6 +132,14 @@ async def test_help_and_palette_commands(workspace: Path):
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
+        pane = app.screen.focused
+        assert pane is not None and pane.max_scroll_y > 0  # longer than 24 lines
+        await pilot.press("G")  # j/k scroll, g/G to the ends, as lists move on screens
+        await pilot.pause()
+        assert pane.scroll_target_y == pane.max_scroll_y
+        await pilot.press("g", "j")
+        await pilot.pause()
+        assert pane.scroll_target_y == 1
         await pilot.press("escape")
         await pilot.pause()
         titles = [c.title for c in app.get_system_commands(app.screen)]

@@ -165,7 +165,12 @@ async def test_history_is_kept_under_parqctl_and_reloads(workspace: Path):
         assert options.option_count == 3
         assert "SELECT 2 AS last_query" in str(options.get_option_at_index(0).prompt)
         assert "error" in str(options.get_option_at_index(1).prompt)
-        await pilot.press("down", "down", "enter")
+        # j/k/g/G move in the popup as on the screens.
+        for key, highlighted in (("G", 2), ("k", 1), ("g", 0), ("j", 1), ("j", 2)):
+            await pilot.press(key)
+            await pilot.pause()
+            assert options.highlighted == highlighted, key
+        await pilot.press("up", "down", "enter")
         await pilot.pause()
         assert app.screen is screen
         assert screen.query_one(SqlEditor).text == "SELECT 1 AS first_query"

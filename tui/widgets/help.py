@@ -5,8 +5,10 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Markdown
+
+from tui.navigation import Popup
 
 
 def help_markdown(screen: Screen, app_bindings: list[Binding]) -> str:
@@ -20,7 +22,9 @@ def help_markdown(screen: Screen, app_bindings: list[Binding]) -> str:
     return f"{about}\n\n## Keys\n\n{keys}\n\nPress `ctrl+p` for the command palette, `escape` to close this help."
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(Popup[None]):
+    """The help of the current screen; j/k scroll, g/G to the top and bottom."""
+
     BINDINGS = [
         Binding("escape", "dismiss", "Close"),
         Binding("question_mark", "dismiss", "Close", show=False),
