@@ -589,7 +589,8 @@ def _problems(report: HealthReport) -> list[Problem]:
                 Problem(
                     Verdict.WARNING,
                     f"migration {item.venue} {item.interval}: {item.failed:,} ticker(s) failed "
-                    "to migrate (`parqctl migrate status` says why; `migrate run` retries them)",
+                    "to migrate (see why with `parqctl migrate status`; retry them with "
+                    "`parqctl migrate run`)",
                 )
             )
     if report.quarantine is not None and report.quarantine.pending:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
@@ -31,7 +32,8 @@ from core.safety import run_lock
 from core.store.layout import Venue
 from core.store.metadata import MIGRATION_PLAN_FILE
 from core.store.workspace import Workspace
-from tui.text import human_age, human_bytes
+from tui.advice import console_wording
+from tui.text import human_age, human_bytes, printable
 from tui.widgets.confirm import ConfirmScreen
 
 LIVE_POLL_S = 1.5
@@ -168,15 +170,19 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         # in this session (a dry-run leaves no mark in the plan): the wizard moves on.
         self.done_here: dict[tuple[str, str], dict[str, str]] = {}
         self._seen: tuple | None = None  # what the last load read: plan and lock
+        # The report pane holds a step's outcome once one started here; until then, the
+        # failures the plan records for the selected row.
+        self.step_reported = False
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(id="migration-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="migration-steps")
-        yield Static("", id="migration-next")
+        # Engine messages, ticker names and paths are not ours: plain text, never markup.
+        yield Static("", id="migration-steps", markup=False)
+        yield Static("", id="migration-next", markup=False)
         yield ProgressBar(id="migration-progress", show_eta=False)
-        yield Static("", id="migration-progress-line")
-        yield Static("", id="migration-report")
+        yield Static("", id="migration-progress-line", markup=False)
+        yield Static("", id="migration-report", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -258,8 +264,11 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         line = self.query_one("#migration-next", Static)
         selected = self.selected()
         steps.update(self._steps_line(selected))
+        if not self.step_reported:
+            recorded = _recorded_failures(selected, self.app.workspace.root)
+            self.query_one("#migration-report", Static).update(recorded)
         if error:
-            line.update(f"✗ {error}")
+            line.update(console_wording(f"✗ {error}"))
             return
         if self.running is not None and self.running_target is not None:
             stopping = self.cancel_token is not None and self.cancel_token.cancelled
@@ -529,6 +538,7 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
         bar.display = True
         self.query_one("#migration-progress-line", Static).update(f"{step} {target.label}…")
         self.query_one("#migration-report", Static).update("")
+        self.step_reported = True
         self._show_next()
         self.run_step(step, target, self.cancel_token)
 
@@ -584,10 +594,13 @@ Legacy files are never modified. Deleting them (`parqctl migrate finalize
                 key = (message.target.venue.id, interval)
                 self.done_here.setdefault(key, {})[step] = message.outcome
         self.query_one(ProgressBar).display = False
+        # The engine's refusals and advice name CLI commands: the console's keys instead.
+        root = self.app.workspace.root
+        lines = [console_wording(_in_workspace(line, root)) for line in message.lines]
         self.query_one("#migration-progress-line", Static).update(
-            _outcome_line(step, label, message.outcome, message.lines)
+            _outcome_line(step, label, message.outcome, lines)
         )
-        self.query_one("#migration-report", Static).update("\n".join(message.lines))
+        self.query_one("#migration-report", Static).update("\n".join(lines))
         self._show_next()  # at once; the rows follow when the plan is read again
         self.load_status()
         self.app.refresh_health()
@@ -749,6 +762,29 @@ STAGE_REACHED = {
     "active": STEP_ORDER["activate"] + 1,
     "finalized": STEP_ORDER["activate"] + 1,
 }
+
+
+def _in_workspace(text: str, root: Path) -> str:
+    """``text`` shown with the workspace's paths relative to it (the header says where
+    it is), and its control characters as escapes."""
+    return printable(text.replace(f"{root}{os.sep}", ""), lines=True)
+
+
+def _recorded_failures(s: IntervalStatus | None, root: Path) -> str:
+    """The tickers the plan records as failed for ``s``, and why (``migrate status``'s
+    list): what a run here would have reported, for a run made elsewhere or earlier."""
+    if s is None or not s.failures:
+        return ""
+    lines = [
+        f"{s.failed:,} ticker(s) of {s.venue} {s.interval} failed to migrate (r retries them):"
+    ]
+    lines += [
+        _in_workspace(f"  ✗ {f.get('ticker')}: {f.get('kind')}: {f.get('error')}", root)
+        for f in s.failures[:MAX_REPORTED]
+    ]
+    if len(s.failures) > MAX_REPORTED:
+        lines.append(f"  and {len(s.failures) - MAX_REPORTED:,} more")
+    return "\n".join(lines)
 
 
 def _outcome_line(step: str, label: str, outcome: str, lines: list[str]) -> str:

@@ -222,6 +222,9 @@ def test_console_wording_names_keys_where_the_console_can_do_it():
     assert console_wording("run `parqctl migrate verify --venue us:yahoo --interval 1d`") == (
         "press 7 then v"
     )
+    assert console_wording("see why with `parqctl migrate status --venue us:yahoo`") == (
+        "see why: press 7"
+    )
     # What only the CLI does stays the CLI's.
     for cli_only in ("`parqctl migrate finalize --delete-legacy`", "`parqctl fetch --overwrite`"):
         assert console_wording(f"then {cli_only}") == f"then {cli_only}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import PARQCTL, tree_digest
-from console_support import settle, settle_health
+from console_support import plain, settle, settle_health
 from textual.widgets import Button, DataTable, Input, SelectionList, Static
 
 from core.migration.failpoints import FAILPOINT_ENV
@@ -419,3 +419,29 @@ async def test_a_dry_run_that_finds_failures_says_so_and_the_wizard_moves_on(mid
         assert "Next: r run: the dry-run found tickers that would fail" in _text(
             app, "#migration-next"
         )
+
+
+async def test_failures_of_an_earlier_run_are_listed_and_advised_in_keys(midway: Path):
+    """A run made elsewhere (the CLI, an earlier session) left a failed ticker: screen 7
+    lists it and why, as `migrate status` does, and the health problem names the keys."""
+    from core.health import health_report
+    from screens.dashboard import describe_verdict
+
+    verdict = plain(describe_verdict(health_report(Workspace.open(midway), gaps=False)), 300)
+    assert (
+        "migration us:yahoo 1d: 1 ticker(s) failed to migrate "
+        "(see why: press 7; retry them: press 7 then r)"
+    ) in verdict
+
+    app = ParqctlApp(Workspace.open(midway), health_refresh_s=None)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("7")
+        await settle(pilot)
+        assert _row(app)[1] == "1d" and _row(app)[4] == "✗ 1"
+        report = _text(app, "#migration-report").splitlines()
+        assert report[0] == "1 ticker(s) of us:yahoo 1d failed to migrate (r retries them):"
+        assert report[1].startswith("  ✗ ") and len(report) == 2
+        assert "(see the report)" in _text(app, "#migration-next")
+        await pilot.press("down")  # 1h: planned, nothing failed yet
+        await pilot.pause()
+        assert _text(app, "#migration-report") == ""

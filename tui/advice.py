@@ -25,6 +25,7 @@ _KEYS = [
     (r"migrate plan(?: --venue \S+)?(?: --interval \S+)?", "7 then p"),
     (r"migrate estimate\b.*", "7 then e"),
     (r"migrate dry-run", "7 then d"),
+    (r"migrate status\b.*", "7"),
     (r"migrate run\b.*", "7 then r"),
     (r"migrate verify\b.*", "7 then v"),
     (r"migrate activate", "7 then a"),
