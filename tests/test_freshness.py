@@ -3,6 +3,7 @@ last closed session, in health's text, JSON, verdict and Prometheus textfile."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -99,6 +100,22 @@ def test_up_to_date_then_stalled_after_the_last_week_of_bars_is_deleted(demo: Pa
     # Before Friday's open, Friday is not yet a session that should have bars.
     early = by_interval(health_report(Workspace.open(demo), now=BEFORE_OPEN))["1h"]
     assert (early.sessions_behind, early.last_session) == (4, date(2025, 12, 4))
+
+
+def test_an_older_summary_gives_the_same_freshness_and_is_written_again(demo: Path):
+    from core.availability import freshness as fresh
+    from core.availability.index import INDEX_DIR, SUMMARY_FILE, load_summary
+
+    ws = Workspace.open(demo)
+    from_summary = fresh.freshness(ws, now=AFTER_CLOSE)
+    path = demo / INDEX_DIR / SUMMARY_FILE
+    current = json.loads(path.read_text())
+    older = {k: v for k, v in current.items() if k not in ("venue", "written_ns")}
+    path.write_text(json.dumps(older))
+    assert load_summary(demo) is None and load_summary(demo, ("dataset", "files")) is not None
+    assert fresh.freshness(ws, now=AFTER_CLOSE) == from_summary  # read from the records
+    refresh_index(demo)  # nothing changed: the summary is brought up to date all the same
+    assert json.loads(path.read_text()) == current
 
 
 def test_the_threshold_is_a_setting(demo: Path):

@@ -29,6 +29,8 @@ from core.availability.session_cache import cached_sessions
 from core.store.routing import DEFAULT_VENUE
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from core.config import Config
     from core.store.workspace import Workspace
 
@@ -101,24 +103,14 @@ def exchange_timezone(calendar: str) -> ZoneInfo:
 def freshness(ws: Workspace, *, now: float) -> Freshness:
     """Per interval (and calendar, if its tickers trade on several), from the persisted
     index as it is: refresh it first (health's gap summary does)."""
-    import polars as pl
-
-    from core.availability.index import load_index
-
     config = ws.config
-    readable = load_index(ws.root, sessions=False).readable
-    newest = (
-        readable.filter(pl.col("max_date").is_not_null())
-        .with_columns(
-            market=pl.col("venue").str.split(":").list.first().fill_null(DEFAULT_VENUE.market)
+    found: dict[tuple[str, str], tuple[datetime, int]] = {}
+    for interval, market, bar, written_ns in _newest_per_market(ws.root):
+        key = (interval, calendar_for_market(market, config.calendars))
+        then = found.get(key)  # two markets on one calendar: the newest of both
+        found[key] = (
+            (bar, written_ns) if then is None else (max(bar, then[0]), max(written_ns, then[1]))
         )
-        .group_by("interval", "market")
-        .agg(pl.col("max_date").max(), pl.col("mtime_ns").max())
-    )
-    found = {
-        (interval, calendar_for_market(market, config.calendars)): (bar, mtime_ns)
-        for interval, market, bar, mtime_ns in newest.iter_rows()
-    }
     default_calendar = calendar_for_market(DEFAULT_VENUE.market, config.calendars)
     for interval in ws.intervals:
         if not any(iv == interval for iv, _ in found):
@@ -130,6 +122,38 @@ def freshness(ws: Workspace, *, now: float) -> Freshness:
         for interval, calendar in keys
     ]
     return Freshness(now, config.stalled_after_sessions, intervals)
+
+
+def _newest_per_market(root: Path) -> list[tuple[str, str, datetime, int]]:
+    """(interval, market, newest bar, newest write in ns) of the files read without
+    error: from the index's per-ticker summary (milliseconds), else from its records."""
+    import polars as pl
+
+    from core.availability.index import load_index, load_summary
+
+    columns = ("interval", "venue", "max_date", "written_ns")
+    summary = load_summary(root, columns)
+    if summary is not None:
+        frame = pl.DataFrame(
+            {name: summary[name] for name in columns},
+            schema={
+                "interval": pl.String,
+                "venue": pl.String,
+                "max_date": pl.Int64,
+                "written_ns": pl.Int64,
+            },
+        ).with_columns(pl.col("max_date").cast(pl.Datetime("ns")), mtime_ns="written_ns")
+    else:
+        frame = load_index(root, sessions=False).readable
+    newest = (
+        frame.filter(pl.col("max_date").is_not_null())
+        .with_columns(
+            market=pl.col("venue").str.split(":").list.first().fill_null(DEFAULT_VENUE.market)
+        )
+        .group_by("interval", "market")
+        .agg(pl.col("max_date").max(), pl.col("mtime_ns").max())
+    )
+    return list(newest.iter_rows())
 
 
 def _interval(

@@ -424,6 +424,7 @@ def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
     pyarrow; dates as epoch nanoseconds)."""
     import polars as pl
 
+    with_bars = pl.col("error").is_null() & pl.col("max_date").is_not_null()
     summary = (
         files.group_by("dataset", "kind", "interval", "ticker")
         .agg(
@@ -432,7 +433,9 @@ def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
             rows=pl.col("rows").sum(),
             unreadable=pl.col("error").is_not_null().sum().cast(pl.Int64),
             min_date=pl.col("min_date").min().cast(pl.Int64),
-            max_date=pl.col("max_date").max().cast(pl.Int64),
+            max_date=pl.col("max_date").filter(with_bars).max().cast(pl.Int64),
+            venue=pl.col("venue").first(),
+            written_ns=pl.col("mtime_ns").filter(with_bars).max(),
         )
         .sort("dataset", "ticker")
     )
@@ -442,6 +445,14 @@ def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
 def _save_summary(root: Path, files: pl.DataFrame) -> None:
     with atomic_open(root / INDEX_DIR / SUMMARY_FILE, durable=False) as handle:
         handle.write(json.dumps(_summary(files)).encode("utf-8"))
+
+
+def _repair_summary(root: Path, files: pl.DataFrame) -> None:
+    """Write the summary again when it is missing or from an older parqctl (other columns):
+    health then reads it instead of walking the tree."""
+    if load_summary(root) is None and not files.is_empty():
+        with contextlib.suppress(OSError):
+            _save_summary(root, files)
 
 
 def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, str]]]) -> str | None:
@@ -697,6 +708,7 @@ def refresh_index(
     looked_at = None if full or previous is not None or not hot_only else unchanged_hot(root, now)
     if looked_at is not None:  # nothing changed: the index as it was saved
         loaded = load_index(root, sessions=sessions)
+        _repair_summary(root, loaded.files)
         stats = RefreshStats(
             scanned=loaded.files.height,
             reused=loaded.files.height,
@@ -773,9 +785,7 @@ def refresh_index(
         if persist_error is None and not cancelled:
             index_journal.consume(notes)
             _save_hot(root, files, result, now)
-            if not (root / INDEX_DIR / SUMMARY_FILE).exists():  # removed, or never written
-                with contextlib.suppress(OSError):
-                    _save_summary(root, files)
+            _repair_summary(root, files)
     stats = RefreshStats(
         scanned=files.height,
         opened=opened,

@@ -23,7 +23,7 @@ def indexed_inventories(
 ) -> tuple[list[DatasetInventory], IndexState]:
     """The inventory of each dataset, from the index where it has the dataset."""
     state = load_state(root)
-    summary = load_summary(root)
+    summary = load_summary(root, ("dataset", "ticker", "files", "bytes"))
     groups: dict[str, dict[str, GroupUsage]] = {}
     if summary is not None:
         columns = [summary[name] for name in ("dataset", "ticker", "files", "bytes")]

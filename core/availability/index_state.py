@@ -43,6 +43,8 @@ SUMMARY_COLUMNS = (
     "unreadable",
     "min_date",
     "max_date",
+    "venue",
+    "written_ns",
 )
 INDEX_VERSION = "2"
 FULL_SCAN_DAYS = 7  # scan="due" stats every file when the last full scan is older
@@ -102,18 +104,21 @@ def load_state(root: Path) -> IndexState:
         return IndexState()
 
 
-def load_summary(root: Path) -> dict[str, list[Any]] | None:
-    """SUMMARY_COLUMNS, column by column, as of the index's last refresh; None when there
-    is no index yet."""
+def load_summary(
+    root: Path, columns: tuple[str, ...] = SUMMARY_COLUMNS
+) -> dict[str, list[Any]] | None:
+    """The summary, column by column, as of the index's last refresh; None when there is no
+    index yet, or its summary lacks one of ``columns`` (written by an older parqctl)."""
     if not load_state(root).refreshed_at:
         return None
     try:
         raw = json.loads((root / INDEX_DIR / SUMMARY_FILE).read_text("utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(raw, dict) or set(raw) != set(SUMMARY_COLUMNS):
+    if not isinstance(raw, dict) or not set(columns) <= set(raw):
         return None
-    return raw
+    lengths = {len(raw[name]) if isinstance(raw[name], list) else -1 for name in columns}
+    return raw if len(lengths) == 1 and -1 not in lengths else None
 
 
 def save_state(root: Path, state: IndexState) -> str | None:
