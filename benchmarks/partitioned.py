@@ -110,9 +110,11 @@ def current_months(root: Path) -> list[Path]:
 
 
 def daily_update(root: Path, files: list[Path]) -> int:
-    """Rewrite the current month of every ticker (partitioned) and every legacy file, by a
-    temp file and a rename, as the collector writes: a new inode, the cached copy intact."""
-    files = files + sorted(f for legacy in root.glob("stocks_*") for f in legacy.glob("*.parquet"))
+    """Rewrite the current month of every partitioned ticker, or on a legacy store every
+    ticker's file, by a temp file and a rename, as the collector writes: a new inode, the
+    cached copy intact. (The legacy files a migration leaves behind are not written.)"""
+    if not files:
+        files = sorted(f for legacy in root.glob("stocks_*") for f in legacy.glob("*.parquet"))
     for path in files:
         temp = path.with_name(path.name + ".tmp-bench")
         temp.write_bytes(path.read_bytes())

@@ -20,9 +20,9 @@ from core.availability.index import FileIndex, SessionArrays
 from core.availability.session_cache import cached_sessions
 from core.errors import ParqctlError
 from core.store.bars import FIRST_BAR_DAY, LAST_BAR_DAY
-from core.store.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES
+from core.store.layout import COLLECTOR_LEGACY_HOME, LEGACY_HOMES, validate_ticker
 from core.store.metadata import StorageBlock
-from core.store.routing import DEFAULT_VENUE, locate
+from core.store.routing import DEFAULT_VENUE, locate, storage_block
 from core.store.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -121,17 +121,34 @@ def _routed_order(ws: Workspace, ticker: str, interval: str) -> list[str]:
     return [venue, *legacy] if location.mode == "partitioned" else [*legacy, venue]
 
 
+def _routable(ticker: str) -> bool:
+    try:
+        validate_ticker(ticker)
+    except ParqctlError:
+        return False
+    return True
+
+
 def choose_sources(ws: Workspace, interval: str, files: pl.DataFrame) -> dict[str, str]:
     """Ticker -> the source its bars are read from; routing decides only where it matters."""
     import polars as pl
 
     per_ticker = files.group_by("ticker").agg(pl.col("source").unique().sort())
     chosen = {}
+    unblocked: list[str] | None = None  # the order of every ticker without a storage block
     for ticker, sources in per_ticker.iter_rows():
         if len(sources) == 1:
             chosen[ticker] = sources[0]
             continue
-        order = [s for s in _routed_order(ws, ticker, interval) if s in sources]
+        if storage_block(ws, ticker, interval) is not None:
+            routed = _routed_order(ws, ticker, interval)
+        elif not _routable(ticker):
+            routed = []
+        else:  # the same for all of them (a migrated store: thousands): asked once
+            if unblocked is None:
+                unblocked = _routed_order(ws, ticker, interval)
+            routed = unblocked
+        order = [s for s in routed if s in sources]
         chosen[ticker] = order[0] if order else sources[0]
     return chosen
 

@@ -130,8 +130,9 @@ _VERSION_KEY = b"parqctl.index.version"
 _SCHEMAS_KEY = b"parqctl.index.schemas"
 NS_PER_DAY = 86_400_000_000_000
 _CANCEL_EVERY = 64  # files between cancel checks and progress reports (per worker)
-_PROCESS_POOL_FROM = 20_000  # files to read from which worker processes beat threads
+_PROCESS_POOL_FROM = 2_000  # files to read from which worker processes beat threads
 _PROCESS_CHUNK = 512  # files per task of a worker process
+_BATCH_ROWS = 65_536  # records per batch of the persisted index
 
 INDEX_SCHEMA = pa.schema(
     [
@@ -456,23 +457,41 @@ def _repair_summary(root: Path, files: pl.DataFrame) -> None:
 
 
 def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, str]]]) -> str | None:
-    """Write the index and its summary atomically; returns why not when the state dir is
-    not writable."""
+    return _save_table(root, files.to_arrow().cast(INDEX_SCHEMA), schemas)
+
+
+def _save_table(
+    root: Path, table: pa.Table, schemas: dict[str, list[tuple[str, str]]]
+) -> str | None:
+    """Write the index atomically; returns why not when the state dir is not writable."""
+    import pyarrow.compute as pc
+
     path = index_path(root)
-    used = set(files["schema_fingerprint"].drop_nulls().unique().to_list())
+    used = pc.unique(table["schema_fingerprint"].drop_null()).to_pylist()
     metadata = {
         _VERSION_KEY: INDEX_VERSION.encode(),
         _SCHEMAS_KEY: json.dumps({fp: schemas[fp] for fp in sorted(used) if fp in schemas}),
     }
-    table = files.to_arrow().cast(INDEX_SCHEMA).replace_schema_metadata(metadata)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
+        # Batch by batch: the index is never copied whole to be written.
         with atomic_path(path, durable=False) as tmp:
-            feather.write_feather(table, tmp, compression="zstd")
-        _save_summary(root, files)
+            options = pa.ipc.IpcWriteOptions(compression="zstd")
+            schema = INDEX_SCHEMA.with_metadata(metadata)
+            with pa.ipc.new_file(str(tmp), schema, options=options) as out:
+                for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
+                    out.write_batch(batch)
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
+    return None
+
+
+def _save_summary_of(root: Path, files: pl.DataFrame) -> str | None:
+    try:
+        _save_summary(root, files)
+    except OSError as exc:
+        return f"cannot write {root / INDEX_DIR / SUMMARY_FILE}: {exc.strerror or exc}"
     return None
 
 
@@ -720,9 +739,11 @@ def refresh_index(
     if previous is not None and previous.schemas is not None and not full:
         prior, schemas, state = previous.files, dict(previous.schemas), load_state(root)
     elif full:
-        prior, schemas, state = _empty_frame(), {}, load_state(root)
+        prior, schemas, state = _empty_frame(sessions=False), {}, load_state(root)
     else:
-        loaded = load_index(root, sessions=sessions)
+        # Without the session lists (most of the index): they are read below, batch by
+        # batch, only if something changed, and after the worker processes have started.
+        loaded = load_index(root, sessions=False)
         prior, schemas, state = loaded.files, dict(loaded.schemas), loaded.state
     notes = index_journal.pending(root)
     everything = (
@@ -761,18 +782,33 @@ def refresh_index(
     del todo
     opened = fresh.num_rows
     if opened or removed or changed or full:
-        if SESSION_FIELDS[0] not in prior.columns:  # rewritten whole: load all of it
-            prior = load_index(root).files
-            covered = _covered(prior, result)
-        keep = ~covered | prior["path"].is_in(unchanged.implode())
-        files = pl.concat(
-            [prior.filter(keep), pl.from_arrow(fresh).cast(prior.schema)], rechunk=False
-        )
-        del fresh
-        if not files["path"].is_sorted():  # a cold build arrives in order: no copy
-            files = files.sort("path")
         schemas.update(fresh_schemas)
-        persist_error = _save(root, files, schemas)
+        gone = prior.filter(covered & ~prior["path"].is_in(unchanged.implode()))["path"]
+        if SESSION_FIELDS[0] in prior.columns:  # an index in memory (the console's)
+            files = pl.concat(
+                [
+                    prior.filter(~prior["path"].is_in(gone.implode())),
+                    pl.from_arrow(fresh).cast(prior.schema),
+                ],
+                rechunk=False,
+            ).sort("path")
+            persist_error = _save(root, files, schemas)
+        else:
+            del prior
+            saved = _empty_frame() if full else load_index(root).files
+            files = pl.concat(
+                [
+                    saved.filter(~saved["path"].is_in(gone.implode())),
+                    pl.from_arrow(fresh).cast(saved.schema),
+                ],
+                rechunk=False,
+            )
+            del saved, fresh
+            if not files["path"].is_sorted():
+                files = files.sort("path")
+            persist_error = _save(root, files, schemas)
+        if persist_error is None:
+            persist_error = _save_summary_of(root, files)
     cancelled = cancel is not None and cancel.cancelled
     new_state = IndexState(
         full_scan_at=now if everything and not cancelled else state.full_scan_at,
@@ -802,4 +838,6 @@ def refresh_index(
         cancel.raise_if_cancelled("run it again: the files read so far are kept in the index")
     if not sessions:
         files = files.drop(SESSION_FIELDS, strict=False)
+    elif SESSION_FIELDS[0] not in files.columns:  # nothing changed: as it was saved
+        files = load_index(root).files
     return FileIndex(root, files, stats, schemas, new_state)

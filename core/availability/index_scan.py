@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,8 +96,33 @@ class ScanResult:
     walked: set[tuple[str, str]] = field(default_factory=set)  # (dataset, ticker) walked whole
 
 
+# A hot scan that found changes, kept for the next scan of the same scope in this process:
+# a command asks "did anything change?" before refreshing, and listing the hot months of
+# 10,000 tickers twice cost a second. Handed out once, and only for a few seconds.
+_KEPT_FOR_S = 10.0
+_kept: tuple[tuple, float, ScanResult] | None = None
+
+
+def _scope_key(root: Path, hot: HotScope) -> tuple:
+    known = frozenset((d, frozenset(t)) for d, t in hot.known.items())
+    return (str(root), hot.first_month, hot.last_month, known, hot.paths)
+
+
+def keep(root: Path, result: ScanResult) -> None:
+    """Offer a hot scan's result to the next ``scan`` of the same scope (see above)."""
+    global _kept
+    if result.hot is not None:
+        _kept = (_scope_key(root, result.hot), time.monotonic(), result)
+
+
 def scan(root: Path, hot: HotScope | None = None) -> ScanResult:
     """Every bar file below the workspace with its stat (or the hot ones: see above)."""
+    global _kept
+    if hot is not None and _kept is not None:
+        key, at, kept = _kept
+        _kept = None
+        if time.monotonic() - at < _KEPT_FOR_S and key == _scope_key(root, hot):
+            return kept
     result = ScanResult(hot=hot)
     for dataset in discover_datasets(root, result.unreadable):
         if dataset.kind == "trades" or dataset.interval is None:

@@ -233,6 +233,7 @@ def unchanged_hot(root: Path, now: float) -> int | None:
         or {u.path for u in result.unreadable} != {u.path for u in state.unreadable}
         or set(result.strays) != {s for s in state.strays if stray_looked_at(s, result)}
     ):
+        index_scan.keep(root, result)  # the refresh that follows looks at the same
         return None
     save_state(root, dataclasses.replace(state, refreshed_at=now))
     return len(result.found)
