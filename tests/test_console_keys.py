@@ -213,8 +213,12 @@ async def test_a_screenshot_is_saved_in_the_workspace_and_named(workspace: Path)
 
 
 def test_console_wording_names_keys_where_the_console_can_do_it():
+    # Screen 6 lists the last check's findings on opening; c would run a new check.
     assert console_wording("3 error(s) (`parqctl integrity` lists them)") == (
-        "3 error(s) (press 6 then c lists them)"
+        "3 error(s) (press 6 to list them)"
+    )
+    assert console_wording("never checked: run `parqctl integrity`") == (
+        "never checked: press 6 then c"
     )
     assert console_wording("gone: remove the lock with `parqctl lock break --force`") == (
         "gone: remove the lock: press 3 then b"
@@ -237,7 +241,7 @@ async def test_the_dashboard_advises_keys_not_commands(demo: Path, capsys):
     async with app.run_test(size=(120, 36)) as pilot:
         await settle(pilot)
         verdict = status(app, "health")
-        assert "error(s) in the last check (press 6 then c lists them)" in verdict
+        assert "error(s) in the last check (press 6 to list them)" in verdict
         assert "`parqctl" not in verdict
         app.notify("run `parqctl lock status`")
         await pilot.pause()

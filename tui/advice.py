@@ -47,6 +47,13 @@ def _in_keys(match: re.Match[str]) -> str:
     return match.group(0)
 
 
+# Where the console's way differs by what the command is for: it lists the last check's
+# findings on opening screen 6, while c runs a new check.
+_LISTS = re.compile(r"`parqctl integrity` lists them")
+
+
 def console_wording(text: str) -> str:
     """``text`` with each CLI command the console can do replaced by its keys."""
-    return _COMMAND.sub(_in_keys, text) if "`parqctl " in text else text
+    if "`parqctl " not in text:
+        return text
+    return _COMMAND.sub(_in_keys, _LISTS.sub("press 6 to list them", text))
