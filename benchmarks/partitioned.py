@@ -12,7 +12,8 @@ index's worker processes included):
   median of ``--rounds``), then after the collector's daily update (the current month of
   every ticker rewritten by temp file + rename, as the collector does; the month's file is
   first made from the ticker's newest, since the demo's bars end before the clock's month);
-- ``health --json`` warm; ``integrity --json`` first (no row checks cached) and warm;
+- ``health --json`` warm; ``disk --json`` first (no size cache) and warm; ``integrity
+  --json`` first (no row checks cached) and warm;
 - the console's first complete paint (benchmarks/console.py's launch, saved summary);
 - the DuckDB yardstick: ``SELECT ticker, date_trunc('day', date), count(*)`` over the file
   list, grouped (a glob fails on ``ticker=EURUSD=X``: the ticker is taken from the path);
@@ -43,7 +44,7 @@ if str(REPO) not in sys.path:  # run as a script
 from benchmarks.workspace import CACHE, cached_workspace, scratch_copy  # noqa: E402
 
 PARQCTL = [sys.executable, "-m", "tui.cli"]
-ROWS = ("cold", "warm", "daily", "health", "integrity", "console", "duckdb")
+ROWS = ("cold", "warm", "daily", "health", "disk", "integrity", "console", "duckdb")
 
 
 def measured(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
@@ -199,6 +200,11 @@ def figures(root: Path, rounds: int, skip: set[str]) -> dict[str, str]:
     if "health" not in skip:
         best, median, peak = best_of(rounds, lambda: cli(root, "health", "--json"))
         show("health --json warm", best, peak, f" (median {median:.2f} s)")
+    if "disk" not in skip:  # the first builds the per-directory size cache
+        seconds, peak, _ = cli(root, "disk", "--json")
+        show("disk --json first", seconds, peak)
+        best, median, peak = best_of(rounds, lambda: cli(root, "disk", "--json"))
+        show("disk --json warm", best, peak, f" (median {median:.2f} s)")
     if "console" not in skip:
         best, median, _ = console_first_paint(root, rounds)
         show("console first complete paint", best, 0, f" (median {median:.2f} s)")

@@ -401,10 +401,12 @@ ticker.
             filters.append(f"filter {self.pattern}")
         if self.only_gaps:
             filters.append("only problems")
+        # What hides rows comes right after the count of rows shown: at 80 columns the
+        # line is cut, and "2 of 300 tickers" must not appear without its reason.
         self.query_one("#heatmap-status", Static).update(
             f"{heatmap.interval} · {heatmap.zoom} · sort {heatmap_sort_name(self.sort)} · {shown}"
+            + (f" ({', '.join(filters)})" if filters else "")
             + f" · {attention_summary(heatmap)}"
-            + (f" · {', '.join(filters)}" if filters else "")
             + f" · {heatmap.start}..{heatmap.end}"
         )
         if not heatmap.tickers:

@@ -70,6 +70,25 @@ def test_a_current_month_the_collector_rewrites_is_reread(root: Path):
     assert rows_of(root, path) == 2
 
 
+def test_the_check_hands_its_scan_to_the_refresh_that_follows(root: Path, monkeypatch):
+    from core.availability import index_scan
+    from core.availability.index_state import hot_unchanged
+
+    walks = []
+    real = index_scan._scan_partitioned
+    monkeypatch.setattr(
+        index_scan, "_scan_partitioned", lambda *a, **k: walks.append(1) or real(*a, **k)
+    )
+    path = partition(root, "PPP", 12)
+    _collector_writes(path, [d for d in DAYS if d.month == 12][:2])
+    assert not hot_unchanged(root, now=NOW + 60)  # it walked the hot months: a change
+    index = refresh_index(root, now=NOW + 60)
+    assert len(walks) == 1  # one walk of the one partitioned dataset, not two or three
+    assert index.stats.opened == 1 and rows_of(root, path) == 2
+    again = refresh_index(root, now=NOW + 120)  # a kept scan is handed out once only
+    assert len(walks) == 2 and again.stats.opened == 0  # its own check: nothing changed
+
+
 def test_an_old_month_changed_outside_parqctl_is_seen_by_the_full_scan(root: Path):
     path = partition(root, "QQQ", 9)
     _collector_writes(path, [d for d in DAYS if d.month == 9][:3])
