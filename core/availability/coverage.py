@@ -9,6 +9,7 @@ it when that layout has files, else the layout that has them (see ``core.store.r
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
@@ -135,19 +136,20 @@ def choose_sources(ws: Workspace, interval: str, files: pl.DataFrame) -> dict[st
 
     per_ticker = files.group_by("ticker").agg(pl.col("source").unique().sort())
     chosen = {}
-    unblocked: list[str] | None = None  # the order of every ticker without a storage block
+    # The order depends on the ticker's storage block, not on its name: after a migration
+    # thousands of tickers share one block, so routing is asked once per distinct block.
+    by_block: dict[str, list[str]] = {}
     for ticker, sources in per_ticker.iter_rows():
         if len(sources) == 1:
             chosen[ticker] = sources[0]
             continue
-        if storage_block(ws, ticker, interval) is not None:
-            routed = _routed_order(ws, ticker, interval)
-        elif not _routable(ticker):
+        if not _routable(ticker):
             routed = []
-        else:  # the same for all of them (a migrated store: thousands): asked once
-            if unblocked is None:
-                unblocked = _routed_order(ws, ticker, interval)
-            routed = unblocked
+        else:
+            block = json.dumps(storage_block(ws, ticker, interval), sort_keys=True, default=str)
+            if block not in by_block:
+                by_block[block] = _routed_order(ws, ticker, interval)
+            routed = by_block[block]
         order = [s for s in routed if s in sources]
         chosen[ticker] = order[0] if order else sources[0]
     return chosen
@@ -238,16 +240,16 @@ def _block(
     arrays: SessionArrays,
     start: date | None,
 ) -> CalendarBlock:
+    import polars as pl
+
     files = files.sort("position")  # path order: a ticker's files are neighbours, by month
     positions = files["position"].to_numpy().astype(np.int64)
-    names = files["ticker"].to_list()
-    row_of: dict[str, int] = {}
-    file_rows = np.fromiter(
-        (row_of.setdefault(t, len(row_of)) for t in names), dtype=np.int64, count=len(names)
-    )
+    # Each file's row: its ticker's rank of first appearance (an Enum's codes, in one pass
+    # over hundreds of thousands of files).
+    tickers = files["ticker"].unique(maintain_order=True).to_list()
+    file_rows = files["ticker"].cast(pl.Enum(tickers)).to_physical().to_numpy().astype(np.int64)
     order = np.argsort(file_rows, kind="stable")  # groups the files of a ticker in two roots
     positions, file_rows = positions[order], file_rows[order]
-    tickers = list(row_of)
     first_file = np.flatnonzero(np.concatenate(([True], file_rows[1:] != file_rows[:-1])))
     source_of_file = files["source"].to_list()
     sources = [source_of_file[i] for i in order[first_file]]
