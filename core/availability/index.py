@@ -517,6 +517,17 @@ def _read_chunk_table(
     return _records_table(done, contents), _schemas_of(contents), retried
 
 
+def _start_workers_early(workers: int) -> None:
+    """Start the fork server now, while the index loads: the hot months of a large store
+    changed (the collector's daily update rewrites thousands), so files will be read in
+    worker processes, and the server's start (an interpreter and its imports, half a
+    second) then overlaps the loading instead of adding to it."""
+    from core import fork_server
+
+    if workers > 1 and fork_server.may_start_workers():
+        fork_server.context()  # the index's polars frames start threads: no plain fork then
+
+
 def process_context():
     """Fork when this process has one thread (cheapest), else the fork server."""
     from core import fork_server
@@ -736,6 +747,8 @@ def refresh_index(
             looked_at=looked_at,
         )
         return dataclasses.replace(loaded, stats=stats)
+    if hot_only and previous is None and index_scan.kept_found(root) >= _PROCESS_POOL_FROM:
+        _start_workers_early(workers or os.cpu_count() or 1)
     if previous is not None and previous.schemas is not None and not full:
         prior, schemas, state = previous.files, dict(previous.schemas), load_state(root)
     elif full:

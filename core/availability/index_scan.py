@@ -115,6 +115,13 @@ def keep(root: Path, result: ScanResult) -> None:
         _kept = (_scope_key(root, result.hot), time.monotonic(), result)
 
 
+def kept_found(root: Path) -> int:
+    """How many files the kept scan of ``root`` found (0 when none is kept)."""
+    if _kept is None or _kept[0][0] != str(root):
+        return 0
+    return len(_kept[2].found)
+
+
 def scan(root: Path, hot: HotScope | None = None) -> ScanResult:
     """Every bar file below the workspace with its stat (or the hot ones: see above)."""
     global _kept
