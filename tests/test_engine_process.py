@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pyarrow.parquet as pq
 import pytest
-from console_support import settle, shown, status
+from console_support import settle, settle_health, shown, status
 
 from core.errors import MetadataError
 from core.health import health_report
@@ -243,7 +243,7 @@ async def _check_child(app, pilot) -> psutil.Process:
 async def test_the_console_stays_usable_while_a_check_runs_and_cancels_it(demo: Path):
     app = ParqctlApp(Workspace.open(demo), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(pilot)  # the start-up health refresh is over
+        await settle_health(pilot)  # the start-up health refresh is over
         await pilot.press("6", "c")
         child = await _check_child(app, pilot)
         screen = app.screen
@@ -265,7 +265,7 @@ async def test_quitting_during_a_check_ends_its_child(demo: Path, monkeypatch):
     monkeypatch.setattr(engine_process, "CANCEL_GRACE_S", 0.3)
     app = ParqctlApp(Workspace.open(demo), health_refresh_s=None)
     async with app.run_test(size=(120, 36)) as pilot:
-        await settle(pilot)
+        await settle_health(pilot)  # its child is gone: the next one is the check's
         await pilot.press("6", "c")
         child = await _check_child(app, pilot)
         await pilot.press("q")
