@@ -457,17 +457,10 @@ def _repair_summary(root: Path, files: pl.DataFrame) -> None:
 
 
 def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, str]]]) -> str | None:
-    return _save_table(root, files.to_arrow().cast(INDEX_SCHEMA), schemas)
-
-
-def _save_table(
-    root: Path, table: pa.Table, schemas: dict[str, list[tuple[str, str]]]
-) -> str | None:
     """Write the index atomically; returns why not when the state dir is not writable."""
-    import pyarrow.compute as pc
-
     path = index_path(root)
-    used = pc.unique(table["schema_fingerprint"].drop_null()).to_pylist()
+    used = set(files["schema_fingerprint"].drop_nulls().unique().to_list())
+    table = files.to_arrow().cast(INDEX_SCHEMA)
     metadata = {
         _VERSION_KEY: INDEX_VERSION.encode(),
         _SCHEMAS_KEY: json.dumps({fp: schemas[fp] for fp in sorted(used) if fp in schemas}),
@@ -475,7 +468,7 @@ def _save_table(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
-        # Batch by batch: the index is never copied whole to be written.
+        # Batch by batch: each is compressed as it is written, not the whole table first.
         with atomic_path(path, durable=False) as tmp:
             options = pa.ipc.IpcWriteOptions(compression="zstd")
             schema = INDEX_SCHEMA.with_metadata(metadata)
@@ -797,29 +790,20 @@ def refresh_index(
     if opened or removed or changed or full:
         schemas.update(fresh_schemas)
         gone = prior.filter(covered & ~prior["path"].is_in(unchanged.implode()))["path"]
-        if SESSION_FIELDS[0] in prior.columns:  # an index in memory (the console's)
-            files = pl.concat(
-                [
-                    prior.filter(~prior["path"].is_in(gone.implode())),
-                    pl.from_arrow(fresh).cast(prior.schema),
-                ],
-                rechunk=False,
-            ).sort("path")
-            persist_error = _save(root, files, schemas)
-        else:
+        if SESSION_FIELDS[0] not in prior.columns:  # loaded without them: now whole
             del prior
-            saved = _empty_frame() if full else load_index(root).files
-            files = pl.concat(
-                [
-                    saved.filter(~saved["path"].is_in(gone.implode())),
-                    pl.from_arrow(fresh).cast(saved.schema),
-                ],
-                rechunk=False,
-            )
-            del saved, fresh
-            if not files["path"].is_sorted():
-                files = files.sort("path")
-            persist_error = _save(root, files, schemas)
+            prior = _empty_frame() if full else load_index(root).files
+        files = pl.concat(
+            [
+                prior.filter(~prior["path"].is_in(gone.implode())),
+                pl.from_arrow(fresh).cast(prior.schema),
+            ],
+            rechunk=False,
+        )
+        del prior, fresh
+        if not files["path"].is_sorted():  # a cold build arrives in order: no copy
+            files = files.sort("path")
+        persist_error = _save(root, files, schemas)
         if persist_error is None:
             persist_error = _save_summary_of(root, files)
     cancelled = cancel is not None and cancel.cancelled
