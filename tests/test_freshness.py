@@ -166,3 +166,20 @@ def test_migration_percent_reaches_100_only_when_all_are_done():
     assert MigrationProgress("us:yahoo", "1d", "migrating", 1, 300).percent == 0
     assert MigrationProgress("us:yahoo", "1d", "complete", 300, 300).percent == 100
     assert MigrationProgress("us:yahoo", "1d", "pending", 0, 0).percent == 0
+
+
+async def test_the_dashboard_says_how_far_behind_after_the_last_week_is_deleted(demo: Path):
+    from console_support import settle_health, status
+
+    from tui.app import ParqctlApp
+
+    assert delete_bars_from(demo, "1h", LAST_WEEK) > 0
+    app = ParqctlApp(Workspace.open(demo), health_refresh_s=None, clock=lambda: AFTER_CLOSE)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await settle_health(pilot)
+        intervals = status(app, "interval")
+        hourly = next(line for line in intervals.splitlines() if " 1h " in f" {line} ")
+        assert "5 sessions behind" in hourly, intervals
+        daily = next(line for line in intervals.splitlines() if " 1d " in f" {line} ")
+        assert "up to date" in daily, intervals
+        assert "collector stalled? 1h" in status(app, "health")
