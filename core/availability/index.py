@@ -426,9 +426,26 @@ def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
     import polars as pl
 
     with_bars = pl.col("error").is_null() & pl.col("max_date").is_not_null()
+    # A dataset has one kind and one interval: grouped by (dataset, ticker) alone, over the
+    # columns it reads (half the time and memory of 740k records grouped by four strings).
     summary = (
-        files.group_by("dataset", "kind", "interval", "ticker")
+        files.select(
+            "dataset",
+            "kind",
+            "interval",
+            "ticker",
+            "venue",
+            "size",
+            "rows",
+            "error",
+            "min_date",
+            "max_date",
+            "mtime_ns",
+        )
+        .group_by("dataset", "ticker")
         .agg(
+            kind=pl.col("kind").first(),
+            interval=pl.col("interval").first(),
             files=pl.len().cast(pl.Int64),
             bytes=pl.col("size").sum(),
             rows=pl.col("rows").sum(),
