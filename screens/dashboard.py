@@ -26,6 +26,7 @@ from core.health import HealthReport, MigrationProgress, Verdict, build_index, w
 from core.jobs import CancelToken, JobCancelled, Progress
 from core.safety.run_lock import LockState
 from tui.advice import console_wording
+from tui.messages import IndexProgress
 from tui.text import human_age, human_bytes
 
 if TYPE_CHECKING:  # numpy, which it loads, is not needed to paint the dashboard
@@ -559,15 +560,6 @@ class LiveRead(Message):
         super().__init__()
         self.state = state  # the app's HealthState it was read over
         self.report = report
-
-
-class IndexProgress(Message):
-    def __init__(self, progress: Progress) -> None:
-        super().__init__()
-        self.progress = progress
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, IndexProgress)
 
 
 class IndexBuilt(Message):

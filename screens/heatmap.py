@@ -40,9 +40,9 @@ from core.availability.index import refresh_index
 from core.errors import ParqctlError
 from core.ingest.confirmed_empty import days_by_ticker as confirmed_empty_days
 from core.integrity.quarantine import QuarantineEntry
-from core.jobs import Progress
 from core.store.workspace import Workspace
 from screens.heatmap_grid import GLYPHS, PARTIAL_SHADES, HeatmapGrid, partial_glyph
+from tui.messages import IndexProgress
 
 LEGEND = (
     (CellState.COMPLETE, "$success", "complete"),
@@ -81,15 +81,6 @@ class MatrixReady(Message):
     def __init__(self, heatmap: Heatmap, keep_ticker: str | None, keep_day: date | None) -> None:
         super().__init__()
         self.heatmap, self.keep_ticker, self.keep_day = heatmap, keep_ticker, keep_day
-
-
-class IndexProgress(Message):
-    def __init__(self, progress: Progress) -> None:
-        super().__init__()
-        self.progress = progress
-
-    def can_replace(self, message: Message) -> bool:
-        return isinstance(message, IndexProgress)
 
 
 def describe_cell(bucket: date, state: int, coverage: float | None) -> str:
