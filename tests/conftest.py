@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from migration_support import build_source, copy_workspace
 
 from core.safety.atomic import write_json
 from core.store.bars import BAR_SCHEMA, write_bar_file
@@ -88,6 +89,21 @@ def workspace(tmp_path: Path) -> Path:
     write_json(root / "intervals.json", ["1d"])
     write_json(root / "storage_config.json", {"partitioned": False, "markets": {}, "sources": {}})
     return root
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> tuple[Path, object]:
+    """The migration tests' demo in the collector's legacy layout, built once a module,
+    with its report (where the demo's injected damage is)."""
+    root = tmp_path_factory.mktemp("migration-source") / "ws"
+    return root, build_source(root)
+
+
+@pytest.fixture
+def clean(source, tmp_path: Path) -> Path:
+    """A copy of ``source`` whose legacy files are all readable (the broken ones removed)."""
+    root, report = source
+    return copy_workspace(root, tmp_path / "ws", readable_only=True, report=report)
 
 
 def tree_digest(root: Path) -> dict[str, str]:

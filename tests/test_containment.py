@@ -14,17 +14,11 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import PARQCTL, run_cli, tree_digest
-from migration_support import build_source, copy_workspace
+from migration_support import copy_workspace
 
 from core.migration.failpoints import FAILPOINT_ENV
 
 TICKER_DIR = "data/us/yahoo/stocks_1d/ticker={t}"
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory) -> tuple[Path, object]:
-    root = tmp_path_factory.mktemp("containment-source") / "ws"
-    return root, build_source(root)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, bar_table, run_cli, tree_digest
-from migration_support import build_source, copy_workspace, legacy_hashes
+from migration_support import copy_workspace, legacy_hashes
 
 from core.errors import DiskSpaceError, ParqctlError
 from core.migration import months as mo
@@ -32,19 +32,6 @@ from core.store.workspace import Workspace
 
 US = Venue("us", "yahoo")
 IVS = ["1d", "1h"]
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("migration-source") / "ws"
-    return root, build_source(root)
-
-
-@pytest.fixture
-def clean(source, tmp_path) -> Path:
-    """A workspace whose legacy files are all readable (the broken ones removed)."""
-    root, report = source
-    return copy_workspace(root, tmp_path / "ws", readable_only=True, report=report)
 
 
 @pytest.fixture

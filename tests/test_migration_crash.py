@@ -14,25 +14,13 @@ from pathlib import Path
 
 import pytest
 from conftest import PARQCTL, mounted_tmpfs, run_cli
-from migration_support import build_source, check_invariants, copy_workspace, legacy_hashes
+from migration_support import check_invariants, legacy_hashes
 
 from core.migration.failpoints import FAILPOINT_ENV, TRACE_ENV
 from core.safety import run_lock
 
 SEED = 20251205
 KILLS = 22
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("crash-source") / "ws"
-    return root, build_source(root)
-
-
-@pytest.fixture
-def clean(source, tmp_path) -> Path:
-    root, report = source
-    return copy_workspace(root, tmp_path / "ws", readable_only=True, report=report)
 
 
 def _migrate_args(root: Path, *extra: str) -> list[str]:

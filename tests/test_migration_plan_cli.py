@@ -8,21 +8,9 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, tree_digest
-from migration_support import build_source, copy_workspace
+from migration_support import copy_workspace
 
 from core.safety import run_lock
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plan-cli-source") / "ws"
-    return root, build_source(root)
-
-
-@pytest.fixture
-def clean(source, tmp_path) -> Path:
-    root, report = source
-    return copy_workspace(root, tmp_path / "ws", readable_only=True, report=report)
 
 
 @pytest.fixture
