@@ -269,6 +269,14 @@ def test_query_screen_snapshot(snap_compare, snapshot_workspace: Path):
         )
         await pilot.press("ctrl+r")
         await settle(pilot)
+        # A DataTable measures its columns when its message queue is idle: on a busy machine
+        # the screenshot came before, with every column as narrow as its header.
+        table = pilot.app.screen.query_one(DataTable)
+        for _ in range(200):
+            widths = [column.content_width for column in table.columns.values()]
+            if len(widths) == 7 and widths[1] >= len("2025-11-20 00:00:00"):
+                break
+            await pilot.pause(0.02)
 
     app = ParqctlApp(Workspace.open(snapshot_workspace), health_refresh_s=None, clock=lambda: NOW)
     assert snap_compare(app, terminal_size=(120, 36), run_before=run_before)
