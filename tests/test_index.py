@@ -276,6 +276,7 @@ def test_two_refreshes_at_once_leave_a_valid_index(root: Path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     index = load_index(root)
     assert index.files.height == 6 and index.unreadable.height == 0
-    expected = {"files.arrow", "summary.json", "state.json", "hot.json"}
+    expected = {"files.arrow", "summary.json", "state.json", "hot.json", index.cold.file}
     leftovers = [p.name for p in index_path(root).parent.iterdir() if p.name not in expected]
-    assert leftovers == []
+    # The loser's cold shard may stay (newer than the one named) until the next full write.
+    assert all(name.startswith("cold-") and name > index.cold.file for name in leftovers)

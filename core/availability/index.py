@@ -78,20 +78,27 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from core.availability import index_journal, index_scan
+from core.availability import index_journal, index_scan, index_shards
 from core.availability.index_scan import Found, HotScope, ScanResult, Stray, is_temp_file
+from core.availability.index_shards import (
+    COLD_LAG,
+    INDEX_SCHEMA,
+    SESSION_FIELDS,
+    WITHOUT_SESSIONS,
+    ColdShard,
+)
 from core.availability.index_state import (
     FULL_SCAN_DAYS,
     INDEX_DIR,
     INDEX_FILE,
-    INDEX_VERSION,
     SUMMARY_COLUMNS,
     SUMMARY_FILE,
     IndexState,
     RefreshStats,
+    cold_stat,
     full_scan_due,
     hot_range,
     hot_unchanged,
@@ -107,7 +114,7 @@ from core.availability.index_state import (
 )
 from core.config import FileLimits
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.safety.atomic import atomic_open, atomic_path
+from core.safety.atomic import atomic_open
 from core.store.bars import TOO_LARGE, footer_problem, workspace_limits
 
 if TYPE_CHECKING:
@@ -126,39 +133,11 @@ __all__ = [
     "load_summary",
 ]
 
-_VERSION_KEY = b"parqctl.index.version"
-_SCHEMAS_KEY = b"parqctl.index.schemas"
 NS_PER_DAY = 86_400_000_000_000
 _CANCEL_EVERY = 64  # files between cancel checks and progress reports (per worker)
 _PROCESS_POOL_FROM = 2_000  # files to read from which worker processes beat threads
 _PROCESS_CHUNK = 512  # files per task of a worker process
-_BATCH_ROWS = 65_536  # records per batch of the persisted index
-
-INDEX_SCHEMA = pa.schema(
-    [
-        ("path", pa.string()),
-        ("dataset", pa.string()),
-        ("kind", pa.string()),
-        ("interval", pa.string()),
-        ("venue", pa.string()),
-        ("ticker", pa.string()),
-        ("year", pa.int16()),
-        ("month", pa.int8()),
-        ("size", pa.int64()),
-        ("mtime_ns", pa.int64()),
-        ("rows", pa.int64()),
-        ("min_date", pa.timestamp("ns")),
-        ("max_date", pa.timestamp("ns")),
-        ("schema_fingerprint", pa.string()),
-        ("error", pa.string()),
-        ("session_days", pa.list_(pa.date32())),
-        ("session_bars", pa.list_(pa.uint16())),
-    ]
-)
 _FOUND_FIELDS = Found._fields[:8]  # path .. month: what the scan names
-SESSION_FIELDS = ("session_days", "session_bars")
-# The index without the per-session lists: a fiftieth of its size once decompressed.
-_WITHOUT_SESSIONS = pa.schema([f for f in INDEX_SCHEMA if f.name not in SESSION_FIELDS])
 
 
 @dataclass(frozen=True)
@@ -180,6 +159,8 @@ class FileIndex:
     stats: RefreshStats = field(default_factory=RefreshStats)
     schemas: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     state: IndexState = field(default_factory=IndexState)
+    # The persisted cold shard when ``files`` starts with its records (as loaded).
+    cold: ColdShard | None = None
 
     @functools.cached_property
     def sessions(self) -> SessionArrays:
@@ -377,7 +358,7 @@ def _schemas_of(contents: list[_Content]) -> dict[str, list[tuple[str, str]]]:
 def _empty_frame(sessions: bool = True) -> pl.DataFrame:
     import polars as pl
 
-    return pl.from_arrow((INDEX_SCHEMA if sessions else _WITHOUT_SESSIONS).empty_table())
+    return pl.from_arrow((INDEX_SCHEMA if sessions else WITHOUT_SESSIONS).empty_table())
 
 
 def load_index(root: Path, *, sessions: bool = True) -> FileIndex:
@@ -385,39 +366,17 @@ def load_index(root: Path, *, sessions: bool = True) -> FileIndex:
 
     Empty when there is none yet, or when it is unreadable or of another version (it is
     parqctl's own cache: the next refresh rebuilds it). ``sessions=False`` leaves out the
-    per-session lists, which are most of what there is to read.
+    per-session lists, which are most of what there is to read. The records of the cold
+    shard come first (``FileIndex.cold``), then the hot ones, each part in path order.
     """
     import polars as pl
 
-    table, schemas = _read_table(root, INDEX_SCHEMA if sessions else _WITHOUT_SESSIONS)
+    loaded = index_shards.read_index(root, INDEX_SCHEMA if sessions else WITHOUT_SESSIONS)
     state = load_state(root)
-    if table is None:
+    if loaded is None:
         return FileIndex(root, _empty_frame(sessions), state=state)
-    return FileIndex(root, pl.from_arrow(table), schemas=schemas, state=state)
-
-
-def _read_table(
-    root: Path, schema: pa.Schema
-) -> tuple[pa.Table | None, dict[str, list[tuple[str, str]]]]:
-    try:
-        table = feather.read_table(index_path(root), columns=schema.names, memory_map=False)
-    except (FileNotFoundError, NotADirectoryError):
-        return None, {}
-    except (pa.ArrowException, OSError, KeyError):
-        return None, {}
-    metadata = table.schema.metadata or {}
-    if metadata.get(
-        _VERSION_KEY
-    ) != INDEX_VERSION.encode() or not table.schema.remove_metadata().equals(schema):
-        return None, {}
-    try:
-        schemas = {
-            fp: [(name, kind) for name, kind in columns]
-            for fp, columns in json.loads(metadata.get(_SCHEMAS_KEY, b"{}")).items()
-        }
-    except (ValueError, TypeError):
-        return None, {}
-    return table.replace_schema_metadata(None), schemas
+    files = pl.from_arrow(loaded.table)
+    return FileIndex(root, files, schemas=loaded.schemas, state=state, cold=loaded.cold)
 
 
 def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
@@ -471,30 +430,6 @@ def _repair_summary(root: Path, files: pl.DataFrame) -> None:
     if load_summary(root) is None and not files.is_empty():
         with contextlib.suppress(OSError):
             _save_summary(root, files)
-
-
-def _save(root: Path, files: pl.DataFrame, schemas: dict[str, list[tuple[str, str]]]) -> str | None:
-    """Write the index atomically; returns why not when the state dir is not writable."""
-    path = index_path(root)
-    used = set(files["schema_fingerprint"].drop_nulls().unique().to_list())
-    table = files.to_arrow().cast(INDEX_SCHEMA)
-    metadata = {
-        _VERSION_KEY: INDEX_VERSION.encode(),
-        _SCHEMAS_KEY: json.dumps({fp: schemas[fp] for fp in sorted(used) if fp in schemas}),
-    }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
-        # Batch by batch: each is compressed as it is written, not the whole table first.
-        with atomic_path(path, durable=False) as tmp:
-            options = pa.ipc.IpcWriteOptions(compression="zstd")
-            schema = INDEX_SCHEMA.with_metadata(metadata)
-            with pa.ipc.new_file(str(tmp), schema, options=options) as out:
-                for batch in table.to_batches(max_chunksize=_BATCH_ROWS):
-                    out.write_batch(batch)
-    except OSError as exc:
-        return f"cannot write {path}: {exc.strerror or exc}"
-    return None
 
 
 def _save_summary_of(root: Path, files: pl.DataFrame) -> str | None:
@@ -710,8 +645,68 @@ def _save_hot(root: Path, files: pl.DataFrame, result: ScanResult, now: float) -
         "present": {d: sorted(t) for d, t in result.present.items()},
         "datasets": sorted(result.datasets),
         "index": stat_of(index_path(root)),
+        "cold": cold_stat(root),
     }
     write_hot(root, raw)
+
+
+def _cold_kept(
+    root: Path,
+    prior: pl.DataFrame,
+    cold: ColdShard | None,
+    gone: pl.Series,
+    fresh: pa.Table,
+    now: float,
+) -> pl.DataFrame | None:
+    """The hot shard's records (with their session lists) when the changes leave the
+    persisted cold shard as it is; None when both shards are to be written: a change
+    in a cold month, a boundary lagging the hot months, or a cold shard that is not the
+    one ``prior`` was loaded with."""
+    import polars as pl
+
+    if cold is None or cold.before < hot_range(now)[0] - COLD_LAG or prior.height < cold.rows:
+        return None
+    if index_shards.read_cold_ref(root) != cold:
+        return None  # another process wrote the index meanwhile
+    if prior.slice(0, cold.rows)["path"].is_in(gone.implode()).any():
+        return None
+    if len(fresh) and pc.any(index_shards.cold_mask(fresh, cold.before)).as_py():
+        return None
+    if SESSION_FIELDS[0] in prior.columns:
+        return prior.slice(cold.rows)
+    hot = index_shards.read_hot(root, INDEX_SCHEMA)
+    if hot is None or hot.cold != cold or hot.table.num_rows != prior.height - cold.rows:
+        return None
+    return pl.from_arrow(hot.table)
+
+
+def _merged(prior: pl.DataFrame, gone: pl.Series, fresh: pa.Table) -> pl.DataFrame:
+    """``prior`` without the ``gone`` paths, with the ``fresh`` records, in path order."""
+    import polars as pl
+
+    kept = prior.filter(~prior["path"].is_in(gone.implode()))
+    return pl.concat([kept, pl.from_arrow(fresh).cast(prior.schema)], rechunk=False).sort("path")
+
+
+def _with_cold(
+    root: Path, prior: pl.DataFrame, cold: ColdShard, hot: pl.DataFrame, sessions: bool
+) -> tuple[pl.DataFrame, ColdShard | None]:
+    """The whole index after a hot-shard write: the cold records, then ``hot``."""
+    import polars as pl
+
+    if not sessions:
+        hot = hot.drop(SESSION_FIELDS)
+    elif SESSION_FIELDS[0] not in prior.columns:
+        table = index_shards.read_cold(root, cold, INDEX_SCHEMA)
+        if table is None:  # another process replaced the index meanwhile: its version
+            return _loaded(root, sessions)
+        return pl.concat([pl.from_arrow(table), hot], rechunk=False), cold
+    return pl.concat([prior.slice(0, cold.rows).select(hot.columns), hot], rechunk=False), cold
+
+
+def _loaded(root: Path, sessions: bool) -> tuple[pl.DataFrame, ColdShard | None]:
+    loaded = load_index(root, sessions=sessions)
+    return loaded.files, loaded.cold
 
 
 def refresh_index(
@@ -761,13 +756,14 @@ def refresh_index(
         _start_workers_early(workers or os.cpu_count() or 1)
     if previous is not None and previous.schemas is not None and not full:
         prior, schemas, state = previous.files, dict(previous.schemas), load_state(root)
+        cold = previous.cold
     elif full:
-        prior, schemas, state = _empty_frame(sessions=False), {}, load_state(root)
+        prior, schemas, state, cold = _empty_frame(sessions=False), {}, load_state(root), None
     else:
-        # Without the session lists (most of the index): they are read below, batch by
-        # batch, only if something changed, and after the worker processes have started.
+        # Without the session lists (most of the index): they are read below, only if
+        # something changed, and after the worker processes have started.
         loaded = load_index(root, sessions=False)
-        prior, schemas, state = loaded.files, dict(loaded.schemas), loaded.state
+        prior, schemas, state, cold = loaded.files, dict(loaded.schemas), loaded.state, loaded.cold
     notes = index_journal.pending(root)
     everything = (
         full
@@ -807,20 +803,28 @@ def refresh_index(
     if opened or removed or changed or full:
         schemas.update(fresh_schemas)
         gone = prior.filter(covered & ~prior["path"].is_in(unchanged.implode()))["path"]
-        if SESSION_FIELDS[0] not in prior.columns:  # loaded without them: now whole
-            del prior
-            prior = _empty_frame() if full else load_index(root).files
-        files = pl.concat(
-            [
-                prior.filter(~prior["path"].is_in(gone.implode())),
-                pl.from_arrow(fresh).cast(prior.schema),
-            ],
-            rechunk=False,
-        )
-        del prior, fresh
-        if not files["path"].is_sorted():  # a cold build arrives in order: no copy
-            files = files.sort("path")
-        persist_error = _save(root, files, schemas)
+        kept = None if full else _cold_kept(root, prior, cold, gone, fresh, now)
+        if kept is not None:  # every change is in the hot shard: the cold one stays
+            hot = _merged(kept, gone, fresh)
+            del kept, fresh
+            persist_error = index_shards.write_hot(
+                root, index_shards.arrow_batches(hot), schemas, cold
+            )
+            files, cold = _with_cold(root, prior, cold, hot, sessions)
+            del prior, hot
+        else:
+            if prior.height and SESSION_FIELDS[0] not in prior.columns:  # now whole
+                del prior
+                prior = load_index(root).files
+            # A first build arrives in path order and is written as it is: no frame.
+            whole = fresh if not prior.height else _merged(prior, gone, fresh)
+            del prior, fresh
+            persist_error = index_shards.write_index(root, whole, schemas, hot_range(now)[0])
+            if persist_error is None:  # what was written, cold shard first
+                del whole
+                files, cold = _loaded(root, sessions)
+            else:
+                files, cold = pl.DataFrame(whole), None
         if persist_error is None:
             persist_error = _save_summary_of(root, files)
     cancelled = cancel is not None and cancel.cancelled
@@ -853,5 +857,6 @@ def refresh_index(
     if not sessions:
         files = files.drop(SESSION_FIELDS, strict=False)
     elif SESSION_FIELDS[0] not in files.columns:  # nothing changed: as it was saved
-        files = load_index(root).files
-    return FileIndex(root, files, stats, schemas, new_state)
+        reloaded = load_index(root)
+        files, cold = reloaded.files, reloaded.cold
+    return FileIndex(root, files, stats, schemas, new_state, cold)

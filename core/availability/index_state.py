@@ -181,6 +181,16 @@ def stat_of(path: Path) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
+def cold_stat(root: Path) -> list[list[Any]]:
+    """The name and stat of each of the index's cold shards (core.availability.index_shards,
+    files ``cold-*.arrow``), to see that they are still those of the last refresh."""
+    try:
+        names = sorted(p.name for p in (root / INDEX_DIR).glob("cold-*.arrow"))
+    except OSError:
+        return []
+    return [[name, stat_of(root / INDEX_DIR / name)] for name in names]
+
+
 def full_scan_due(state: IndexState, now: float) -> bool:
     return state.full_scan_at is None or now - state.full_scan_at > FULL_SCAN_DAYS * 86400
 
@@ -218,6 +228,8 @@ def unchanged_hot(root: Path, now: float) -> int | None:
             return None
         if raw["index"] is None or raw["index"] != stat_of(index_path(root)):
             return None  # the index was replaced since (another process, or damage)
+        if raw.get("cold") != cold_stat(root):
+            return None  # its cold shard too
         known = {d: set(t) for d, t in raw["known"].items()}
         files = {tuple(f) for f in raw["files"]}
     except (OSError, ValueError, KeyError, TypeError):

@@ -340,18 +340,13 @@ def bar_files(ws: Workspace, interval: str) -> BarFiles:
 def _leave_out_unreadable(ws: Workspace, files: BarFiles) -> None:
     """Drop the files the persisted index knows as unreadable, if unchanged since.
 
-    The index file is read with pyarrow alone (four columns), not through polars."""
-    import pyarrow as pa
+    The index is read with pyarrow alone (five columns), not through polars."""
     import pyarrow.compute as pc
-    import pyarrow.feather as feather
 
-    from core.availability.index import index_path
+    from core.availability.index_shards import read_columns
 
-    try:
-        index = feather.read_table(
-            index_path(ws.root), columns=["path", "interval", "size", "mtime_ns", "error"]
-        )
-    except (OSError, pa.ArrowException, KeyError):
+    index = read_columns(ws.root, ["path", "interval", "size", "mtime_ns", "error"])
+    if index is None:
         return  # none yet, or unreadable: nothing is known to be bad
     bad = index.filter(
         pc.and_(pc.is_valid(index["error"]), pc.equal(index["interval"], files.interval))
