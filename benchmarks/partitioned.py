@@ -34,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,9 +90,10 @@ def best_of(rounds: int, run) -> tuple[float, float, int]:
 
 
 def current_months(root: Path) -> list[Path]:
-    """Each partitioned ticker's file of the current month (by the clock), created from its
-    newest file where missing: what the collector's first update of a month does. The
-    demo's bars end in its own month; the index's hot months are the clock's."""
+    """Each partitioned ticker's file of the current month (by the clock), created where
+    missing from its newest file's bars moved by whole weeks into this month, up to today:
+    what the collector's first update of a month writes. The demo's bars end in its own
+    month; the index's hot months are the clock's."""
     today = date.today()
     created = []
     for dataset in sorted((root / "data").glob("*/*/stocks_*")):
@@ -104,10 +105,36 @@ def current_months(root: Path) -> list[Path]:
                 newest = Path(ticker.path, years[-1], months[-1], "data.parquet")
                 target.mkdir(parents=True, exist_ok=True)
                 temp = target / "data.parquet.tmp-bench"
-                temp.write_bytes(newest.read_bytes())
+                _write_moved(newest, temp, today)
                 os.replace(temp, target / "data.parquet")
             created.append(target / "data.parquet")
     return created
+
+
+def _write_moved(source: Path, target: Path, today: date) -> None:
+    """``source``'s bars moved by whole weeks (weekdays kept) into ``today``'s month."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)
+    table = parquet.read()
+    dates = table["date"]
+    first = pc.min(dates).as_py().date()
+    weeks = round((today.replace(day=1) - first.replace(day=1)).days / 7)
+    moved = pc.add(dates, pa.scalar(timedelta(weeks=weeks), pa.duration(dates.type.unit)))
+    days = pc.cast(moved, pa.date32())
+    keep = pc.and_(
+        pc.equal(pc.month(days), today.month),
+        pc.less_equal(days, pa.scalar(today, pa.date32())),
+    )
+    table = table.set_column(table.schema.get_field_index("date"), "date", moved).filter(keep)
+    codec = (
+        parquet.metadata.row_group(0).column(0).compression
+        if parquet.metadata.num_row_groups
+        else "zstd"
+    )
+    pq.write_table(table, target, compression=codec.lower())
 
 
 def daily_update(root: Path, files: list[Path]) -> int:

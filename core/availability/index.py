@@ -78,7 +78,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.availability import index_journal, index_scan, index_shards
@@ -137,6 +136,7 @@ NS_PER_DAY = 86_400_000_000_000
 _CANCEL_EVERY = 64  # files between cancel checks and progress reports (per worker)
 _PROCESS_POOL_FROM = 2_000  # files to read from which worker processes beat threads
 _PROCESS_CHUNK = 512  # files per task of a worker process
+_NAIVE_NS = pa.timestamp("ns")
 _FOUND_FIELDS = Found._fields[:8]  # path .. month: what the scan names
 
 
@@ -229,6 +229,8 @@ def schema_fingerprint(schema: pa.Schema) -> str:
 def _date_values(column: pa.ChunkedArray) -> np.ndarray:
     """The bar times as int64 ns of naive local time, nulls dropped; raises ValueError."""
     kind = column.type
+    if kind == _NAIVE_NS and column.null_count == 0 and column.num_chunks == 1:
+        return numpy_values(column.chunk(0), np.int64)  # what the collector writes
     if pa.types.is_timestamp(kind):
         if kind.tz is not None:  # be liberal: a zoned column's local wall time
             import pyarrow.compute as pc  # (imported here: a second at start-up, rarely used)
@@ -254,27 +256,38 @@ def per_day_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return days[starts].astype(np.int32), np.minimum(counts, 65535).astype(np.uint16)
 
 
+@functools.lru_cache(maxsize=64)
+def _schema_facts(schema: pa.Schema) -> tuple[str, list[str], list[str]]:
+    """(fingerprint, column names, type names): a store has a handful of schemas, and
+    hundreds of thousands of files to look them up for."""
+    return schema_fingerprint(schema), list(schema.names), [str(t) for t in schema.types]
+
+
 def _read_content(path: Path, st: os.stat_result, limits: FileLimits) -> _Content:
     facts: dict[str, Any] = {}
     try:
-        # A native file (no filesystem resolution, no pre-buffering) and one column read
-        # halve the per-file cost against ParquetFile(path).read(columns=...).
-        with pa.OSFile(str(path)) as handle, pq.ParquetFile(handle, pre_buffer=False) as parquet:
-            schema = parquet.schema_arrow
+        # A native file (no filesystem resolution, no pre-buffering), pyarrow's reader
+        # without ParquetFile's Python wrapper, and one column read: the per-file cost of
+        # 740,000 files is mostly fixed costs like these.
+        with pa.OSFile(str(path)) as handle:
+            reader = pq.ParquetReader()
+            reader.open(handle, pre_buffer=False, arrow_extensions_enabled=True)
+            schema, metadata = reader.schema_arrow, reader.metadata
+            fingerprint, columns, types = _schema_facts(schema)
             facts = {
-                "rows": parquet.metadata.num_rows,
-                "fingerprint": schema_fingerprint(schema),
-                "columns": list(schema.names),
-                "types": [str(t) for t in schema.types],
+                "rows": metadata.num_rows,
+                "fingerprint": fingerprint,
+                "columns": columns,
+                "types": types,
             }
-            found = schema.names.count("date")
+            found = columns.count("date")
             if found != 1:
                 error = "no `date` column" if not found else f"{found} `date` columns"
                 return _Content(st.st_size, st.st_mtime_ns, error=error, **facts)
-            too_large = footer_problem(parquet.metadata, limits)
+            too_large = footer_problem(metadata, limits)
             if too_large is not None:  # its date column alone could exhaust the memory
                 return _Content(st.st_size, st.st_mtime_ns, error=too_large, **facts)
-            values = _date_values(parquet.reader.read_column(schema.get_field_index("date")))
+            values = _date_values(reader.read_column(columns.index("date")))
     except FileNotFoundError:  # vanished: the caller drops it from the index
         raise
     except (pa.ArrowException, OSError, ValueError, NotImplementedError) as exc:
@@ -670,6 +683,8 @@ def _cold_kept(
         return None  # another process wrote the index meanwhile
     if prior.slice(0, cold.rows)["path"].is_in(gone.implode()).any():
         return None
+    import pyarrow.compute as pc
+
     if len(fresh) and pc.any(index_shards.cold_mask(fresh, cold.before)).as_py():
         return None
     if SESSION_FIELDS[0] in prior.columns:
@@ -689,19 +704,21 @@ def _merged(prior: pl.DataFrame, gone: pl.Series, fresh: pa.Table) -> pl.DataFra
 
 
 def _with_cold(
-    root: Path, prior: pl.DataFrame, cold: ColdShard, hot: pl.DataFrame, sessions: bool
+    root: Path, cold_part: pl.DataFrame | None, cold: ColdShard, hot: pl.DataFrame, sessions: bool
 ) -> tuple[pl.DataFrame, ColdShard | None]:
-    """The whole index after a hot-shard write: the cold records, then ``hot``."""
+    """The whole index after a hot-shard write: the cold records (``cold_part``, or read
+    from the cold shard when None), then ``hot``."""
     import polars as pl
 
     if not sessions:
         hot = hot.drop(SESSION_FIELDS)
-    elif SESSION_FIELDS[0] not in prior.columns:
+    if cold_part is None:
         table = index_shards.read_cold(root, cold, INDEX_SCHEMA)
         if table is None:  # another process replaced the index meanwhile: its version
             return _loaded(root, sessions)
-        return pl.concat([pl.from_arrow(table), hot], rechunk=False), cold
-    return pl.concat([prior.slice(0, cold.rows).select(hot.columns), hot], rechunk=False), cold
+        cold_part = pl.from_arrow(table)
+        del table
+    return pl.concat([cold_part.select(hot.columns), hot], rechunk=False), cold
 
 
 def _loaded(root: Path, sessions: bool) -> tuple[pl.DataFrame, ColdShard | None]:
@@ -764,6 +781,7 @@ def refresh_index(
         # something changed, and after the worker processes have started.
         loaded = load_index(root, sessions=False)
         prior, schemas, state, cold = loaded.files, dict(loaded.schemas), loaded.state, loaded.cold
+        del loaded  # (so that the frame is freed when ``prior`` is)
     notes = index_journal.pending(root)
     everything = (
         full
@@ -797,10 +815,12 @@ def refresh_index(
         cancel,
         limits or workspace_limits(root),
     )
-    files, persist_error = prior, None
+    persist_error = None
     del todo
     opened = fresh.num_rows
-    if opened or removed or changed or full:
+    if not (opened or removed or changed or full):
+        files = prior
+    else:
         schemas.update(fresh_schemas)
         gone = prior.filter(covered & ~prior["path"].is_in(unchanged.implode()))["path"]
         kept = None if full else _cold_kept(root, prior, cold, gone, fresh, now)
@@ -810,8 +830,11 @@ def refresh_index(
             persist_error = index_shards.write_hot(
                 root, index_shards.arrow_batches(hot), schemas, cold
             )
-            files, cold = _with_cold(root, prior, cold, hot, sessions)
-            del prior, hot
+            with_lists = SESSION_FIELDS[0] in prior.columns
+            cold_part = prior.slice(0, cold.rows) if with_lists or not sessions else None
+            del prior  # before the cold shard's session lists are read
+            files, cold = _with_cold(root, cold_part, cold, hot, sessions)
+            del cold_part, hot
         else:
             if prior.height and SESSION_FIELDS[0] not in prior.columns:  # now whole
                 del prior

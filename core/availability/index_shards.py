@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.feather as feather
 
 from core.availability.index_state import INDEX_DIR, INDEX_VERSION, index_path
@@ -96,12 +95,16 @@ class LoadedIndex:
 
 
 def month_key_of(table: pa.Table | pa.RecordBatch) -> pa.Array:
+    import pyarrow.compute as pc  # (here: 30 ms at start-up, and only writes need it)
+
     year = pc.cast(table["year"], pa.int32())
     return pc.subtract(pc.add(pc.multiply(year, 12), pc.cast(table["month"], pa.int32())), 1)
 
 
 def cold_mask(batch: pa.Table | pa.RecordBatch, before: int) -> pa.Array:
     """Which records belong in the cold shard: partitioned months before ``before``."""
+    import pyarrow.compute as pc
+
     older = pc.fill_null(pc.less(month_key_of(batch), before), False)
     return pc.and_(pc.equal(batch["kind"], "partitioned"), older)
 
@@ -230,6 +233,8 @@ def write_index(
     root: Path, files: pl.DataFrame | pa.Table, schemas: Schemas, cold_before: int
 ) -> str | None:
     """Write both shards from ``files`` (records in path order); why not, or None."""
+    import pyarrow.compute as pc
+
     token = f"{COLD_PREFIX}{time.time_ns():x}.arrow"
     cold_path = root / INDEX_DIR / token
     used = set(_fingerprints(files))
@@ -282,6 +287,8 @@ def write_hot(
 
 
 def _fingerprints(records: pl.DataFrame | pa.Table | pa.RecordBatch) -> set[str]:
+    import pyarrow.compute as pc
+
     column = records["schema_fingerprint"]
     if isinstance(column, pa.Array | pa.ChunkedArray):
         return set(pc.unique(column.drop_null()).to_pylist())
