@@ -176,11 +176,12 @@ def coverage_grid(
     # Relational work on the scalar columns only: the session lists are read in place.
     arrays = _within_calendars(index)
     files = (
-        index.files.select(pl.exclude("session_days", "session_bars"))
+        index.files.select("path", "kind", "interval", "venue", "ticker", "error")
         .with_columns(day_count=pl.Series(np.diff(arrays.offsets)))
         .with_row_index("position")
         .filter(pl.col("interval") == interval)
         .with_columns(_source_column())
+        .drop("interval", "kind", "venue")
     )
     chosen = choose_sources(ws, interval, files)
     by_market = functools.cache(lambda market: calendar_for_market(market, ws.config.calendars))
