@@ -197,6 +197,27 @@ def test_worker_processes_index_and_check_as_threads_do(root: Path, monkeypatch)
     assert [f.as_dict() for f in after.findings] == [f.as_dict() for f in before.findings]
 
 
+def test_a_full_build_walked_by_the_workers_finds_what_a_scan_finds(root: Path, monkeypatch):
+    """A first or full build of a large store has the worker processes walk the ticker
+    directories as they read: the same records, strays and unreadable directories."""
+    from core.availability import index as index_module
+
+    month = partition(root, "PPP", 10).parent
+    (month / "part-0.parquet").write_bytes(b"a stray beside the partition")
+    (month.parent.parent / "notes.txt").write_text("a stray in a ticker directory")
+    (month.parent / "month=13").mkdir()  # an odd directory: its files are strays
+    (month.parent / "month=13" / "x.parquet").write_bytes(b"x")
+    scanned = refresh_index(root, full=True, workers=1, now=NOW)  # the main process scans
+    monkeypatch.setattr(index_module, "_WALK_IN_WORKERS_FROM", 1)
+    monkeypatch.setattr(index_module, "_TICKERS_PER_TASK", 1)
+    progress = []
+    walked = refresh_index(root, full=True, workers=2, now=NOW, progress=progress.append)
+    assert walked.files.drop("mtime_ns").equals(scanned.files.drop("mtime_ns"))
+    assert walked.state.strays == scanned.state.strays and len(walked.state.strays) == 3
+    assert walked.stats.opened == scanned.stats.opened == walked.files.height == 9
+    assert progress and "ticker" in str(progress[-1])
+
+
 def _index_and_check_in_a_daemon(root: str, answers) -> None:
     from core.availability import index as index_module
     from core.integrity import check as integrity

@@ -136,6 +136,8 @@ NS_PER_DAY = 86_400_000_000_000
 _CANCEL_EVERY = 64  # files between cancel checks and progress reports (per worker)
 _PROCESS_POOL_FROM = 2_000  # files to read from which worker processes beat threads
 _PROCESS_CHUNK = 512  # files per task of a worker process
+_WALK_IN_WORKERS_FROM = 64  # partitioned tickers from which a full build walks in workers
+_TICKERS_PER_TASK = 4  # ticker directories per task of a full build (~500 files at 1d)
 _NAIVE_NS = pa.timestamp("ns")
 _FOUND_FIELDS = Found._fields[:8]  # path .. month: what the scan names
 
@@ -499,6 +501,93 @@ def process_context():
     return multiprocessing.get_context("fork") if single else fork_server.context()
 
 
+def _in_worker_processes(task, chunks: list[list], workers: int, tracker, cancel):
+    """``task(chunk)`` of each chunk in worker processes, yielded in order; two tasks a
+    worker in flight; on cancellation stops and drops those not yet done."""
+    with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
+        pending = iter(chunks)
+        running = {}
+        for chunk in pending:
+            running[pool.submit(task, chunk)] = len(chunk)
+            if len(running) >= workers * 2:
+                break
+        while running:
+            future = next(iter(running))
+            yield future.result()
+            tracker.advance(running.pop(future))
+            if cancel is not None and cancel.cancelled:
+                for other in running:
+                    other.cancel()
+                running.clear()
+                break
+            chunk = next(pending, None)
+            if chunk is not None:
+                running[pool.submit(task, chunk)] = len(chunk)
+
+
+def _walk_and_read(
+    root: Path, tickers: list[index_scan.TickerDir], limits: FileLimits
+) -> tuple[pa.Table, dict[str, list[tuple[str, str]]], int, index_scan.ScanResult]:
+    """A worker process's task in a full build: walk some ticker directories, read what
+    is there; the scan's strays and unreadable directories come back with the records."""
+    walked = index_scan.walk_tickers(tickers)
+    done, contents, retried = _read_chunk(root, walked.found, limits)
+    walked.found.clear()
+    return _records_table(done, contents), _schemas_of(contents), retried, walked
+
+
+def _build_in_workers(
+    root: Path,
+    workers: int,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+    limits: FileLimits,
+) -> tuple[ScanResult, pa.Table, dict[str, list[tuple[str, str]]], int] | None:
+    """A full build of a large partitioned store, the tree walked by the worker processes
+    as they read: a walk of 740,000 files in the main process took most of a minute
+    before the first file was read. A small store is scanned, then read; None when there
+    are no worker processes here (one core, a daemonic process): the caller scans."""
+    from core.fork_server import may_start_workers
+
+    if workers < 2 or not may_start_workers():
+        return None
+    result, tickers = index_scan.scan_outline(root)
+    if len(tickers) < _WALK_IN_WORKERS_FROM:  # read as any scan's files are
+        index_scan.add_walked(result, index_scan.walk_tickers(tickers))
+        todo = sorted(result.found, key=lambda f: f.path)
+        result.found.clear()
+        return result, *_read_all(root, todo, workers, progress, cancel, limits)
+    legacy = sorted(result.found, key=lambda f: f.path)
+    result.found.clear()
+    tables, schemas, retried = [], {}, 0
+    tracker = ProgressTracker("indexing", len(tickers), "ticker directories", progress)
+    chunks = [tickers[i : i + _TICKERS_PER_TASK] for i in range(0, len(tickers), _TICKERS_PER_TASK)]
+    task = functools.partial(_walk_and_read, root, limits=limits)
+    for table, found_schemas, again, walked in _in_worker_processes(
+        task, chunks, workers, tracker, cancel
+    ):
+        tables.append(table)
+        schemas.update(found_schemas)
+        retried += again
+        index_scan.add_walked(result, walked)
+    if legacy and not (cancel is not None and cancel.cancelled):
+        table, found_schemas, again = _read_all(root, legacy, workers, None, cancel, limits)
+        tables.append(table)
+        schemas.update(found_schemas)
+        retried += again
+    table = pa.concat_tables(tables) if tables else INDEX_SCHEMA.empty_table()
+    if len(table) > 1 and not _paths_sorted(table):
+        table = table.sort_by("path")
+    return result, table, schemas, retried
+
+
+def _paths_sorted(table: pa.Table) -> bool:
+    import pyarrow.compute as pc
+
+    paths = table["path"]
+    return bool(pc.all(pc.less(paths[:-1], paths[1:])).as_py())
+
+
 def _read_all(
     root: Path,
     todo: list[Found],
@@ -523,29 +612,16 @@ def _read_all(
 
     if len(todo) >= _PROCESS_POOL_FROM and workers > 1 and may_start_workers():
         chunks = [todo[i : i + _PROCESS_CHUNK] for i in range(0, len(todo), _PROCESS_CHUNK)]
-        with ProcessPoolExecutor(max_workers=workers, mp_context=process_context()) as pool:
-            pending = iter(chunks)
-            running = {}
-            for chunk in pending:
-                running[pool.submit(_read_chunk_table, root, chunk, limits)] = len(chunk)
-                if len(running) >= workers * 2:
-                    break
-            while running:
-                future = next(iter(running))
-                table, found_schemas, again = future.result()
-                count = running.pop(future)
-                tables.append(table)
-                schemas.update(found_schemas)
-                retried += again
-                tracker.advance(count)
-                if cancel is not None and cancel.cancelled:
-                    for other in running:
-                        other.cancel()
-                    running.clear()
-                    break
-                chunk = next(pending, None)
-                if chunk is not None:
-                    running[pool.submit(_read_chunk_table, root, chunk, limits)] = len(chunk)
+        for table, found_schemas, again in _in_worker_processes(
+            functools.partial(_read_chunk_table, root, limits=limits),
+            chunks,
+            workers,
+            tracker,
+            cancel,
+        ):
+            tables.append(table)
+            schemas.update(found_schemas)
+            retried += again
     else:
         done_found: list[Found] = []
         contents: list[_Content] = []
@@ -790,31 +866,40 @@ def refresh_index(
         or (scan == "due" and full_scan_due(state, now))
     )
     hot = None if everything else _hot_scope(prior, state, now, notes)
-    result = index_scan.scan(root, hot)
-    covered = _covered(prior, result)
-    seen = _found_frame(result.found)
-    looked = prior.select("path", "size", "mtime_ns", "error").filter(covered)
-    matched = looked.join(seen, on="path", how="inner")
-    unchanged = matched.filter(
-        (pl.col("size") == pl.col("found_size"))
-        & (pl.col("mtime_ns") == pl.col("found_mtime"))
-        & ~pl.col("error").fill_null("").str.starts_with(TOO_LARGE)
-    )["path"]
-    removed = looked.height - matched.height
-    unchanged_set = set(unchanged.to_list())
-    todo = sorted((f for f in result.found if f.path not in unchanged_set), key=lambda f: f.path)
-    looked_at, changed = len(result.found), bool(todo)
-    # A scan of 740,000 files is a few hundred MB of tuples and frames: gone before reading.
-    result.found.clear()
-    del seen, looked, matched, unchanged_set
-    fresh, fresh_schemas, retried = _read_all(
-        root,
-        todo,
-        workers or os.cpu_count() or 1,
-        progress,
-        cancel,
-        limits or workspace_limits(root),
+    workers = workers or os.cpu_count() or 1
+    limits = limits or workspace_limits(root)
+    built = (
+        _build_in_workers(root, workers, progress, cancel, limits)
+        if (everything and prior.is_empty())
+        else None
     )
+    if built is not None:  # a first or full build: everything read, nothing to compare
+        result, fresh, fresh_schemas, retried = built
+        covered = _covered(prior, result)
+        unchanged = pl.Series("path", [], dtype=pl.String)
+        removed, looked_at, changed, todo = 0, fresh.num_rows, fresh.num_rows > 0, []
+    else:
+        result = index_scan.scan(root, hot)
+        covered = _covered(prior, result)
+        seen = _found_frame(result.found)
+        looked = prior.select("path", "size", "mtime_ns", "error").filter(covered)
+        matched = looked.join(seen, on="path", how="inner")
+        unchanged = matched.filter(
+            (pl.col("size") == pl.col("found_size"))
+            & (pl.col("mtime_ns") == pl.col("found_mtime"))
+            & ~pl.col("error").fill_null("").str.starts_with(TOO_LARGE)
+        )["path"]
+        removed = looked.height - matched.height
+        unchanged_set = set(unchanged.to_list())
+        todo = sorted(
+            (f for f in result.found if f.path not in unchanged_set), key=lambda f: f.path
+        )
+        looked_at, changed = len(result.found), bool(todo)
+        # A scan of 740,000 files is a few hundred MB of tuples and frames: gone before
+        # reading.
+        result.found.clear()
+        del seen, looked, matched, unchanged_set
+        fresh, fresh_schemas, retried = _read_all(root, todo, workers, progress, cancel, limits)
     persist_error = None
     del todo
     opened = fresh.num_rows

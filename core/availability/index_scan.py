@@ -2,6 +2,8 @@
 
     found = scan(root)                          # every file (a stat each) and every stray
     found = scan(root, hot=HotScope(...))       # legacy dirs, hot months, new tickers, named paths
+    result, tickers = scan_outline(root)        # a full scan but the partitioned tickers' trees
+    part = walk_tickers(tickers[:8])            # ... which worker processes walk, a share each
 
 A full scan lists every directory of the data tree: on a partitioned store of 740,000
 files that is most of a minute, whatever is done with the result. A hot scan relies on
@@ -122,6 +124,15 @@ def kept_found(root: Path) -> int:
     return len(_kept[2].found)
 
 
+@dataclass(frozen=True)
+class TickerDir:
+    """A partitioned ticker's directory, to be walked whole (walk_tickers)."""
+
+    path: str  # as listed (below the root given)
+    rel: str  # relative to the workspace root
+    dataset: tuple[str, str, str, str]  # (dataset, interval, venue, ticker)
+
+
 def scan(root: Path, hot: HotScope | None = None) -> ScanResult:
     """Every bar file below the workspace with its stat (or the hot ones: see above)."""
     global _kept
@@ -131,6 +142,41 @@ def scan(root: Path, hot: HotScope | None = None) -> ScanResult:
         if time.monotonic() - at < _KEPT_FOR_S and key == _scope_key(root, hot):
             return kept
     result = ScanResult(hot=hot)
+    _scan_datasets(root, hot, result, None)
+    if hot is not None and hot.paths:
+        _scan_named(root, hot.paths, result)
+    return result
+
+
+def scan_outline(root: Path) -> tuple[ScanResult, list[TickerDir]]:
+    """A full scan without the trees of the partitioned tickers: their directories instead,
+    in path order. ``walk_tickers`` of them all, added to the result, is ``scan(root)``;
+    worker processes can each walk a share (and read what they find) while others do."""
+    result = ScanResult()
+    tickers: list[TickerDir] = []
+    _scan_datasets(root, None, result, tickers)
+    return result, sorted(tickers, key=lambda t: t.rel)
+
+
+def walk_tickers(tickers: list[TickerDir]) -> ScanResult:
+    """What a full scan finds below these ticker directories (files in path order)."""
+    result = ScanResult()
+    for ticker in tickers:
+        _walk_ticker(ticker.path, ticker.rel, ticker.dataset, result)
+    result.found.sort(key=lambda f: f.path)
+    return result
+
+
+def add_walked(result: ScanResult, walked: ScanResult) -> None:
+    """Add what ``walk_tickers`` found to a scan outline's result."""
+    result.found.extend(walked.found)
+    result.strays.extend(walked.strays)
+    result.unreadable.extend(walked.unreadable)
+
+
+def _scan_datasets(
+    root: Path, hot: HotScope | None, result: ScanResult, deferred: list[TickerDir] | None
+) -> None:
     for dataset in discover_datasets(root, result.unreadable):
         if dataset.kind == "trades" or dataset.interval is None:
             continue
@@ -139,10 +185,8 @@ def scan(root: Path, hot: HotScope | None = None) -> ScanResult:
         if dataset.kind == "legacy":
             _scan_legacy(dataset.path, rel, dataset.interval, result)
         else:
-            _scan_partitioned(dataset.path, rel, dataset.interval, dataset.venue.id, hot, result)
-    if hot is not None and hot.paths:
-        _scan_named(root, hot.paths, result)
-    return result
+            venue = dataset.venue.id
+            _scan_partitioned(dataset.path, rel, dataset.interval, venue, hot, result, deferred)
 
 
 def _entries(path: str, unreadable: list[Unreadable]) -> Iterator[os.DirEntry[str]]:
@@ -192,9 +236,16 @@ def _scan_legacy(path: Path, rel: str, interval: str, result: ScanResult) -> Non
 
 
 def _scan_partitioned(
-    path: Path, rel: str, interval: str, venue: str, hot: HotScope | None, result: ScanResult
+    path: Path,
+    rel: str,
+    interval: str,
+    venue: str,
+    hot: HotScope | None,
+    result: ScanResult,
+    deferred: list[TickerDir] | None = None,
 ) -> None:
-    """``ticker=<T>/year=<YYYY>/month=<MM>/data.parquet`` below one partitioned dataset."""
+    """``ticker=<T>/year=<YYYY>/month=<MM>/data.parquet`` below one partitioned dataset;
+    the tickers' trees are left to the caller when ``deferred`` is given (a full scan)."""
     present = result.present.setdefault(rel, set())
     known = hot.known.get(rel, set()) if hot is not None else set()
     for ticker_dir in _entries(str(path), result.unreadable):
@@ -212,6 +263,9 @@ def _scan_partitioned(
         ticker = name[len("ticker=") :]
         present.add(ticker)
         dataset = (rel, interval, venue, ticker)
+        if hot is None and deferred is not None:
+            deferred.append(TickerDir(ticker_dir.path, f"{rel}/{name}", dataset))
+            continue
         if hot is None or ticker not in known or f"{rel}/{name}" in hot.paths:
             if hot is not None:
                 result.walked.add((rel, ticker))
