@@ -875,6 +875,7 @@ def refresh_index(
     )
     if built is not None:  # a first or full build: everything read, nothing to compare
         result, fresh, fresh_schemas, retried = built
+        del built  # (the records are freed once written)
         covered = _covered(prior, result)
         unchanged = pl.Series("path", [], dtype=pl.String)
         removed, looked_at, changed, todo = 0, fresh.num_rows, fresh.num_rows > 0, []

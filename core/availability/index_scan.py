@@ -155,7 +155,7 @@ def scan_outline(root: Path) -> tuple[ScanResult, list[TickerDir]]:
     result = ScanResult()
     tickers: list[TickerDir] = []
     _scan_datasets(root, None, result, tickers)
-    return result, sorted(tickers, key=lambda t: t.rel)
+    return result, sorted(tickers, key=lambda t: t.rel + "/")  # their files' path order
 
 
 def walk_tickers(tickers: list[TickerDir]) -> ScanResult:

@@ -221,12 +221,14 @@ def _read_shard(
 def arrow_batches(files: pl.DataFrame | pa.Table) -> Iterator[pa.RecordBatch]:
     """The records in INDEX_SCHEMA, a batch at a time: a polars frame is converted slice
     by slice (a whole conversion is a copy of the index)."""
-    if isinstance(files, pa.Table):
-        yield from files.cast(INDEX_SCHEMA).to_batches(max_chunksize=BATCH_ROWS)
-        return
-    for offset in range(0, files.height, BATCH_ROWS):
-        part = files.slice(offset, BATCH_ROWS).to_arrow().cast(INDEX_SCHEMA)
-        yield from part.to_batches()
+    rows = files.num_rows if isinstance(files, pa.Table) else files.height
+    for offset in range(0, rows, BATCH_ROWS):
+        part = files.slice(offset, BATCH_ROWS)
+        if not isinstance(part, pa.Table):
+            part = part.to_arrow()
+        # One batch each (the worker processes' records come in thousands of small ones:
+        # as many batches in the file made loading it ten times slower).
+        yield from part.cast(INDEX_SCHEMA).combine_chunks().to_batches()
 
 
 def write_index(
@@ -271,6 +273,8 @@ def write_hot(
     """Write the hot shard naming ``cold``; why not, or None."""
     path = index_path(root)
     parts = list(batches)
+    if len(parts) > 1:  # the hot rows of each of a full write's batches: a few at most
+        parts = list(arrow_batches(pa.Table.from_batches(parts, INDEX_SCHEMA)))
     used = set().union(*(_fingerprints(b) for b in parts)) if parts else set()
     ref = None if cold is None else cold.__dict__
     schema = INDEX_SCHEMA.with_metadata(_metadata(schemas, used, ref))
