@@ -12,6 +12,7 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from session_bars import daily, session_days, write_legacy, write_partitioned
 
@@ -216,6 +217,9 @@ def test_a_full_build_walked_by_the_workers_finds_what_a_scan_finds(root: Path, 
     assert walked.state.strays == scanned.state.strays and len(walked.state.strays) == 3
     assert walked.stats.opened == scanned.stats.opened == walked.files.height == 9
     assert progress and "ticker" in str(progress[-1])
+    # The workers' records came in one small table a ticker; the shards hold one batch.
+    for shard in (INDEX_DIR / walked.cold.file, INDEX_DIR / "files.arrow"):
+        assert pa.ipc.open_file(root / shard).num_record_batches == 1
 
 
 def _index_and_check_in_a_daemon(root: str, answers) -> None:
