@@ -106,3 +106,26 @@ def test_a_missing_or_foreign_cold_shard_makes_the_index_rebuilt(root: Path):
     foreign = other / INDEX_DIR / load_index(other).cold.file
     foreign.replace(root / INDEX_DIR / load_index(root).cold.file)
     assert load_index(root).files.is_empty()
+
+
+def test_an_index_from_before_the_shards_is_read_and_split_at_the_next_write(root: Path):
+    """The previous parqctl wrote one file (version "2", no cold shard): read whole, as a
+    hot shard; the shards it did not know carry another version, which it rebuilds."""
+    import pyarrow as pa
+
+    from core.availability.index_shards import INDEX_SCHEMA
+
+    whole = load_index(root)
+    schema = INDEX_SCHEMA.with_metadata({b"parqctl.index.version": b"2"})
+    with pa.ipc.new_file(str(index_path(root)), schema) as out:
+        out.write_table(whole.files.to_arrow().cast(INDEX_SCHEMA))
+    for name in cold_files(root):
+        (root / INDEX_DIR / name).unlink()
+    before = load_index(root)
+    assert before.cold is None and before.files.sort("path").equals(whole.files.sort("path"))
+    path = partition(root, "PPP", 12)
+    _collector_writes(path, [d for d in DAYS if d.month == 12][:2])
+    after = refresh_index(root, now=NOW + 60)
+    assert after.cold is not None and after.cold.rows == 4 and rows_of(root, path) == 2
+    version = pa.ipc.open_file(str(index_path(root))).schema.metadata[b"parqctl.index.version"]
+    assert version != b"2"

@@ -71,6 +71,11 @@ BATCH_ROWS = 65_536  # records per batch of a persisted shard
 COLD_PREFIX = "cold-"
 
 _VERSION_KEY = b"parqctl.index.version"
+# Shards carry their own version: a parqctl from before them would take the hot shard for
+# the whole index (and the old months for missing) where now it rebuilds. The single file
+# it wrote is read here as a hot shard without a cold one.
+SHARDS_VERSION = f"{INDEX_VERSION}.shards".encode()
+_READABLE_VERSIONS = (SHARDS_VERSION, INDEX_VERSION.encode())
 _SCHEMAS_KEY = b"parqctl.index.schemas"
 _COLD_KEY = b"parqctl.index.cold"
 
@@ -206,7 +211,7 @@ def _read_shard(
     metadata = table.schema.metadata or {}
     if metadata.get(
         _VERSION_KEY
-    ) != INDEX_VERSION.encode() or not table.schema.remove_metadata().equals(schema):
+    ) not in _READABLE_VERSIONS or not table.schema.remove_metadata().equals(schema):
         return None
     try:
         schemas = {
@@ -301,7 +306,7 @@ def _fingerprints(records: pl.DataFrame | pa.Table | pa.RecordBatch) -> set[str]
 
 def _metadata(schemas: Schemas, used: set[str], cold: dict | None) -> dict[bytes, bytes]:
     metadata = {
-        _VERSION_KEY: INDEX_VERSION.encode(),
+        _VERSION_KEY: SHARDS_VERSION,
         _SCHEMAS_KEY: json.dumps(
             {fp: schemas[fp] for fp in sorted(used) if fp in schemas}
         ).encode(),
