@@ -222,6 +222,24 @@ def test_a_full_build_walked_by_the_workers_finds_what_a_scan_finds(root: Path, 
         assert pa.ipc.open_file(root / shard).num_record_batches == 1
 
 
+def test_a_cancelled_build_in_the_workers_keeps_what_they_read(root: Path, monkeypatch):
+    from core.availability import index as index_module
+    from core.jobs import CancelToken, JobCancelled
+
+    monkeypatch.setattr(index_module, "_WALK_IN_WORKERS_FROM", 1)
+    monkeypatch.setattr(index_module, "_TICKERS_PER_TASK", 1)
+    token = CancelToken()
+    with pytest.raises(JobCancelled):  # after the first ticker's files: the console's cancel
+        refresh_index(
+            root, full=True, workers=2, now=NOW, progress=lambda _: token.cancel(), cancel=token
+        )
+    kept = load_index(root).files
+    assert kept.height == 4 and set(kept["ticker"].to_list()) == {"PPP"}
+    resumed = refresh_index(root, now=NOW + 60)
+    assert (resumed.stats.opened, resumed.stats.reused) == (5, 4)
+    assert resumed.files.height == 9  # QQQ, unknown to the index, walked whole
+
+
 def _index_and_check_in_a_daemon(root: str, answers) -> None:
     from core.availability import index as index_module
     from core.integrity import check as integrity
