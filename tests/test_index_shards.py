@@ -11,27 +11,14 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
-import pytest
-from session_bars import daily, session_days, write_legacy, write_partitioned
-from test_index_freshness import _collector_writes, partition, rows_of
+import test_index_freshness
+from test_index_freshness import DAYS, NOW, _collector_writes, partition, rows_of
 
 from core.availability.index import INDEX_DIR, index_path, load_index, refresh_index
 from core.availability.index_state import month_key
-from core.store.layout import Venue
 
-VENUE = Venue("us", "yahoo")
-DAYS = session_days(date(2025, 9, 2), date(2025, 12, 5))  # months 9, 10, 11, 12
-NOW = datetime(2025, 12, 8, 12).timestamp()  # hot from November: 9 and 10 are cold
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    root = tmp_path / "ws"
-    for ticker in ("PPP", "QQQ"):
-        write_partitioned(root, VENUE, "1d", ticker, daily(DAYS))
-    write_legacy(root, "1d", "LLL", daily(DAYS))
-    refresh_index(root, now=NOW)
-    return root
+# The same store: two tickers with months 9 to 12 of 2025 (9 and 10 cold at NOW), a legacy file.
+root = test_index_freshness.root
 
 
 def cold_files(root: Path) -> list[str]:
