@@ -353,3 +353,22 @@ def test_links_swapped_in_mid_command_are_refused_at_the_write(ws: Path, outside
         assert (outside / "victim.parquet").read_bytes() == b"not yours"
         (state / "audit.jsonl").unlink()
         os.rename(ws / "audit-aside", state / "audit.jsonl")
+
+
+def test_a_symlinked_index_directory_is_neither_written_nor_cleaned_through(
+    ws: Path, outside: Path
+):
+    """The index is parqctl's cache: a `.parqctl/index` linked elsewhere makes commands
+    carry on without saving it (and say so), never write or remove a file out there."""
+    (outside / "cold-0.arrow").write_bytes(b"looks like an old cold shard")
+    (outside / "changed").mkdir()
+    (outside / "changed" / "note.json").write_text(json.dumps([str(AAPL)]))
+    link = _link(ws, ".parqctl/index", outside)
+    before = tree_digest(outside)
+    for command in (["availability", "--json"], ["integrity", "--json"], ["health", "--json"]):
+        result = cli(ws, *command)
+        assert "Traceback" not in result.stderr, (command, result.stderr)
+        assert result.returncode in (0, 1), (command, result.stderr)
+        assert tree_digest(outside) == before, command
+    saved = json.loads(cli(ws, "availability", "--json").stdout)["index"]
+    assert not saved["saved"] and f"{link} is a symbolic link" in saved["save_error"]

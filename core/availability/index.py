@@ -113,7 +113,7 @@ from core.availability.index_state import (
 )
 from core.config import FileLimits
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.safety.atomic import atomic_open
+from core.safety.atomic import atomic_open, confined
 from core.store.bars import TOO_LARGE, footer_problem, workspace_limits
 
 if TYPE_CHECKING:
@@ -435,7 +435,7 @@ def _summary(files: pl.DataFrame) -> dict[str, list[Any]]:
 
 
 def _save_summary(root: Path, files: pl.DataFrame) -> None:
-    with atomic_open(root / INDEX_DIR / SUMMARY_FILE, durable=False) as handle:
+    with atomic_open(confined(root, INDEX_DIR / SUMMARY_FILE), durable=False) as handle:
         handle.write(json.dumps(_summary(files)).encode("utf-8"))
 
 
@@ -946,7 +946,7 @@ def refresh_index(
     if persist_error is None:
         persist_error = save_state(root, new_state)
         if persist_error is None and not cancelled:
-            index_journal.consume(notes)
+            index_journal.consume(root, notes)
             _save_hot(root, files, result, now)
             _repair_summary(root, files)
     stats = RefreshStats(

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.safety.atomic import atomic_open
+from core.safety.atomic import atomic_open, confined
 from core.store.workspace import STATE_DIR
 
 JOURNAL_DIR = Path(STATE_DIR) / "index" / "changed"
@@ -51,7 +51,7 @@ def note_changed(root: Path, paths: Iterable[str | Path]) -> None:
         return
     directory = root / JOURNAL_DIR
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        confined(root, directory).mkdir(parents=True, exist_ok=True)  # never through a link
         with atomic_open(directory / f"{uuid.uuid4().hex}.json", durable=False) as handle:
             handle.write(json.dumps(sorted(set(rel))).encode("utf-8"))
     except OSError:
@@ -78,8 +78,9 @@ def pending(root: Path) -> Notes:
     return Notes(frozenset(paths), tuple(files))
 
 
-def consume(notes: Notes) -> None:
-    """Remove the note files once the index holding their paths is saved."""
+def consume(root: Path, notes: Notes) -> None:
+    """Remove the note files once the index holding their paths is saved (never through a
+    link: a journal directory linked elsewhere is left alone)."""
     for file in notes.files:
         with contextlib.suppress(OSError):
-            file.unlink()
+            confined(root, file).unlink()

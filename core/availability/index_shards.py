@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 
 from core.availability.index_state import INDEX_DIR, INDEX_VERSION, index_path
-from core.safety.atomic import atomic_path
+from core.safety.atomic import atomic_path, confined
 
 if TYPE_CHECKING:
     import polars as pl
@@ -249,7 +249,9 @@ def write_index(
     rows = 0
     metadata = _metadata(schemas, used, {"file": token, "before": cold_before})
     try:
-        cold_path.parent.mkdir(parents=True, exist_ok=True)
+        # Never through a link: a `.parqctl/index` linked elsewhere is not written (nor
+        # cleaned) outside the workspace. (An UnsafeLinkError is an OSError.)
+        confined(root, cold_path).parent.mkdir(parents=True, exist_ok=True)
         # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
         with atomic_path(cold_path, durable=False) as tmp:
             options = pa.ipc.IpcWriteOptions(compression="zstd")
@@ -284,7 +286,7 @@ def write_hot(
     ref = None if cold is None else cold.__dict__
     schema = INDEX_SCHEMA.with_metadata(_metadata(schemas, used, ref))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        confined(root, path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, durable=False) as tmp:
             options = pa.ipc.IpcWriteOptions(compression="zstd")
             with pa.ipc.new_file(str(tmp), schema, options=options) as out:
@@ -319,7 +321,7 @@ def _metadata(schemas: Schemas, used: set[str], cold: dict | None) -> dict[bytes
 def _remove_other_cold(root: Path, keep: str) -> None:
     """Remove the cold shards older than ``keep`` (parqctl's own cache files)."""
     with contextlib.suppress(OSError):
-        for entry in (root / INDEX_DIR).iterdir():
+        for entry in confined(root, INDEX_DIR).iterdir():
             name = entry.name
             if name.startswith(COLD_PREFIX) and name.endswith(".arrow") and name < keep:
                 with contextlib.suppress(OSError):

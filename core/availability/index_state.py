@@ -22,7 +22,7 @@ from typing import Any
 
 from core.availability import index_journal, index_scan
 from core.availability.index_scan import HotScope, ScanResult, Stray
-from core.safety.atomic import atomic_open
+from core.safety.atomic import atomic_open, confined
 from core.store.workspace import STATE_DIR, Unreadable
 
 INDEX_DIR = Path(STATE_DIR) / "index"
@@ -131,7 +131,7 @@ def save_state(root: Path, state: IndexState) -> str | None:
         "unreadable": [[_relative(u.path, root), u.reason] for u in state.unreadable],
     }
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        confined(root, path).parent.mkdir(parents=True, exist_ok=True)  # never through a link
         with atomic_open(path, durable=False) as handle:
             handle.write(json.dumps(raw).encode("utf-8"))
     except OSError as exc:
@@ -254,7 +254,7 @@ def unchanged_hot(root: Path, now: float) -> int | None:
 def write_hot(root: Path, raw: dict[str, Any]) -> None:
     """Keep the hot snapshot (a cache: failing to write it only costs a full refresh)."""
     try:
-        with atomic_open(root / INDEX_DIR / HOT_FILE, durable=False) as handle:
+        with atomic_open(confined(root, INDEX_DIR / HOT_FILE), durable=False) as handle:
             handle.write(json.dumps({**raw, "version": INDEX_VERSION}).encode("utf-8"))
     except OSError:
         pass
