@@ -372,3 +372,20 @@ def test_a_symlinked_index_directory_is_neither_written_nor_cleaned_through(
         assert tree_digest(outside) == before, command
     saved = json.loads(cli(ws, "availability", "--json").stdout)["index"]
     assert not saved["saved"] and f"{link} is a symbolic link" in saved["save_error"]
+
+
+@pytest.mark.parametrize(
+    "name", ["files.arrow", "state.json", "hot.json", "summary.json", "changed/note.json"]
+)
+def test_a_fifo_in_the_index_directory_hangs_no_reader(ws: Path, name: str):
+    """Each file of the index is read without waiting on a FIFO put in its place: the
+    index is then a damaged cache (rebuilt), never a command that does not return."""
+    assert cli(ws, "availability", "--json").returncode in (0, 1)
+    fifo = ws / ".parqctl" / "index" / name
+    fifo.parent.mkdir(parents=True, exist_ok=True)
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo)
+    for command in (["availability", "--json"], ["health", "--json"], ["integrity", "--json"]):
+        result = cli(ws, *command, timeout=60)  # a hang fails here
+        assert "Traceback" not in result.stderr, (command, result.stderr)
+        assert result.returncode in (0, 1), (command, result.stderr)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.safety.atomic import atomic_open, confined
+from core.safety.atomic import atomic_open, confined, read_state_file
 from core.store.workspace import STATE_DIR
 
 JOURNAL_DIR = Path(STATE_DIR) / "index" / "changed"
@@ -68,8 +68,8 @@ def pending(root: Path) -> Notes:
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return Notes(frozenset(), ())
     for name in names:
-        try:
-            listed = json.loads((directory / name).read_text("utf-8"))
+        try:  # (a FIFO or a link among them is skipped, never waited on or followed)
+            listed = json.loads(read_state_file(root, JOURNAL_DIR / name) or b"null")
         except (OSError, ValueError):
             continue
         if isinstance(listed, list):

@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from core.availability.index_state import INDEX_DIR, INDEX_VERSION, index_path
+from core.availability.index_state import (
+    INDEX_DIR,
+    INDEX_FILE,
+    INDEX_VERSION,
+    index_path,
+    read_index_file,
+)
 from core.safety.atomic import atomic_path, confined
 
 if TYPE_CHECKING:
@@ -118,7 +124,7 @@ def read_index(root: Path, schema: pa.Schema) -> LoadedIndex | None:
     """Both shards' records in ``schema``'s columns; None when there is no index, or it is
     unreadable, of another version, or its shards do not match."""
     for _attempt in (0, 1):  # a writer may replace both between our two reads: once more
-        hot = _read_shard(index_path(root), schema)
+        hot = _read_shard(root, INDEX_FILE, schema)
         if hot is None:
             return None
         table, schemas, metadata = hot
@@ -146,7 +152,7 @@ def _read_cold(
     root: Path, cold: ColdShard, schema: pa.Schema
 ) -> tuple[pa.Table, Schemas] | bool | None:
     """(records, schemas); None when missing or unreadable, False when not ``cold``."""
-    shard = _read_shard(root / INDEX_DIR / cold.file, schema)
+    shard = _read_shard(root, cold.file, schema)
     if shard is None:
         return None
     table, schemas, metadata = shard
@@ -167,7 +173,7 @@ def read_columns(root: Path, names: list[str]) -> pa.Table | None:
 
 def read_hot(root: Path, schema: pa.Schema) -> LoadedIndex | None:
     """The hot shard alone (its ``cold`` says which cold shard goes with it)."""
-    hot = _read_shard(index_path(root), schema)
+    hot = _read_shard(root, INDEX_FILE, schema)
     if hot is None:
         return None
     cold = _cold_ref(hot[2])
@@ -177,8 +183,10 @@ def read_hot(root: Path, schema: pa.Schema) -> LoadedIndex | None:
 def read_cold_ref(root: Path) -> ColdShard | bool | None:
     """The cold shard the hot one names, read from its footer; False when unreadable."""
     try:
-        with pa.memory_map(str(index_path(root))) as source:
-            metadata = pa.ipc.open_file(source).schema.metadata or {}
+        data = read_index_file(root, INDEX_FILE)
+        if data is None:
+            return False
+        metadata = pa.ipc.open_file(pa.BufferReader(data)).schema.metadata or {}
     except (OSError, pa.ArrowException):
         return False
     return _cold_ref(metadata)
@@ -202,10 +210,13 @@ def _cold_ref(metadata: dict[bytes, bytes]) -> ColdShard | bool | None:
 
 
 def _read_shard(
-    path: Path, schema: pa.Schema
+    root: Path, name: str, schema: pa.Schema
 ) -> tuple[pa.Table, Schemas, dict[bytes, bytes]] | None:
     try:
-        table = feather.read_table(path, columns=schema.names, memory_map=False)
+        data = read_index_file(root, name)  # (a FIFO in its place is not waited on)
+        if data is None:
+            return None
+        table = feather.read_table(pa.BufferReader(data), columns=schema.names)
     except (OSError, pa.ArrowException, KeyError):
         return None
     metadata = table.schema.metadata or {}

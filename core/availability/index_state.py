@@ -22,7 +22,7 @@ from typing import Any
 
 from core.availability import index_journal, index_scan
 from core.availability.index_scan import HotScope, ScanResult, Stray
-from core.safety.atomic import atomic_open, confined
+from core.safety.atomic import atomic_open, confined, read_state_file
 from core.store.workspace import STATE_DIR, Unreadable
 
 INDEX_DIR = Path(STATE_DIR) / "index"
@@ -52,6 +52,13 @@ FULL_SCAN_DAYS = 7  # scan="due" stats every file when the last full scan is old
 
 def index_path(root: Path) -> Path:
     return root / INDEX_DIR / INDEX_FILE
+
+
+def read_index_file(root: Path, name: str) -> bytes | None:
+    """A file of the index directory, or None when it is not there. Never waits on a FIFO
+    put in its place nor follows a link (read_state_file): an OSError then, which every
+    reader of the index takes for a damaged cache."""
+    return read_state_file(root, INDEX_DIR / name)
 
 
 @dataclass(frozen=True)
@@ -91,7 +98,7 @@ class IndexState:
 def load_state(root: Path) -> IndexState:
     """The scan times, strays and unreadable directories of the last refresh."""
     try:
-        raw = json.loads((root / INDEX_DIR / STATE_FILE).read_text("utf-8"))
+        raw = json.loads(read_index_file(root, STATE_FILE) or b"null")
         if raw.get("version") != INDEX_VERSION or not index_path(root).exists():
             return IndexState()
         return IndexState(
@@ -112,7 +119,7 @@ def load_summary(
     if not load_state(root).refreshed_at:
         return None
     try:
-        raw = json.loads((root / INDEX_DIR / SUMMARY_FILE).read_text("utf-8"))
+        raw = json.loads(read_index_file(root, SUMMARY_FILE) or b"null")
     except (OSError, ValueError):
         return None
     if not isinstance(raw, dict) or not set(columns) <= set(raw):
@@ -218,7 +225,7 @@ def unchanged_hot(root: Path, now: float) -> int | None:
     if state.refreshed_at is None or state.full_scan_at is None:
         return None
     try:
-        raw = json.loads((root / INDEX_DIR / HOT_FILE).read_text("utf-8"))
+        raw = json.loads(read_index_file(root, HOT_FILE) or b"null")
         if raw["version"] != INDEX_VERSION or tuple(raw["range"]) != hot_range(now):
             return None
         if (

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import CONFIG_FILE
-from core.safety.atomic import atomic_open, confined
+from core.safety.atomic import atomic_open, confined, read_state_file
 from core.store.metadata import INTERVALS_FILE, STORAGE_CONFIG_FILE, TICKERS_FILE
 from core.store.workspace import STATE_DIR
 
@@ -48,7 +48,8 @@ def load(root: Path, question: dict[str, Any]) -> tuple[str, int, int] | None:
     """(the printed text, the exit code, the files indexed) saved for this question and
     these inputs."""
     try:
-        record = json.loads((root / SAVED_DIR / f"{_key(root, question)}.json").read_text("utf-8"))
+        saved = read_state_file(root, SAVED_DIR / f"{_key(root, question)}.json")  # no FIFO wait
+        record = json.loads(saved or b"null")
         return str(record["text"]), int(record["code"]), int(record["files"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

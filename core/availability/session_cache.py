@@ -19,7 +19,7 @@ import pyarrow.feather as feather
 
 from core.availability.calendars import SessionTable, sessions
 from core.availability.index import INDEX_DIR, numpy_values
-from core.safety.atomic import UnsafeLinkError, atomic_path, confined
+from core.safety.atomic import UnsafeLinkError, atomic_path, confined, read_state_file
 
 CALENDAR_DIR = INDEX_DIR / "calendars"
 _SCHEMA = pa.schema(
@@ -35,9 +35,12 @@ def _cache_file(root: Path, calendar: str) -> Path:
     return root / CALENDAR_DIR / f"{quote(calendar, safe='')}.arrow"
 
 
-def _load(path: Path, version: str) -> tuple[date, date, SessionTable] | None:
+def _load(root: Path, path: Path, version: str) -> tuple[date, date, SessionTable] | None:
     try:
-        table = feather.read_table(path, memory_map=False)
+        data = read_state_file(root, path.relative_to(root))  # never waits on a FIFO
+        if data is None:
+            return None
+        table = feather.read_table(pa.BufferReader(data))
         meta = table.schema.metadata or {}
         if meta.get(b"exchange_calendars") != version.encode():
             return None
@@ -89,7 +92,7 @@ def cached_sessions(root: Path, calendar: str, start: date, end: date) -> Sessio
         path = confined(root, _cache_file(root, calendar))
     except UnsafeLinkError:  # never read or write a cache through a link: compute it
         return sessions(calendar, start, end)
-    cached = _load(path, version)
+    cached = _load(root, path, version)
     if cached is not None and cached[0] <= start and end <= cached[1]:
         return _slice(cached[2], start, end)
     span_start, span_end = date(start.year, 1, 1), date(end.year, 12, 31)
