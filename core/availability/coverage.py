@@ -260,10 +260,12 @@ def _block(
     if np.all(begins[1:] == ends[:-1]):  # one run of files: a view, no copy
         days = arrays.days[begins[0] : ends[-1]]
         bars = arrays.bars[begins[0] : ends[-1]]
-    else:
-        before = np.cumsum(lengths) - lengths
-        take = np.repeat(begins - before, lengths) + np.arange(int(lengths.sum()))
-        days, bars = arrays.days[take], arrays.bars[take]
+    else:  # runs of neighbouring files (a ticker's cold months, then its hot ones): copied
+        cuts = np.flatnonzero(begins[1:] != ends[:-1]) + 1
+        firsts, lasts = begins[np.append(0, cuts)], ends[np.append(cuts, len(ends)) - 1]
+        spans = list(zip(firsts.tolist(), lasts.tolist(), strict=True))
+        days = np.concatenate([arrays.days[b:e] for b, e in spans])
+        bars = np.concatenate([arrays.bars[b:e] for b, e in spans])
     # Each file's days ascend; a ticker's files follow each other in time unless two
     # overlap (a misfiled month, a ticker in both legacy roots): checked per file.
     same_ticker = file_rows[1:] == file_rows[:-1]
