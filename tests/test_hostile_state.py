@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -389,3 +390,127 @@ def test_a_fifo_in_the_index_directory_hangs_no_reader(ws: Path, name: str):
         result = cli(ws, *command, timeout=60)  # a hang fails here
         assert "Traceback" not in result.stderr, (command, result.stderr)
         assert result.returncode in (0, 1), (command, result.stderr)
+
+
+DEEP_JSON = "[" * 100_000  # a few kilobytes that Python's JSON parser recursed into
+
+
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "tickers.json",
+        "intervals.json",
+        "storage_config.json",
+        "migration_plan.json",
+        ".run_lock/owner.json",
+        ".parqctl/lock_lost.json",
+        ".parqctl/audit.jsonl",
+        ".parqctl/disk_history.jsonl",
+        ".parqctl/sql_history.jsonl",
+        ".parqctl/ingest/confirmed_empty.json",
+        ".parqctl/index/state.json",
+        ".parqctl/index/hot.json",
+        ".parqctl/index/summary.json",
+        ".parqctl/index/changed/note.json",
+    ],
+)
+def test_json_nested_too_deep_is_a_malformed_file_not_a_crash(ws: Path, rel: str):
+    """Python's JSON parser raises RecursionError on deep nesting, which no reader took for
+    a malformed file: each state or metadata file nested thousands deep ends a command in
+    its usual way or in one line, never in a traceback."""
+    assert cli(ws, "availability", "--json").returncode in (0, 1)
+    target = ws / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(DEEP_JSON)
+    for command in (
+        ["health", "--json"],
+        ["availability", "--json"],
+        ["lock", "status"],
+        ["audit"],
+        ["disk", "--json"],
+        ["sql", "SELECT count(*) FROM audit"],
+    ):
+        result = cli(ws, *command)
+        assert "Traceback" not in result.stderr, (command, result.stderr)
+        assert "RecursionError" not in result.stdout + result.stderr, command
+        if result.returncode not in (0, 1, 2, 3):
+            one_line_error(result)
+
+
+def _peak_rss_kib(*command: str) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``command``; its peak resident memory with its children's (KiB), read by a
+    parent of its own so that no other test's child counts."""
+    probe = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=120)\n"
+        "sys.stderr.write(done.stderr)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.exit(done.returncode)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PARQCTL_WORKSPACE"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *command], capture_output=True, text=True, env=env
+    )
+    return done, int(done.stdout.split()[-1])
+
+
+def _stream_bomb(path: Path, size: int) -> None:
+    """What parqctl writes now (a zstd stream), decompressing to ``size`` zero bytes."""
+    import pyarrow as pa
+
+    zeros = bytes(64 << 20)
+    with pa.CompressedOutputStream(str(path), "zstd") as out:
+        for _ in range(size // len(zeros)):
+            out.write(zeros)
+
+
+def _buffer_bomb(path: Path, size: int, scratch: Path) -> None:
+    """What parqctl wrote before (an IPC file with zstd buffers): the index's columns, one
+    record whose path is ``size`` zero bytes. Compressed from a sparse file, mapped."""
+    import numpy as np
+    import pyarrow as pa
+
+    from core.availability.index_shards import INDEX_SCHEMA
+
+    sparse = scratch / "sparse"
+    with open(sparse, "wb") as handle:
+        handle.truncate(size)
+    with pa.memory_map(str(sparse)) as mapped:
+        offsets = pa.py_buffer(np.array([0, size], dtype=np.int32))
+        huge = pa.Array.from_buffers(pa.string(), 1, [None, offsets, mapped.read_buffer()])
+        columns = [huge] + [pa.nulls(1, field.type) for field in list(INDEX_SCHEMA)[1:]]
+        table = pa.Table.from_arrays(columns, schema=INDEX_SCHEMA)
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        schema = INDEX_SCHEMA.with_metadata({b"parqctl.index.version": b"2.shards"})
+        with pa.ipc.new_file(str(path), schema, options=options) as out:
+            out.write_table(table)
+    sparse.unlink()
+
+
+@pytest.mark.parametrize("kind", ["stream", "buffers"])
+@pytest.mark.parametrize("name", ["files.arrow", "cold", "calendars/XNYS.arrow"])
+def test_a_decompression_bomb_in_the_index_stays_under_a_gigabyte(
+    ws: Path, tmp_path: Path, name: str, kind: str
+):
+    """A cache file of kilobytes that decompresses to 1.5 GiB, in place of the hot shard,
+    the cold shard or a calendar's sessions, as a zstd stream or as an IPC file with
+    compressed buffers (which pyarrow decompressed to whatever size they declared): never
+    decompressed beyond the cap, taken for a damaged cache (rebuilt), and the command
+    stays under a gigabyte."""
+    from core.availability.index import INDEX_DIR, load_index
+
+    assert cli(ws, "availability", "--json").returncode in (0, 1)
+    index_dir = ws / INDEX_DIR
+    if name == "cold":
+        name = load_index(ws).cold.file
+    bomb = index_dir / name
+    assert bomb.exists()
+    if kind == "stream":
+        _stream_bomb(bomb, 3 << 29)
+    else:
+        _buffer_bomb(bomb, 3 << 29, tmp_path)
+    assert bomb.stat().st_size < 1 << 20
+    done, peak_kib = _peak_rss_kib(str(PARQCTL), "-w", str(ws), "availability", "--json")
+    assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr
+    assert peak_kib < 1 << 20, f"peak {peak_kib / 1024:.0f} MiB"
+    assert not load_index(ws).files.is_empty()  # rebuilt in its place

@@ -11,6 +11,7 @@ import shutil
 from datetime import date, datetime
 from pathlib import Path
 
+import pytest
 import test_index_freshness
 from test_index_freshness import DAYS, NOW, _collector_writes, partition, rows_of
 
@@ -95,24 +96,27 @@ def test_a_missing_or_foreign_cold_shard_makes_the_index_rebuilt(root: Path):
     assert load_index(root).files.is_empty()
 
 
-def test_an_index_from_before_the_shards_is_read_and_split_at_the_next_write(root: Path):
-    """The previous parqctl wrote one file (version "2", no cold shard): read whole, as a
-    hot shard; the shards it did not know carry another version, which it rebuilds."""
+def test_an_index_an_earlier_parqctl_wrote_is_rebuilt_not_read(root: Path):
+    """Earlier parqctl wrote IPC files with compressed buffers, which pyarrow decompresses
+    to whatever size they declare: such a file is not read (the index is rebuilt), and
+    what is written now is a zstd stream that the earlier parqctl cannot open either."""
     import pyarrow as pa
 
     from core.availability.index_shards import INDEX_SCHEMA
 
     whole = load_index(root)
-    schema = INDEX_SCHEMA.with_metadata({b"parqctl.index.version": b"2"})
-    with pa.ipc.new_file(str(index_path(root)), schema) as out:
-        out.write_table(whole.files.to_arrow().cast(INDEX_SCHEMA))
-    for name in cold_files(root):
-        (root / INDEX_DIR / name).unlink()
-    before = load_index(root)
-    assert before.cold is None and before.files.sort("path").equals(whole.files.sort("path"))
-    path = partition(root, "PPP", 12)
-    _collector_writes(path, [d for d in DAYS if d.month == 12][:2])
-    after = refresh_index(root, now=NOW + 60)
-    assert after.cold is not None and after.cold.rows == 4 and rows_of(root, path) == 2
-    version = pa.ipc.open_file(str(index_path(root))).schema.metadata[b"parqctl.index.version"]
-    assert version != b"2"
+    for version in (b"2", b"2.shards"):
+        schema = INDEX_SCHEMA.with_metadata({b"parqctl.index.version": version})
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        with pa.ipc.new_file(str(index_path(root)), schema, options=options) as out:
+            out.write_table(whole.files.to_arrow().cast(INDEX_SCHEMA))
+        assert load_index(root).files.is_empty()
+    rebuilt = refresh_index(root, now=NOW + 60)
+    assert rebuilt.stats.opened == whole.files.height
+    assert (
+        rebuilt.files.sort("path")
+        .drop("mtime_ns")
+        .equals(whole.files.sort("path").drop("mtime_ns"))
+    )
+    with pytest.raises(pa.ArrowInvalid):
+        pa.ipc.open_file(str(index_path(root)))

@@ -27,8 +27,8 @@ noted as changed (core.availability.index_journal); ``scan="all"`` stats every f
 records when the last full scan and the last refresh ran, so that what is shown can say
 how old it is.
 
-The index is persisted as one Arrow IPC file (zstd) under ``.parqctl/index/``; the
-column names and types of each distinct schema are stored once, in its metadata (a
+The index is persisted as Arrow IPC files under ``.parqctl/index/`` (two shards, see
+core.availability.index_shards); the column names and types of each distinct schema are stored once, in its metadata (a
 workspace has a handful of schemas and hundreds of thousands of files). Beside it,
 ``summary.json`` holds per (dataset, ticker) files, bytes and bar span (what health
 shows, without loading the per-file records), and ``state.json`` the scan times, the

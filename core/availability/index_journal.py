@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.safety.atomic import atomic_open, confined, read_state_file
+from core.safety import untrusted_json
+from core.safety.atomic import MAX_JSON_STATE_BYTES, atomic_open, confined, read_state_file
 from core.store.workspace import STATE_DIR
 
 JOURNAL_DIR = Path(STATE_DIR) / "index" / "changed"
@@ -69,7 +70,9 @@ def pending(root: Path) -> Notes:
         return Notes(frozenset(), ())
     for name in names:
         try:  # (a FIFO or a link among them is skipped, never waited on or followed)
-            listed = json.loads(read_state_file(root, JOURNAL_DIR / name) or b"null")
+            listed = untrusted_json.loads(
+                read_state_file(root, JOURNAL_DIR / name, max_bytes=MAX_JSON_STATE_BYTES) or b"null"
+            )
         except (OSError, ValueError):
             continue
         if isinstance(listed, list):

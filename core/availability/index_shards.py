@@ -7,7 +7,7 @@
 
 The collector rewrites only the current month of each ticker, yet rewriting the whole
 index (740,000 records with their session lists) after its daily update took a second
-and a gigabyte. So the records are kept in two Arrow IPC files (zstd) under
+and a gigabyte. So the records are kept in two Arrow IPC files (bounded: core.availability.arrow_cache) under
 ``.parqctl/index/``: ``files.arrow``, the hot shard (legacy files and partitioned months
 from ``cold.before`` on), and ``cold-<token>.arrow``, the partitioned months before it.
 The hot shard's metadata names its cold shard with its row count and boundary; each
@@ -35,13 +35,9 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from core.availability.index_state import (
-    INDEX_DIR,
-    INDEX_FILE,
-    INDEX_VERSION,
-    index_path,
-    read_index_file,
-)
+from core.availability.arrow_cache import read_arrow, write_arrow
+from core.availability.index_state import INDEX_DIR, INDEX_FILE, INDEX_VERSION, index_path
+from core.safety import untrusted_json
 from core.safety.atomic import atomic_path, confined
 
 if TYPE_CHECKING:
@@ -77,10 +73,9 @@ COLD_PREFIX = "cold-"
 
 _VERSION_KEY = b"parqctl.index.version"
 # Shards carry their own version: a parqctl from before them would take the hot shard for
-# the whole index (and the old months for missing) where now it rebuilds. The single file
-# it wrote is read here as a hot shard without a cold one.
+# the whole index (and the old months for missing) where now it rebuilds. (Those from
+# before the bounded cache files, core.availability.arrow_cache, cannot read them at all.)
 SHARDS_VERSION = f"{INDEX_VERSION}.shards".encode()
-_READABLE_VERSIONS = (SHARDS_VERSION, INDEX_VERSION.encode())
 _SCHEMAS_KEY = b"parqctl.index.schemas"
 _COLD_KEY = b"parqctl.index.cold"
 
@@ -156,7 +151,7 @@ def _read_cold(
         return None
     table, schemas, metadata = shard
     try:
-        own = json.loads(metadata.get(_COLD_KEY, b"null"))
+        own = untrusted_json.loads(metadata.get(_COLD_KEY, b"null"))
     except ValueError:
         return False
     if table.num_rows != cold.rows or own != {"file": cold.file, "before": cold.before}:
@@ -182,10 +177,10 @@ def read_hot(root: Path, schema: pa.Schema) -> LoadedIndex | None:
 def read_cold_ref(root: Path) -> ColdShard | bool | None:
     """The cold shard the hot one names, read from its footer; False when unreadable."""
     try:
-        data = read_index_file(root, INDEX_FILE)
+        data = read_arrow(root, INDEX_DIR / INDEX_FILE)
         if data is None:
             return False
-        metadata = pa.ipc.open_file(pa.BufferReader(data)).schema.metadata or {}
+        metadata = pa.ipc.open_file(data).schema.metadata or {}
     except (OSError, pa.ArrowException):
         return False
     return _cold_ref(metadata)
@@ -196,7 +191,7 @@ def _cold_ref(metadata: dict[bytes, bytes]) -> ColdShard | bool | None:
     if raw is None:
         return None
     try:
-        cold = ColdShard(**json.loads(raw))
+        cold = ColdShard(**untrusted_json.loads(raw))
     except (ValueError, TypeError):
         return False
     valid = (
@@ -212,29 +207,27 @@ def _read_shard(
     root: Path, name: str, schema: pa.Schema
 ) -> tuple[pa.Table, Schemas, dict[bytes, bytes]] | None:
     try:
-        data = read_index_file(root, name)  # (a FIFO in its place is not waited on)
+        data = read_arrow(root, INDEX_DIR / name)
         if data is None:
             return None
-        # (An IPC reader over the bytes: feather.read_table over a buffer took 1.3 s where
-        # this takes 0.3.)
-        stored = pa.ipc.open_file(pa.BufferReader(data)).schema
+        stored = pa.ipc.open_file(data).schema
         fields = [stored.get_field_index(name) for name in schema.names]
         if min(fields, default=0) < 0:
             return None
         options = pa.ipc.IpcReadOptions(included_fields=fields)
-        table = pa.ipc.open_file(pa.BufferReader(data), options=options).read_all()
+        table = pa.ipc.open_file(data, options=options).read_all()
         table = table.select(schema.names).replace_schema_metadata(stored.metadata)
     except (OSError, pa.ArrowException, KeyError):
         return None
     metadata = table.schema.metadata or {}
-    if metadata.get(
-        _VERSION_KEY
-    ) not in _READABLE_VERSIONS or not table.schema.remove_metadata().equals(schema):
+    if metadata.get(_VERSION_KEY) != SHARDS_VERSION or not table.schema.remove_metadata().equals(
+        schema
+    ):
         return None
     try:
         schemas = {
             fp: [(name, kind) for name, kind in columns]
-            for fp, columns in json.loads(metadata.get(_SCHEMAS_KEY, b"{}")).items()
+            for fp, columns in untrusted_json.loads(metadata.get(_SCHEMAS_KEY, b"{}")).items()
         }
     except (ValueError, TypeError):
         return None
@@ -272,18 +265,20 @@ def write_index(
         confined(root, cold_path).parent.mkdir(parents=True, exist_ok=True)
         # No fsync: this is a cache; a torn or lost file is detected on load and rebuilt.
         with atomic_path(cold_path, durable=False) as tmp:
-            options = pa.ipc.IpcWriteOptions(compression="zstd")
-            schema = INDEX_SCHEMA.with_metadata(metadata)
-            with pa.ipc.new_file(str(tmp), schema, options=options) as out:
+
+            def cold_batches():
+                nonlocal rows
                 for batch in arrow_batches(files):
                     mask = cold_mask(batch, cold_before)
                     cold = batch.filter(mask)
                     if cold.num_rows:
-                        out.write_batch(cold)
                         rows += cold.num_rows
+                        yield cold
                     hot = batch.filter(pc.invert(mask))
                     if hot.num_rows:
                         hot_parts.append(hot)
+
+            write_arrow(tmp, INDEX_SCHEMA.with_metadata(metadata), cold_batches())
     except OSError as exc:
         return f"cannot write {cold_path}: {exc.strerror or exc}"
     error = write_hot(root, hot_parts, schemas, ColdShard(token, rows, cold_before))
@@ -306,10 +301,7 @@ def write_hot(
     try:
         confined(root, path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, durable=False) as tmp:
-            options = pa.ipc.IpcWriteOptions(compression="zstd")
-            with pa.ipc.new_file(str(tmp), schema, options=options) as out:
-                for batch in parts:
-                    out.write_batch(batch)
+            write_arrow(tmp, schema, parts)
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
     return None

@@ -22,7 +22,8 @@ from typing import Any
 
 from core.availability import index_journal, index_scan
 from core.availability.index_scan import HotScope, ScanResult, Stray
-from core.safety.atomic import atomic_open, confined, read_state_file
+from core.safety import untrusted_json
+from core.safety.atomic import MAX_JSON_STATE_BYTES, atomic_open, confined, read_state_file
 from core.store.workspace import STATE_DIR, Unreadable
 
 INDEX_DIR = Path(STATE_DIR) / "index"
@@ -55,10 +56,11 @@ def index_path(root: Path) -> Path:
 
 
 def read_index_file(root: Path, name: str) -> bytes | None:
-    """A file of the index directory, or None when it is not there. Never waits on a FIFO
-    put in its place nor follows a link (read_state_file): an OSError then, which every
-    reader of the index takes for a damaged cache."""
-    return read_state_file(root, INDEX_DIR / name)
+    """A JSON file of the index directory, or None when it is not there. Never waits on a
+    FIFO put in its place, follows a link nor reads more than MAX_JSON_STATE_BYTES
+    (read_state_file): an OSError then, which every reader of the index takes for a
+    damaged cache."""
+    return read_state_file(root, INDEX_DIR / name, max_bytes=MAX_JSON_STATE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class IndexState:
 def load_state(root: Path) -> IndexState:
     """The scan times, strays and unreadable directories of the last refresh."""
     try:
-        raw = json.loads(read_index_file(root, STATE_FILE) or b"null")
+        raw = untrusted_json.loads(read_index_file(root, STATE_FILE) or b"null")
         if raw.get("version") != INDEX_VERSION or not index_path(root).exists():
             return IndexState()
         return IndexState(
@@ -119,7 +121,7 @@ def load_summary(
     if not load_state(root).refreshed_at:
         return None
     try:
-        raw = json.loads(read_index_file(root, SUMMARY_FILE) or b"null")
+        raw = untrusted_json.loads(read_index_file(root, SUMMARY_FILE) or b"null")
     except (OSError, ValueError):
         return None
     if not isinstance(raw, dict) or not set(columns) <= set(raw):
@@ -225,7 +227,7 @@ def unchanged_hot(root: Path, now: float) -> int | None:
     if state.refreshed_at is None or state.full_scan_at is None:
         return None
     try:
-        raw = json.loads(read_index_file(root, HOT_FILE) or b"null")
+        raw = untrusted_json.loads(read_index_file(root, HOT_FILE) or b"null")
         if raw["version"] != INDEX_VERSION or tuple(raw["range"]) != hot_range(now):
             return None
         if (

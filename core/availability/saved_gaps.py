@@ -23,7 +23,8 @@ from core import health
 from core.availability.gap_watch import GapWatch
 from core.config import CONFIG_FILE
 from core.jobs import CancelToken
-from core.safety.atomic import atomic_open, confined, read_state_file
+from core.safety import untrusted_json
+from core.safety.atomic import MAX_JSON_STATE_BYTES, atomic_open, confined, read_state_file
 from core.store.metadata import INTERVALS_FILE, STORAGE_CONFIG_FILE, TICKERS_FILE
 from core.store.workspace import STATE_DIR, Workspace
 
@@ -69,7 +70,9 @@ def save(root: Path, watch: GapWatch) -> None:
 def load(root: Path, today: date) -> GapWatch | None:
     """The saved summary, if it was computed today from the files as they are now."""
     try:
-        record = json.loads(read_state_file(root, SAVED_FILE) or b"null")  # no FIFO wait
+        record = untrusted_json.loads(
+            read_state_file(root, SAVED_FILE, max_bytes=MAX_JSON_STATE_BYTES) or b"null"
+        )  # no FIFO wait
         if record["inputs"] != _inputs(root):
             return None
         watch = _decode(GapWatch, record["summary"])

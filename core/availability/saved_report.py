@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from core.config import CONFIG_FILE
-from core.safety.atomic import atomic_open, confined, read_state_file
+from core.safety import untrusted_json
+from core.safety.atomic import MAX_JSON_STATE_BYTES, atomic_open, confined, read_state_file
 from core.store.metadata import INTERVALS_FILE, STORAGE_CONFIG_FILE, TICKERS_FILE
 from core.store.workspace import STATE_DIR
 
@@ -48,8 +49,10 @@ def load(root: Path, question: dict[str, Any]) -> tuple[str, int, int] | None:
     """(the printed text, the exit code, the files indexed) saved for this question and
     these inputs."""
     try:
-        saved = read_state_file(root, SAVED_DIR / f"{_key(root, question)}.json")  # no FIFO wait
-        record = json.loads(saved or b"null")
+        saved = read_state_file(
+            root, SAVED_DIR / f"{_key(root, question)}.json", max_bytes=MAX_JSON_STATE_BYTES
+        )  # no FIFO wait
+        record = untrusted_json.loads(saved or b"null")
         return str(record["text"]), int(record["code"]), int(record["files"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

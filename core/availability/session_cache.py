@@ -15,11 +15,11 @@ from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
 
+from core.availability.arrow_cache import read_arrow, write_arrow
 from core.availability.calendars import SessionTable, sessions
 from core.availability.index import INDEX_DIR, numpy_values
-from core.safety.atomic import UnsafeLinkError, atomic_path, confined, read_state_file
+from core.safety.atomic import UnsafeLinkError, atomic_path, confined
 
 CALENDAR_DIR = INDEX_DIR / "calendars"
 _SCHEMA = pa.schema(
@@ -37,10 +37,10 @@ def _cache_file(root: Path, calendar: str) -> Path:
 
 def _load(root: Path, path: Path, version: str) -> tuple[date, date, SessionTable] | None:
     try:
-        data = read_state_file(root, path.relative_to(root))  # never waits on a FIFO
+        data = read_arrow(root, path.relative_to(root))  # never waits on a FIFO
         if data is None:
             return None
-        table = feather.read_table(pa.BufferReader(data))
+        table = pa.ipc.open_file(data).read_all()
         meta = table.schema.metadata or {}
         if meta.get(b"exchange_calendars") != version.encode():
             return None
@@ -72,7 +72,7 @@ def _save(path: Path, start: date, end: date, table: SessionTable, version: str)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, durable=False) as tmp:  # a cache: recomputed when lost
-            feather.write_feather(arrow, tmp, compression="zstd")
+            write_arrow(tmp, arrow.schema, arrow.to_batches())
     except OSError:
         pass  # a read-only workspace still answers, only slower next time
 

@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from core.disk.usage import Filesystem
-from core.safety import atomic
+from core.safety import atomic, untrusted_json
 from core.safety.atomic import write_bytes
 from core.store.workspace import STATE_DIR
 
@@ -109,7 +109,7 @@ def load(root: Path) -> list[DiskSample]:
     samples = []
     for line in text.splitlines():
         try:
-            raw = json.loads(line)
+            raw = untrusted_json.loads(line)
             samples.append(
                 DiskSample(
                     ts=float(raw["ts"]),

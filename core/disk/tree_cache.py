@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.safety import atomic
+from core.safety import atomic, untrusted_json
 from core.store.workspace import STATE_DIR
 
 CACHE_FILE = Path(STATE_DIR) / "disk_tree.npy"
@@ -192,7 +192,7 @@ def _load(root: Path, spec: list[str]) -> _Tree | None:
         if content is None:
             return None
         stream = io.BytesIO(content)
-        meta = json.loads(bytes(np.load(stream, allow_pickle=False)).decode("utf-8"))
+        meta = untrusted_json.loads(bytes(np.load(stream, allow_pickle=False)).decode("utf-8"))
         if meta.get("version") != VERSION or meta.get("spec") != spec:
             return None
         names = bytes(np.load(stream, allow_pickle=False)).decode("utf-8", "surrogateescape")

@@ -14,13 +14,12 @@ availability shows such a gap as confirmed empty rather than recoverable.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from core.safety import atomic
+from core.safety import atomic, untrusted_json
 from core.store.workspace import STATE_DIR
 
 EMPTY_FILE = Path(STATE_DIR) / "ingest" / "confirmed_empty.json"
@@ -62,7 +61,7 @@ def load(root: Path) -> list[EmptyWindow]:
     if content is None:
         return []
     try:
-        data = json.loads(content)
+        data = untrusted_json.loads(content)
         windows = data["windows"]
         return [
             EmptyWindow(

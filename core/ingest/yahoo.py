@@ -28,6 +28,8 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from core.safety import untrusted_json
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -173,7 +175,7 @@ def load_recording(path: Path) -> pd.DataFrame:
     """The frame ``save_recording`` kept, in yfinance's shape again."""
     import pandas as pd
 
-    record = json.loads(Path(path).read_text(encoding="utf-8"))
+    record = untrusted_json.loads(Path(path).read_text(encoding="utf-8"))
     zone = record.get("timezone") or DEFAULT_TIMEZONE
     rows = record.get("rows") or []
     index = pd.DatetimeIndex(

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from core.config import FileLimits
 from core.integrity.findings import Finding, Severity
+from core.safety import untrusted_json
 from core.safety.atomic import atomic_path
 from core.store.bars import FIRST_BAR_DAY, LAST_BAR_DAY, footer_problem, workspace_limits
 from core.store.workspace import STATE_DIR
@@ -430,7 +431,7 @@ class RowCheckCache:
             return None
         if entry[3] == "[]":  # most files: no JSON to decode
             return []
-        return [Finding.from_dict(raw) for raw in json.loads(entry[3])]
+        return [Finding.from_dict(raw) for raw in untrusted_json.loads(entry[3])]
 
     def put(self, bar: BarFile, deep: bool, findings: list[Finding]) -> None:
         text = json.dumps([f.as_dict() for f in findings], separators=(",", ":"))

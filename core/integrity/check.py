@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import time
 from collections import defaultdict
@@ -48,7 +47,7 @@ from core.integrity.findings import LAST_REPORT, Finding, Scope, Severity
 from core.integrity.metadata_checks import lock_findings, metadata_findings
 from core.integrity.stray_files import being_written, stray_findings
 from core.jobs import CancelToken, ProgressCallback, ProgressTracker
-from core.safety import run_lock
+from core.safety import run_lock, untrusted_json
 from core.safety.atomic import confined, write_json
 from core.store.bars import BAR_COLUMNS, BAR_SCHEMA, TOO_LARGE
 from core.store.workspace import Workspace
@@ -526,7 +525,7 @@ def _cached_row_checks(
         hits = joined.filter(hit)
         misses = joined.filter(~hit).select(files.columns)
         for text in hits.filter(pl.col("findings") != "[]")["findings"].to_list():
-            findings += [Finding.from_dict(raw) for raw in json.loads(text)]
+            findings += [Finding.from_dict(raw) for raw in untrusted_json.loads(text)]
         stale = cached.join(pl.DataFrame({"path": indexed_paths}), on="path", how="anti").height > 0
     if misses.is_empty() and not stale:
         return findings, 0, hits.height, None

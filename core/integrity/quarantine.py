@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import math
 import os
 import re
@@ -42,7 +41,7 @@ from core.availability import index_journal
 from core.config import load_config
 from core.disk.watermarks import disk_status
 from core.errors import DataError, DiskSpaceError, ParqctlError
-from core.safety import atomic, audit
+from core.safety import atomic, audit, untrusted_json
 from core.safety.atomic import UnsafeLinkError, fsync_dir, is_temp_name, write_json
 from core.safety.run_lock import RunLock
 from core.store.layout import interval_of_dataset_dir
@@ -269,7 +268,7 @@ def _read_manifest(path: Path) -> Any:
     if len(data) > MAX_MANIFEST_BYTES:
         raise _Invalid(f"{MANIFEST} is larger than {MAX_MANIFEST_BYTES:,} bytes")
     try:
-        return json.loads(data.decode("utf-8"))
+        return untrusted_json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise _Invalid(f"{MANIFEST} is not UTF-8 text") from None
     except RecursionError:

@@ -268,10 +268,26 @@ def append(root: Path, rel: Path | str, data: bytes, *, sync: bool = True) -> in
         os.close(fd)
 
 
-def read_state_file(root: Path, rel: Path | str, *, limit: int | None = None) -> bytes | None:
+class StateFileTooLarge(OSError):
+    """A state file larger than its reader accepts: parqctl never writes one, so it is
+    damaged or forged, and its readers take it for what a damaged file is to them."""
+
+
+# Beyond this a state file is refused whole (rule 8: no one file may make a command use
+# more than about a gigabyte). The largest parqctl writes, the disk tree of a 740,000-file
+# store, is 75 MB; JSON state, which takes several times its size once parsed, asks less.
+MAX_STATE_BYTES = 256 * 1024 * 1024
+MAX_JSON_STATE_BYTES = 32 * 1024 * 1024
+
+
+def read_state_file(
+    root: Path, rel: Path | str, *, limit: int | None = None, max_bytes: int = MAX_STATE_BYTES
+) -> bytes | None:
     """The content of ``root/rel`` (its last ``limit`` bytes when given), or None when it
     does not exist. Opened like ``append`` opens it (no link followed, a FIFO never waited
-    on): anything but a regular file reached without a link is refused (UnsafeLinkError)."""
+    on): anything but a regular file reached without a link is refused (UnsafeLinkError);
+    without ``limit``, a file of more than ``max_bytes`` is refused (StateFileTooLarge)
+    after reading no more than that."""
     rel = Path(rel)
     path = Path(root) / rel
     try:
@@ -291,14 +307,17 @@ def read_state_file(root: Path, rel: Path | str, *, limit: int | None = None) ->
         if limit is not None and st.st_size > limit:
             os.lseek(fd, st.st_size - limit, os.SEEK_SET)
         chunks = []
-        remaining = limit
-        while remaining is None or remaining > 0:
-            chunk = os.read(fd, 1 << 20 if remaining is None else min(1 << 20, remaining))
+        remaining = max_bytes + 1 if limit is None else limit
+        while remaining > 0:
+            chunk = os.read(fd, min(1 << 20, remaining))
             if not chunk:
                 break
             chunks.append(chunk)
-            if remaining is not None:
-                remaining -= len(chunk)
+            remaining -= len(chunk)
+        if limit is None and remaining == 0:
+            raise StateFileTooLarge(
+                errno.EFBIG, f"larger than {max_bytes:,} bytes: not parqctl's own", str(path)
+            )
         return b"".join(chunks)
     finally:
         os.close(fd)

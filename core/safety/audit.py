@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from core.safety import atomic
+from core.safety import atomic, untrusted_json
 
 AUDIT_FILE = Path(".parqctl") / "audit.jsonl"
 
@@ -58,7 +58,7 @@ def read(workspace_root: Path) -> list[dict[str, Any]]:
     records = []
     for line in content.decode("utf-8", errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
+            records.append(untrusted_json.loads(line))
         except json.JSONDecodeError:
             continue
     return records
@@ -202,7 +202,7 @@ def _parse(offset: int, line: bytes, length: int) -> AuditRecord:
     if length > MAX_LINE_BYTES:
         return AuditRecord(offset, None, f"a line of {length:,} bytes: not a record", shown)
     try:
-        raw = json.loads(line.decode("utf-8", errors="replace"))
+        raw = untrusted_json.loads(line.decode("utf-8", errors="replace"))
     except (json.JSONDecodeError, RecursionError):
         return AuditRecord(offset, None, "not JSON (a torn or foreign line)", shown)
     if not isinstance(raw, dict):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import getpass
-import json
 import math
 import os
 import secrets
@@ -43,7 +42,7 @@ from core.errors import (
     NotAWorkspaceError,
     ParqctlError,
 )
-from core.safety import audit
+from core.safety import audit, untrusted_json
 from core.safety.atomic import confined, is_temp_name, read_state_file, write_json
 from core.store.metadata import file_kind
 
@@ -249,7 +248,7 @@ def _parse_owner(text: str) -> dict[str, Any]:
     if len(text) > MAX_OWNER_BYTES:
         raise _MalformedOwner("too large")
     try:
-        data = json.loads(text)
+        data = untrusted_json.loads(text)
     except RecursionError:
         raise _MalformedOwner("JSON nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeError, a number of 5000 digits
@@ -355,7 +354,7 @@ def last_loss(workspace_root: Path | str) -> dict[str, Any] | None:
     """The last writer whose lock was taken from it, until that command runs through."""
     try:  # never through a link, never waiting on a FIFO (UnsafeLinkError is an OSError)
         raw = read_state_file(Path(workspace_root), LOSS_FILE, limit=MAX_OWNER_BYTES)
-        data = json.loads(raw) if raw is not None else None
+        data = untrusted_json.loads(raw) if raw is not None else None
     except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
@@ -622,7 +621,7 @@ def _token_in(text: str | None) -> str | None:
     if text is None:
         return None
     try:
-        data = json.loads(text)
+        data = untrusted_json.loads(text)
     except (ValueError, RecursionError):
         return None
     return _as_str(data.get("token")) if isinstance(data, dict) else None

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.safety import atomic
+from core.safety import atomic, untrusted_json
 from core.store.workspace import STATE_DIR
 
 HISTORY_FILE = Path(STATE_DIR) / "sql_history.jsonl"
@@ -58,7 +58,7 @@ def load(root: Path, limit: int = 200) -> list[HistoryEntry]:
     found: list[HistoryEntry] = []
     for line in reversed(content.decode("utf-8", errors="replace").splitlines()):
         try:
-            raw = json.loads(line)
+            raw = untrusted_json.loads(line)
             query = raw["query"]
         except (json.JSONDecodeError, KeyError, TypeError):
             continue  # a torn line (the first of a cut tail, or a crash mid-append)

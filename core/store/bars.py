@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from core.config import CONFIG_FILE, FileLimits, load_config
 from core.errors import DataError, MetadataError
+from core.safety import untrusted_json
 from core.safety.atomic import atomic_path
 
 BAR_SCHEMA = pa.schema(
@@ -175,7 +176,7 @@ def _own_column_entries(own: bytes | None) -> dict[str, dict]:
     if not own:
         return {}
     try:
-        columns = json.loads(own).get("columns")
+        columns = untrusted_json.loads(own).get("columns")
     except (ValueError, AttributeError):
         return {}
     if not isinstance(columns, list):

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import MetadataError
-from core.safety import atomic
+from core.safety import atomic, untrusted_json
 from core.store.layout import Venue
 
 TICKERS_FILE = "tickers.json"
@@ -155,7 +155,7 @@ def load_json(path: Path, *, limit: int = MAX_METADATA_BYTES) -> Any:
     blocks or floods parqctl)."""
     text = read_text_file(path, limit, "restore it from a backup")
     try:
-        return json.loads(text)
+        return untrusted_json.loads(text)
     except json.JSONDecodeError as exc:
         raise MetadataError(
             f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}",
