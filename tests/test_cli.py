@@ -182,3 +182,32 @@ def test_demo_refuses_a_non_empty_directory(tmp_path: Path):
     assert result.returncode == 2
     assert "not empty" in _one_line_error(result)
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_without_a_terminal_the_console_is_refused_and_demo_does_not_open_it(
+    workspace: Path, tmp_path: Path
+):
+    """From cron or a script (no terminal on stdin or stdout), Textual's input thread
+    spun at full CPU until killed: the console says it needs one, and demo, without
+    --no-open, builds the store and says how to open it."""
+    for args in (["console"], []):
+        result = subprocess.run(
+            [str(PARQCTL), "-w", str(workspace), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert "needs a terminal" in _one_line_error(result)
+    root = tmp_path / "demo"
+    result = subprocess.run(
+        [str(PARQCTL), "demo", str(root), "--tickers", "14"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"open it with: parqctl --workspace {root}" in result.stderr
+    assert (root / "tickers.json").exists()

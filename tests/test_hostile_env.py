@@ -333,6 +333,14 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _command_line(process: psutil.Process) -> str:
+    """Its command line; "" for one that ended meanwhile (a zombie not yet reaped)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     alive = []
     for process in processes:
@@ -467,7 +475,7 @@ def test_sigkill_of_the_console_while_it_migrates_leaves_no_process_behind(tmp_p
         _wait_for_audit(root, "migrate.run", "started")
         _wait_for_staged_files(root)  # the workers are busy
         descendants = _descendants(terminal.process.pid)
-        commands = [" ".join(p.cmdline()) for p in descendants]
+        commands = [_command_line(p) for p in descendants]
     finally:
         os.kill(terminal.process.pid, signal.SIGKILL)
         terminal.process.wait(timeout=30)

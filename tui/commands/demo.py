@@ -35,7 +35,11 @@ def register(commands) -> None:
         help="where the legacy files go: stocks_<iv>/ at the root, where the collector keeps "
         "them (default), or data/legacy/, where its migration tool wants them moved",
     )
-    p.add_argument("--no-open", action="store_true", help="do not open the console afterwards")
+    p.add_argument(
+        "--no-open",
+        action="store_true",
+        help="do not open the console afterwards (never opened without a terminal)",
+    )
     p.set_defaults(run=run)
 
 
@@ -57,10 +61,11 @@ def run(args: argparse.Namespace) -> int:
             progress=lambda done, total: tracker.advance(),
         )
     print("\n".join(report.lines()))
-    if args.no_open:
+    from tui.commands import console
+
+    if args.no_open or not console.has_terminal():
         print(f"open it with: parqctl --workspace {root}", file=sys.stderr)
         return 0
-    from tui.commands import console
 
     args.workspace, args.theme = str(root), None
     return console.run(args)
