@@ -109,3 +109,14 @@ def test_json_is_indented_with_deep_records_on_one_line(tmp_path: Path):
     lines = text.splitlines()
     assert lines[1] == '  "venues": [' and lines[2] == "    {"
     assert f'"AAPL": {json.dumps(record)},' in {line.strip() for line in lines}
+
+
+def test_a_state_file_beyond_its_cap_is_refused_after_reading_no_more(tmp_path: Path):
+    """A state file larger than its reader accepts (parqctl never writes one) is an OSError,
+    which every reader takes for a damaged file; a tail read is never refused."""
+    (tmp_path / "state.json").write_bytes(b"x" * 5000)
+    assert atomic.read_state_file(tmp_path, "state.json", max_bytes=5000) == b"x" * 5000
+    with pytest.raises(atomic.StateFileTooLarge, match="larger than 4,999 bytes"):
+        atomic.read_state_file(tmp_path, "state.json", max_bytes=4999)
+    assert atomic.read_state_file(tmp_path, "state.json", limit=10, max_bytes=1) == b"x" * 10
+    assert atomic.read_state_file(tmp_path, "missing.json", max_bytes=1) is None

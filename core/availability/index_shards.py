@@ -7,9 +7,10 @@
 
 The collector rewrites only the current month of each ticker, yet rewriting the whole
 index (740,000 records with their session lists) after its daily update took a second
-and a gigabyte. So the records are kept in two Arrow IPC files (bounded: core.availability.arrow_cache) under
-``.parqctl/index/``: ``files.arrow``, the hot shard (legacy files and partitioned months
-from ``cold.before`` on), and ``cold-<token>.arrow``, the partitioned months before it.
+and a gigabyte. So the records are kept in two Arrow IPC files under ``.parqctl/index/``
+(written and read by core.availability.arrow_cache): ``files.arrow``, the hot shard
+(legacy files and partitioned months from ``cold.before`` on), and ``cold-<token>.arrow``,
+the partitioned months before it.
 The hot shard's metadata names its cold shard with its row count and boundary; each
 shard stores the columns and types of the schemas its records use. A refresh whose
 changes are all in hot months rewrites the hot shard alone; both are rewritten when a
