@@ -509,26 +509,33 @@ def _cached_row_checks(
     table = RowCheckCache.table(root)
     findings: list[Finding] = []
     if table is None:
-        hits = files.head(0).select("path")
+        hits = 0
         misses = files
         stale = False
     else:
         cached = pl.from_arrow(table).rename(
             {"size": "cached_size", "mtime_ns": "cached_mtime", "deep": "cached_deep"}
         )
-        joined = files.join(cached, on="path", how="left")
-        hit = (
-            (pl.col("cached_size") == pl.col("size"))
-            & (pl.col("cached_mtime") == pl.col("mtime_ns"))
-            & (pl.col("cached_deep") | (not deep))
-        ).fill_null(False)
-        hits = joined.filter(hit)
-        misses = joined.filter(~hit).select(files.columns)
-        for text in hits.filter(pl.col("findings") != "[]")["findings"].to_list():
+        # Joined on the three columns compared, not the whole records: a join of 740,000
+        # records copied every column of both (+400 MB).
+        joined = files.select("path", "size", "mtime_ns").join(
+            cached, on="path", how="left", maintain_order="left"
+        )
+        hit = joined.select(
+            (
+                (pl.col("cached_size") == pl.col("size"))
+                & (pl.col("cached_mtime") == pl.col("mtime_ns"))
+                & (pl.col("cached_deep") | (not deep))
+            ).fill_null(False)
+        ).to_series()
+        hits = int(hit.sum())
+        misses = files.filter(~hit)
+        with_findings = joined.filter(hit & (pl.col("findings") != "[]"))["findings"]
+        for text in with_findings.to_list():
             findings += [Finding.from_dict(raw) for raw in untrusted_json.loads(text)]
-        stale = cached.join(pl.DataFrame({"path": indexed_paths}), on="path", how="anti").height > 0
+        stale = cached.select(~pl.col("path").is_in(indexed_paths.implode()).all()).item()
     if misses.is_empty() and not stale:
-        return findings, 0, hits.height, None
+        return findings, 0, hits, None
     cache = RowCheckCache.load(root)
     cache.forget_missing(set(indexed_paths.to_list()))
     bars = [_bar_file(record) for record in _records(misses)]
@@ -538,7 +545,7 @@ def _cached_row_checks(
         cache.save(root)  # a cancelled run keeps what it checked
         raise
     cache_error = cache.save(root) if cache.changed else None
-    return findings + row_findings, read, hits.height, cache_error
+    return findings + row_findings, read, hits, cache_error
 
 
 def _row_checks(
