@@ -451,14 +451,28 @@ def _peak_rss_kib(*command: str) -> tuple[subprocess.CompletedProcess, int]:
     return done, int(done.stdout.split()[-1])
 
 
-def _stream_bomb(path: Path, size: int) -> None:
-    """What parqctl writes now (a zstd stream), decompressing to ``size`` zero bytes."""
+def _stream_bomb(path: Path, size: int, *, apart: bool) -> None:
+    """What parqctl writes now (core.availability.arrow_cache): zstd streams behind a
+    header. The first one decompresses to ``size`` zero bytes; or, ``apart``, the first
+    is the file's own and the second (the session lists) is the bomb."""
+    import struct
+
     import pyarrow as pa
 
+    from core.availability.arrow_cache import MAGIC
+
+    sink = pa.BufferOutputStream()
     zeros = bytes(64 << 20)
-    with pa.CompressedOutputStream(str(path), "zstd") as out:
+    with pa.CompressedOutputStream(sink, "zstd") as out:
         for _ in range(size // len(zeros)):
             out.write(zeros)
+    bomb = sink.getvalue().to_pybytes()
+    if apart:
+        own = path.read_bytes()
+        first = struct.unpack_from("<8sQ", own)[1]
+        path.write_bytes(own[: 16 + first] + bomb)
+    else:
+        path.write_bytes(struct.pack("<8sQ", MAGIC, len(bomb)) + bomb)
 
 
 def _buffer_bomb(path: Path, size: int, scratch: Path) -> None:
@@ -484,14 +498,21 @@ def _buffer_bomb(path: Path, size: int, scratch: Path) -> None:
     sparse.unlink()
 
 
-@pytest.mark.parametrize("kind", ["stream", "buffers"])
-@pytest.mark.parametrize("name", ["files.arrow", "cold", "calendars/XNYS.arrow"])
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        (name, kind)
+        for name in ("files.arrow", "cold", "calendars/XNYS.arrow")
+        for kind in ("stream", "apart", "buffers")
+        if not (kind == "apart" and name.startswith("calendars"))  # (no second stream)
+    ],
+)
 def test_a_decompression_bomb_in_the_index_stays_under_a_gigabyte(
     ws: Path, tmp_path: Path, name: str, kind: str
 ):
     """A cache file of kilobytes that decompresses to 1.25 GiB, in place of the hot shard,
-    the cold shard or a calendar's sessions, as a zstd stream or as an IPC file with
-    compressed buffers (which pyarrow decompressed to whatever size they declared): never
+    the cold shard or a calendar's sessions, as a zstd stream (the whole file, or its
+    session lists alone) or as an IPC file with compressed buffers (which pyarrow decompressed to whatever size they declared): never
     decompressed beyond the cap, taken for a damaged cache (rebuilt), and the command
     stays under a gigabyte."""
     from core.availability.index import INDEX_DIR, load_index
@@ -502,8 +523,8 @@ def test_a_decompression_bomb_in_the_index_stays_under_a_gigabyte(
         name = load_index(ws).cold.file
     bomb = index_dir / name
     assert bomb.exists()
-    if kind == "stream":
-        _stream_bomb(bomb, 5 << 28)
+    if kind in ("stream", "apart"):
+        _stream_bomb(bomb, 5 << 28, apart=kind == "apart")
     else:
         _buffer_bomb(bomb, 5 << 28, tmp_path)
     assert bomb.stat().st_size < 1 << 20

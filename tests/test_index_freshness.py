@@ -220,7 +220,7 @@ def test_a_full_build_walked_by_the_workers_finds_what_a_scan_finds(root: Path, 
     assert progress and "ticker" in str(progress[-1])
     # The workers' records came in one small table a ticker; the shards hold one batch.
     for shard in (INDEX_DIR / walked.cold.file, INDEX_DIR / "files.arrow"):
-        assert pa.ipc.open_file(read_arrow(root, shard)).num_record_batches == 1
+        assert pa.ipc.open_file(read_arrow(root, shard)[0]).num_record_batches == 1
 
 
 def test_a_cancelled_build_in_the_workers_keeps_what_they_read(root: Path, monkeypatch):

@@ -120,3 +120,27 @@ def test_an_index_an_earlier_parqctl_wrote_is_rebuilt_not_read(root: Path):
     )
     with pytest.raises(pa.ArrowInvalid):
         pa.ipc.open_file(str(index_path(root)))
+
+
+@pytest.mark.parametrize("shard", ["hot", "cold"])
+def test_session_lists_damaged_apart_from_the_records_make_the_index_rebuilt(
+    root: Path, shard: str
+):
+    """The session lists are stored apart from the records (most readers do not want
+    them): a shard whose records read but whose lists do not is a damaged index, rebuilt
+    whole, never written back with only the files that changed."""
+    import struct
+
+    whole = load_index(root)
+    name = "files.arrow" if shard == "hot" else whole.cold.file
+    path = root / INDEX_DIR / name
+    own = path.read_bytes()
+    first = struct.unpack_from("<8sQ", own)[1]
+    path.write_bytes(own[: 16 + first] + b"not a zstd stream")
+    assert load_index(root, sessions=False).files.height == whole.files.height
+    assert load_index(root).files.is_empty()
+    _collector_writes(partition(root, "PPP", 12), [d for d in DAYS if d.month == 12][:2])
+    for sessions in (False, True):
+        index = refresh_index(root, now=NOW + 60, sessions=sessions)
+        assert index.files.height == whole.files.height
+    assert load_index(root).files.height == whole.files.height

@@ -791,7 +791,10 @@ def _with_cold(
     if cold_part is None:
         table = index_shards.read_cold(root, cold, INDEX_SCHEMA)
         if table is None:  # another process replaced the index meanwhile: its version
-            return _loaded(root, sessions)
+            files, cold = _loaded(root, sessions)
+            if files.is_empty():
+                raise _UnreadableMeanwhile
+            return files, cold
         cold_part = pl.from_arrow(table)
         del table
     return pl.concat([cold_part.select(hot.columns), hot], rechunk=False), cold
@@ -828,6 +831,42 @@ def refresh_index(
     recorded with its footer facts and a ``too large to read`` error, its data unread.
     ``now`` (epoch seconds) is the time the hot months are counted from (tests).
     """
+    arguments = dict(
+        full=full,
+        scan=scan,
+        previous=previous,
+        workers=workers,
+        progress=progress,
+        cancel=cancel,
+        sessions=sessions,
+        limits=limits,
+        now=now,
+    )
+    try:
+        return _refreshed(root, **arguments)
+    except _UnreadableMeanwhile:  # (never raised by a full refresh) rebuilt, as any damage
+        return _refreshed(root, **{**arguments, "full": True, "previous": None})
+
+
+class _UnreadableMeanwhile(Exception):
+    """The index could not be read whole after its records were: its session lists are
+    damaged (they are stored apart: core.availability.arrow_cache), or another process
+    replaced it with one that is."""
+
+
+def _refreshed(
+    root: Path,
+    *,
+    full: bool,
+    scan: str,
+    previous: FileIndex | None,
+    workers: int | None,
+    progress: ProgressCallback | None,
+    cancel: CancelToken | None,
+    sessions: bool,
+    limits: FileLimits | None,
+    now: float | None,
+) -> FileIndex:
     import polars as pl
 
     started = time.perf_counter()
@@ -836,6 +875,8 @@ def refresh_index(
     looked_at = None if full or previous is not None or not hot_only else unchanged_hot(root, now)
     if looked_at is not None:  # nothing changed: the index as it was saved
         loaded = load_index(root, sessions=sessions)
+        if loaded.files.is_empty() and looked_at:
+            raise _UnreadableMeanwhile
         _repair_summary(root, loaded.files)
         stats = RefreshStats(
             scanned=loaded.files.height,
@@ -923,8 +964,11 @@ def refresh_index(
             del cold_part, hot
         else:
             if prior.height and SESSION_FIELDS[0] not in prior.columns:  # now whole
+                height = prior.height
                 del prior
                 prior = load_index(root).files
+                if prior.height != height and not full:
+                    raise _UnreadableMeanwhile
             # A first build arrives in path order and is written as it is: no frame.
             whole = fresh if not prior.height else _merged(prior, gone, fresh)
             del prior, fresh
@@ -967,5 +1011,7 @@ def refresh_index(
         files = files.drop(SESSION_FIELDS, strict=False)
     elif SESSION_FIELDS[0] not in files.columns:  # nothing changed: as it was saved
         reloaded = load_index(root)
+        if reloaded.files.height != files.height and not full:
+            raise _UnreadableMeanwhile
         files, cold = reloaded.files, reloaded.cold
     return FileIndex(root, files, stats, schemas, new_state, cold)

@@ -178,10 +178,10 @@ def read_hot(root: Path, schema: pa.Schema) -> LoadedIndex | None:
 def read_cold_ref(root: Path) -> ColdShard | bool | None:
     """The cold shard the hot one names, read from its footer; False when unreadable."""
     try:
-        data = read_arrow(root, INDEX_DIR / INDEX_FILE)
-        if data is None:
+        files = read_arrow(root, INDEX_DIR / INDEX_FILE)
+        if files is None:
             return False
-        metadata = pa.ipc.open_file(data).schema.metadata or {}
+        metadata = pa.ipc.open_file(files[0]).schema.metadata or {}
     except (OSError, pa.ArrowException):
         return False
     return _cold_ref(metadata)
@@ -208,15 +208,22 @@ def _read_shard(
     root: Path, name: str, schema: pa.Schema
 ) -> tuple[pa.Table, Schemas, dict[bytes, bytes]] | None:
     try:
-        data = read_arrow(root, INDEX_DIR / name)
-        if data is None:
+        lists = [n for n in schema.names if n in SESSION_FIELDS]
+        files = read_arrow(root, INDEX_DIR / name, apart=bool(lists))
+        if files is None or (lists and files[1] is None):
             return None
-        stored = pa.ipc.open_file(data).schema
-        fields = [stored.get_field_index(name) for name in schema.names]
+        stored = pa.ipc.open_file(files[0]).schema
+        fields = [stored.get_field_index(n) for n in schema.names if n not in SESSION_FIELDS]
         if min(fields, default=0) < 0:
             return None
         options = pa.ipc.IpcReadOptions(included_fields=fields)
-        table = pa.ipc.open_file(data, options=options).read_all()
+        table = pa.ipc.open_file(files[0], options=options).read_all()
+        if lists:  # the session lists are stored apart (core.availability.arrow_cache)
+            apart = pa.ipc.open_file(files[1]).read_all()
+            if apart.num_rows != table.num_rows:
+                return None
+            for name in lists:
+                table = table.append_column(apart.schema.field(name), apart[name])
         table = table.select(schema.names).replace_schema_metadata(stored.metadata)
     except (OSError, pa.ArrowException, KeyError):
         return None
@@ -279,7 +286,9 @@ def write_index(
                     if hot.num_rows:
                         hot_parts.append(hot)
 
-            write_arrow(tmp, INDEX_SCHEMA.with_metadata(metadata), cold_batches())
+            write_arrow(
+                tmp, INDEX_SCHEMA.with_metadata(metadata), cold_batches(), apart=SESSION_FIELDS
+            )
     except OSError as exc:
         return f"cannot write {cold_path}: {exc.strerror or exc}"
     error = write_hot(root, hot_parts, schemas, ColdShard(token, rows, cold_before))
@@ -302,7 +311,7 @@ def write_hot(
     try:
         confined(root, path).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, durable=False) as tmp:
-            write_arrow(tmp, schema, parts)
+            write_arrow(tmp, schema, parts, apart=SESSION_FIELDS)
     except OSError as exc:
         return f"cannot write {path}: {exc.strerror or exc}"
     return None

@@ -37,10 +37,10 @@ def _cache_file(root: Path, calendar: str) -> Path:
 
 def _load(root: Path, path: Path, version: str) -> tuple[date, date, SessionTable] | None:
     try:
-        data = read_arrow(root, path.relative_to(root))  # never waits on a FIFO
-        if data is None:
+        files = read_arrow(root, path.relative_to(root))  # never waits on a FIFO
+        if files is None:
             return None
-        table = pa.ipc.open_file(data).read_all()
+        table = pa.ipc.open_file(files[0]).read_all()
         meta = table.schema.metadata or {}
         if meta.get(b"exchange_calendars") != version.encode():
             return None
