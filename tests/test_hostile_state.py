@@ -532,3 +532,24 @@ def test_a_decompression_bomb_in_the_index_stays_under_a_gigabyte(
     assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr
     assert peak_kib < 1 << 20, f"peak {peak_kib / 1024:.0f} MiB"
     assert not load_index(ws).files.is_empty()  # rebuilt in its place
+
+
+def test_the_row_check_cache_is_never_waited_on_nor_written_through_a_link(ws: Path, outside: Path):
+    """Integrity read its row-check cache by path (a FIFO in its place hung `integrity`
+    forever) and wrote it without looking for links (a linked `.parqctl/integrity` got
+    the cache written outside the workspace)."""
+    import shutil
+
+    assert cli(ws, "integrity", "--json").returncode in (0, 1)
+    cache = ws / ".parqctl" / "integrity" / "row_checks.parquet"
+    assert cache.exists()
+    cache.unlink()
+    os.mkfifo(cache)
+    result = cli(ws, "integrity", "--json", timeout=60)  # a hang fails here
+    assert "Traceback" not in result.stderr and result.returncode in (0, 1), result.stderr
+    shutil.rmtree(cache.parent)
+    _link(ws, ".parqctl/integrity", outside)
+    before = tree_digest(outside)
+    result = cli(ws, "integrity", "--json")
+    assert "Traceback" not in result.stderr and result.returncode in (0, 1), result.stderr
+    assert tree_digest(outside) == before

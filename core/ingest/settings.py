@@ -16,8 +16,9 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from core.config import CONFIG_FILE
+from core.config import CONFIG_FILE, MAX_CONFIG_BYTES
 from core.errors import MetadataError
+from core.store.metadata import exists, read_text_file
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,13 @@ def load_settings(workspace_root: Path) -> IngestSettings:
     """The settings, defaults for what is not set. core.config has read the file already
     (a malformed one is refused there); only this table is looked at here."""
     path = Path(workspace_root) / CONFIG_FILE
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not exists(path):
         return IngestSettings()
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    # (As core.config reads it: a regular file of at most MAX_CONFIG_BYTES, never a FIFO.)
+    text = read_text_file(path, MAX_CONFIG_BYTES, "fix it or remove it to use the defaults")
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise MetadataError(f"{path}: cannot read it: {exc}", "fix the file") from None
     table = data.get("ingest", {})
     if not isinstance(table, dict):

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from core.config import FileLimits
 from core.integrity.findings import Finding, Severity
 from core.safety import untrusted_json
-from core.safety.atomic import atomic_path
+from core.safety.atomic import atomic_path, confined, read_state_file
 from core.store.bars import FIRST_BAR_DAY, LAST_BAR_DAY, footer_problem, workspace_limits
 from core.store.workspace import STATE_DIR
 
@@ -405,11 +405,15 @@ class RowCheckCache:
         """The persisted entries as Arrow (CACHE_SCHEMA), for a vectorised lookup; None
         when there are none or they are of another version."""
         try:
+            # Never through a link, never waiting on a FIFO (read_state_file).
+            content = read_state_file(root, CACHE_FILE)
+            if content is None:
+                return None
             # ParquetFile rather than read_table: the latter imports pyarrow.dataset, and
             # with it pandas, which costs seconds at start-up.
-            with pq.ParquetFile(root / CACHE_FILE) as parquet:
+            with pq.ParquetFile(pa.BufferReader(content)) as parquet:
                 table = parquet.read()
-        except (FileNotFoundError, NotADirectoryError, pa.ArrowException, OSError):
+        except (pa.ArrowException, OSError):
             return None
         if (table.schema.metadata or {}).get(
             _VERSION_KEY
@@ -460,7 +464,9 @@ class RowCheckCache:
         )
         path = root / CACHE_FILE
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # Never through a link: a `.parqctl/integrity` linked out of the workspace is
+            # not written (UnsafeLinkError, an OSError).
+            confined(root, path).parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path, durable=False) as tmp:
                 pq.write_table(table, tmp, compression="zstd")
         except OSError as exc:
