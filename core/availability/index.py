@@ -28,8 +28,9 @@ records when the last full scan and the last refresh ran, so that what is shown 
 how old it is.
 
 The index is persisted as Arrow IPC files under ``.parqctl/index/`` (two shards, see
-core.availability.index_shards); the column names and types of each distinct schema are stored once, in its metadata (a
-workspace has a handful of schemas and hundreds of thousands of files). Beside it,
+core.availability.index_shards); the column names and types of each distinct schema are
+stored once, in their metadata (a workspace has a handful of schemas and hundreds of
+thousands of files). Beside it,
 ``summary.json`` holds per (dataset, ticker) files, bytes and bar span (what health
 shows, without loading the per-file records), and ``state.json`` the scan times, the
 strays and the directories that could not be read. Writes are parqctl's own state:
