@@ -46,36 +46,32 @@ def write_arrow(
     """Write ``batches`` to ``path`` (a temp file: the caller renames it), the ``apart``
     columns in a stream of their own; returns the decompressed size. Raises
     ArrowCacheTooLarge (an OSError) beyond MAX_ARROW_BYTES."""
-    parts = [
-        pa.schema([f for f in schema if f.name not in apart], metadata=schema.metadata),
-        pa.schema([f for f in schema if f.name in apart]),
-    ]
+    parts = [pa.schema([f for f in schema if f.name not in apart], metadata=schema.metadata)]
+    if apart:
+        parts.append(pa.schema([f for f in schema if f.name in apart]))
     sinks = [pa.BufferOutputStream() for _ in parts]
     streams = [pa.CompressedOutputStream(sink, "zstd") for sink in sinks]
     writers = [pa.ipc.new_file(s, p) for s, p in zip(streams, parts, strict=True)]
-    too_large = False
     for batch in batches:
         for writer, part in zip(writers, parts, strict=True):
             writer.write_batch(batch.select(part.names))
-        too_large = sum(stream.tell() for stream in streams) > MAX_ARROW_BYTES
-        if too_large:
+        if sum(stream.tell() for stream in streams) > MAX_ARROW_BYTES:
             break
     for writer in writers:
         writer.close()
     size = sum(stream.tell() for stream in streams)
     for stream in streams:
         stream.close()
-    if too_large or size > MAX_ARROW_BYTES:
+    if size > MAX_ARROW_BYTES:
         raise ArrowCacheTooLarge(
             f"{path.name}: more than {MAX_ARROW_BYTES // 2**20:,} MiB, which parqctl does not "
             "read back"
         )
-    first, second = (sink.getvalue() for sink in sinks)
+    compressed = [sink.getvalue() for sink in sinks]
     with open(path, "xb") as out:
-        out.write(_HEADER.pack(MAGIC, first.size))
-        out.write(first)
-        if apart:
-            out.write(second)
+        out.write(_HEADER.pack(MAGIC, compressed[0].size))
+        for stream in compressed:
+            out.write(stream)
     return size
 
 

@@ -756,8 +756,6 @@ def _cold_kept(
 
     if cold is None or cold.before < hot_range(now)[0] - COLD_LAG or prior.height < cold.rows:
         return None
-    if index_shards.read_cold_ref(root) != cold:
-        return None  # another process wrote the index meanwhile
     if prior.slice(0, cold.rows)["path"].is_in(gone.implode()).any():
         return None
     import pyarrow.compute as pc
@@ -765,7 +763,10 @@ def _cold_kept(
     if len(fresh) and pc.any(index_shards.cold_mask(fresh, cold.before)).as_py():
         return None
     if SESSION_FIELDS[0] in prior.columns:
+        if index_shards.read_cold_ref(root) != cold:
+            return None  # another process wrote the index meanwhile
         return prior.slice(cold.rows)
+    # (The hot shard names its cold shard: read once, it answers that question too.)
     hot = index_shards.read_hot(root, INDEX_SCHEMA)
     if hot is None or hot.cold != cold or hot.table.num_rows != prior.height - cold.rows:
         return None
